@@ -1,0 +1,444 @@
+//! The in-memory filesystem every stage hands to the next.
+//!
+//! A [`Tree`] is a map from normalised path (bytes, no leading `/`, no `.`
+//! or `..` components, no trailing `/`) to [`Entry`]. It is sorted by path
+//! bytes, so iterating it is the on-disk order of every writer. File
+//! contents live in a [`ContentStore`] (an unnamed temporary file, so large
+//! images are never held in memory twice) and entries only reference them.
+//!
+//! The tree never touches the host filesystem by path: device nodes, root
+//! ownership and setuid bits exist only here, which is why building needs no
+//! privileges and a hostile layer cannot escape the image root.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+/// What an entry is, with the data that kind carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File(Content),
+    Dir,
+    Symlink(Vec<u8>),
+    /// A hard link to another path of the same tree (normalised).
+    Hardlink(Vec<u8>),
+    Char {
+        major: u32,
+        minor: u32,
+    },
+    Block {
+        major: u32,
+        minor: u32,
+    },
+    Fifo,
+}
+
+/// One filesystem entry: its kind and metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: Kind,
+    /// Permission bits including setuid, setgid and sticky (no file type bits).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+    /// Extended attributes by full name (e.g. `security.capability`).
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+impl Entry {
+    pub fn dir(mode: u32, mtime: i64) -> Entry {
+        Entry::new(Kind::Dir, mode, mtime)
+    }
+
+    pub fn file(content: Content, mode: u32, mtime: i64) -> Entry {
+        Entry::new(Kind::File(content), mode, mtime)
+    }
+
+    pub fn symlink(target: impl Into<Vec<u8>>, mtime: i64) -> Entry {
+        Entry::new(Kind::Symlink(target.into()), 0o777, mtime)
+    }
+
+    /// An entry owned by root with no xattrs.
+    pub fn new(kind: Kind, mode: u32, mtime: i64) -> Entry {
+        Entry {
+            kind,
+            mode: mode & 0o7777,
+            uid: 0,
+            gid: 0,
+            mtime,
+            xattrs: BTreeMap::new(),
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, Kind::Dir)
+    }
+
+    /// The `st_mode` file-type bits of this entry (`S_IFREG`, `S_IFDIR`, …).
+    /// A hard link reports `S_IFREG`; writers resolve links themselves.
+    pub fn file_type_bits(&self) -> u32 {
+        match self.kind {
+            Kind::File(_) | Kind::Hardlink(_) => 0o100000,
+            Kind::Dir => 0o040000,
+            Kind::Symlink(_) => 0o120000,
+            Kind::Char { .. } => 0o020000,
+            Kind::Block { .. } => 0o060000,
+            Kind::Fifo => 0o010000,
+        }
+    }
+}
+
+/// A reference to file bytes held in a [`ContentStore`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Content {
+    offset: u64,
+    len: u64,
+    sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Content({} bytes, sha256:{})",
+            self.len,
+            hex::encode(self.sha256)
+        )
+    }
+}
+
+impl Content {
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+}
+
+/// Append-only storage for file contents, backed by an unnamed temp file.
+///
+/// Cloning gives another handle to the same store. Identical contents are
+/// stored once (keyed by sha256).
+#[derive(Clone)]
+pub struct ContentStore {
+    inner: Arc<Mutex<StoreInner>>,
+}
+
+struct StoreInner {
+    file: File,
+    len: u64,
+    by_hash: BTreeMap<[u8; 32], (u64, u64)>,
+}
+
+impl ContentStore {
+    /// A new, empty store in the system temp directory.
+    pub fn new() -> io::Result<ContentStore> {
+        let file = tempfile::tempfile()?;
+        Ok(ContentStore {
+            inner: Arc::new(Mutex::new(StoreInner {
+                file,
+                len: 0,
+                by_hash: BTreeMap::new(),
+            })),
+        })
+    }
+
+    /// Store `bytes`, returning a reference to them.
+    pub fn add(&self, bytes: &[u8]) -> io::Result<Content> {
+        self.add_reader(&mut &bytes[..], None)
+    }
+
+    /// Stream `reader` into the store. If `limit` is set and the reader
+    /// yields more than that many bytes, fails with `InvalidData`.
+    pub fn add_reader(&self, reader: &mut dyn Read, limit: Option<u64>) -> io::Result<Content> {
+        let mut inner = self.inner.lock().expect("content store poisoned");
+        let start = inner.len;
+        inner.file.seek(SeekFrom::Start(start))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total: u64 = 0;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += n as u64;
+            if let Some(limit) = limit {
+                if total > limit {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("content exceeds the limit of {limit} bytes"),
+                    ));
+                }
+            }
+            hasher.update(&buf[..n]);
+            inner.file.write_all(&buf[..n])?;
+        }
+        let sha256: [u8; 32] = hasher.finalize().into();
+        if let Some(&(offset, len)) = inner.by_hash.get(&sha256) {
+            // Already stored: forget the copy just written.
+            inner.file.set_len(start)?;
+            return Ok(Content {
+                offset,
+                len,
+                sha256,
+            });
+        }
+        inner.len = start + total;
+        inner.by_hash.insert(sha256, (start, total));
+        Ok(Content {
+            offset: start,
+            len: total,
+            sha256,
+        })
+    }
+
+    /// Read the whole content into memory (for small files such as configs).
+    pub fn read(&self, content: &Content) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(content.len as usize);
+        self.copy_to(content, &mut out)?;
+        Ok(out)
+    }
+
+    /// Copy the content to `w` without holding it all in memory.
+    pub fn copy_to(&self, content: &Content, w: &mut dyn Write) -> io::Result<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut pos = content.offset;
+        let end = content.offset + content.len;
+        while pos < end {
+            let want = ((end - pos) as usize).min(buf.len());
+            {
+                let mut inner = self.inner.lock().expect("content store poisoned");
+                inner.file.seek(SeekFrom::Start(pos))?;
+                inner.file.read_exact(&mut buf[..want])?;
+            }
+            w.write_all(&buf[..want])?;
+            pos += want as u64;
+        }
+        Ok(())
+    }
+}
+
+/// A sorted filesystem tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tree {
+    entries: BTreeMap<Vec<u8>, Entry>,
+}
+
+/// Normalise a path from an untrusted source into a tree key.
+///
+/// Leading `/`, `.` components and empty components are dropped; `..`
+/// pops a component but never goes above the root. Returns the key and
+/// whether anything had to be changed beyond dropping a leading `./` or `/`
+/// and a trailing `/` (callers warn about such paths).
+pub fn normalize(path: &[u8]) -> (Vec<u8>, bool) {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let mut suspicious = false;
+    for comp in path.split(|&b| b == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => {
+                suspicious = true;
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    if path.starts_with(b"/") && !path.starts_with(b"./") {
+        suspicious = true;
+    }
+    (parts.join(&b'/'), suspicious)
+}
+
+/// The parent of a tree key, or `None` for a top-level entry.
+pub fn parent(path: &[u8]) -> Option<&[u8]> {
+    path.iter().rposition(|&b| b == b'/').map(|i| &path[..i])
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        Tree::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, path: &[u8]) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    pub fn get_mut(&mut self, path: &[u8]) -> Option<&mut Entry> {
+        self.entries.get_mut(path)
+    }
+
+    /// Insert or replace an entry. The path must already be normalised.
+    /// Missing parent directories are NOT created; see [`Tree::insert_with_parents`].
+    pub fn insert(&mut self, path: Vec<u8>, entry: Entry) -> Option<Entry> {
+        debug_assert!(!path.starts_with(b"/") && !path.ends_with(b"/"));
+        self.entries.insert(path, entry)
+    }
+
+    /// Insert, creating missing parents as directories with `dir_mode`,
+    /// root-owned, at `mtime`. An existing non-directory parent is replaced
+    /// by a directory (as a later layer would).
+    pub fn insert_with_parents(&mut self, path: Vec<u8>, entry: Entry, dir_mode: u32, mtime: i64) {
+        self.mkdir_parents(&path, dir_mode, mtime);
+        self.insert(path, entry);
+    }
+
+    /// Create every missing ancestor of `path` as a directory.
+    pub fn mkdir_parents(&mut self, path: &[u8], dir_mode: u32, mtime: i64) {
+        let mut end = 0;
+        while let Some(i) = path[end..].iter().position(|&b| b == b'/') {
+            let dir = &path[..end + i];
+            match self.entries.get(dir) {
+                Some(e) if e.is_dir() => {}
+                Some(_) => {
+                    self.remove_subtree(dir);
+                    self.entries
+                        .insert(dir.to_vec(), Entry::dir(dir_mode, mtime));
+                }
+                None => {
+                    self.entries
+                        .insert(dir.to_vec(), Entry::dir(dir_mode, mtime));
+                }
+            }
+            end += i + 1;
+        }
+    }
+
+    /// Remove `path` and everything below it.
+    pub fn remove_subtree(&mut self, path: &[u8]) {
+        self.entries.remove(path);
+        self.remove_children(path);
+    }
+
+    /// Remove everything below `path`, keeping `path` itself.
+    pub fn remove_children(&mut self, path: &[u8]) {
+        let mut prefix = path.to_vec();
+        prefix.push(b'/');
+        let doomed: Vec<Vec<u8>> = self
+            .entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.entries.remove(&k);
+        }
+    }
+
+    /// Entries in path-byte order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Entry)> {
+        self.entries.iter()
+    }
+
+    /// Entries strictly below `path` (all depths), in order.
+    pub fn children_of<'a>(
+        &'a self,
+        path: &[u8],
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Entry)> + 'a {
+        let mut prefix = path.to_vec();
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        let p2 = prefix.clone();
+        self.entries
+            .range(prefix..)
+            .take_while(move |(k, _)| k.starts_with(&p2))
+    }
+
+    /// Graft `other` under `prefix` (normalised, may be empty for the root),
+    /// replacing entries at the same paths. Hard-link targets are re-rooted.
+    pub fn graft(&mut self, prefix: &[u8], other: Tree) {
+        for (path, mut entry) in other.entries {
+            if let Kind::Hardlink(target) = &mut entry.kind {
+                *target = join(prefix, target);
+            }
+            self.entries.insert(join(prefix, &path), entry);
+        }
+    }
+}
+
+/// Join a (possibly empty) normalised prefix and a normalised path.
+pub fn join(prefix: &[u8], path: &[u8]) -> Vec<u8> {
+    if prefix.is_empty() {
+        return path.to_vec();
+    }
+    if path.is_empty() {
+        return prefix.to_vec();
+    }
+    let mut out = Vec::with_capacity(prefix.len() + 1 + path.len());
+    out.extend_from_slice(prefix);
+    out.push(b'/');
+    out.extend_from_slice(path);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_keeps_paths_inside_the_root() {
+        assert_eq!(normalize(b"./a/b/"), (b"a/b".to_vec(), false));
+        assert_eq!(normalize(b"/etc/passwd"), (b"etc/passwd".to_vec(), true));
+        assert_eq!(
+            normalize(b"../../etc/shadow"),
+            (b"etc/shadow".to_vec(), true)
+        );
+        assert_eq!(normalize(b"a/../../b"), (b"b".to_vec(), true));
+        assert_eq!(normalize(b"a//./c"), (b"a/c".to_vec(), false));
+    }
+
+    #[test]
+    fn store_dedups_and_round_trips() {
+        let store = ContentStore::new().unwrap();
+        let a = store.add(b"hello").unwrap();
+        let b = store.add(b"world!").unwrap();
+        let c = store.add(b"hello").unwrap();
+        assert_eq!(a, c);
+        assert_ne!(a, b);
+        assert_eq!(store.read(&a).unwrap(), b"hello");
+        assert_eq!(store.read(&b).unwrap(), b"world!");
+    }
+
+    #[test]
+    fn store_enforces_limit() {
+        let store = ContentStore::new().unwrap();
+        let err = store
+            .add_reader(&mut &[0u8; 100][..], Some(99))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn parents_and_subtrees() {
+        let mut t = Tree::new();
+        t.insert_with_parents(b"a/b/c".to_vec(), Entry::dir(0o755, 0), 0o755, 0);
+        assert!(t.get(b"a").unwrap().is_dir());
+        assert!(t.get(b"a/b").unwrap().is_dir());
+        t.insert(b"ab".to_vec(), Entry::dir(0o755, 0));
+        t.remove_subtree(b"a");
+        let keys: Vec<_> = t.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys, vec![b"ab".to_vec()]);
+    }
+}

@@ -1,0 +1,1 @@
+//! Test helpers: temp dirs, a kiln runner, and OCI layouts written from in-code descriptions.

@@ -1,0 +1,10 @@
+//! kiln's integration tests: one binary, one module per area.
+//! Fixtures (OCI layouts, YAML) are built in code by `support`.
+
+mod support;
+
+mod cli;
+mod oci;
+mod output;
+mod spec;
+mod unpack;
