@@ -1,1 +1,165 @@
-fn main() {}
+//! The `kiln` command line: parses arguments, runs a library stage, and
+//! turns the outcome into an exit code (0 ok, 1 bad input, 2 internal
+//! error, 3 verification failed). All work is done in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use kiln::build::{self, BuildOptions, Format};
+use kiln::output::compress::Compression;
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "Hermetic, bit-reproducible LinuxKit image builds")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build images from LinuxKit YAML files
+    Build(BuildArgs),
+    /// Check YAML files and that every image they name is in the layout
+    Validate(ValidateArgs),
+    /// List the entries of a built initrd or tar
+    Inspect {
+        /// An initrd (cpio, optionally compressed) or tar
+        file: PathBuf,
+    },
+    /// Check outputs listed in a NAME.sha256 file against a golden file
+    Verify {
+        /// The NAME.sha256 file a build wrote
+        file: PathBuf,
+        /// The golden sha256 file to compare with
+        #[arg(long)]
+        golden: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct LayoutArgs {
+    /// OCI image layout to read images from [default: $KILN_LAYOUT, else ./oci-layout]
+    #[arg(long, value_name = "DIR")]
+    layout: Option<PathBuf>,
+    /// Architecture to pick from multi-platform images
+    #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
+    arch: String,
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Output format; repeat for several [default: kernel+initrd]
+    #[arg(short = 'f', long = "format", value_name = "FORMAT")]
+    formats: Vec<Format>,
+    /// Output directory
+    #[arg(short = 'o', long = "dir", value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// Base name of the outputs [default: the first file's stem]
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    layout: LayoutArgs,
+    /// Initrd compression
+    #[arg(long, default_value = "gzip", value_name = "gzip|zstd|xz|none")]
+    compress: Compression,
+    /// Compare the outputs with this sha256sum file; exit 3 on any difference
+    #[arg(long, value_name = "FILE")]
+    golden: Option<PathBuf>,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    json: bool,
+    /// LinuxKit YAML files, merged in order
+    #[arg(required = true, value_name = "FILE.yml")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    layout: LayoutArgs,
+    #[arg(required = true, value_name = "FILE.yml")]
+    files: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("kiln: error: {err:#}");
+            ExitCode::from(build::exit_code(&err))
+        }
+    }
+}
+
+fn layout_dir(args: &LayoutArgs) -> PathBuf {
+    args.layout
+        .clone()
+        .or_else(|| std::env::var_os("KILN_LAYOUT").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("oci-layout"))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Build(args) => {
+            let name = match args.name {
+                Some(n) => n,
+                None => args.files[0]
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .context("cannot derive an output name from the first file; use --name")?
+                    .to_owned(),
+            };
+            let formats = if args.formats.is_empty() { vec![Format::KernelInitrd] } else { args.formats };
+            let opts = BuildOptions {
+                files: args.files,
+                formats,
+                out_dir: args.dir,
+                name,
+                layout: layout_dir(&args.layout),
+                arch: args.layout.arch,
+                compression: args.compress,
+                epoch: build::source_date_epoch()?,
+                threads: build::threads_from_env()?,
+                limits: Default::default(),
+            };
+            let report = build::build(&opts)?;
+            for w in &report.warnings {
+                eprintln!("kiln: warning: {w}");
+            }
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                for a in &report.outputs {
+                    println!("{}  {}", a.sha256, a.path.display());
+                }
+            }
+            if let Some(golden) = args.golden {
+                build::check_golden(&report.sums(), &golden)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => {
+            let warnings = build::validate(&args.files, &layout_dir(&args.layout), &args.layout.arch)?;
+            for w in &warnings {
+                eprintln!("kiln: warning: {w}");
+            }
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { file } => {
+            let rows = kiln::inspect::inspect(&file)?;
+            print!("{}", kiln::inspect::format_listing(&rows));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { file, golden } => {
+            let now = kiln::golden::rehash(&file)?;
+            build::check_golden(&now, &golden)?;
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
