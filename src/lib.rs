@@ -16,6 +16,6 @@ pub mod spec;
 pub mod tree;
 pub mod unpack;
 
-/// The fixed mtime of generated entries when `SOURCE_DATE_EPOCH` is unset
-/// (2000-01-01T00:00:00Z, positive and before any real input).
-pub const DEFAULT_EPOCH: i64 = 946_684_800;
+/// The fixed mtime of generated entries when `SOURCE_DATE_EPOCH` is unset:
+/// LinuxKit's own default, 2017-04-18T16:30:00Z, so unpinned builds match its dates.
+pub const DEFAULT_EPOCH: i64 = 1_492_533_000;
