@@ -457,3 +457,54 @@ fn file_index<T>(items: &[T], i: usize, pos: fn(&T) -> &Pos) -> usize {
     let file = &pos(&items[i]).file;
     items[..i].iter().filter(|t| &pos(t).file == file).count()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node() -> Node {
+        yaml::load("t.yml", "x").unwrap()
+    }
+
+    #[test]
+    fn file_paths_lose_leading_slashes_and_keep_inside() {
+        let n = node();
+        assert_eq!(check_file_path("/etc/x", &n, "p").unwrap(), "etc/x");
+        assert_eq!(check_file_path("etc/x/", &n, "p").unwrap(), "etc/x/");
+        assert_eq!(check_file_path("a/..b", &n, "p").unwrap(), "a/..b");
+        assert!(check_file_path("//", &n, "p").is_err());
+        assert!(check_file_path("a/../b", &n, "p").is_err());
+        assert!(check_file_path("..", &n, "p").is_err());
+    }
+
+    #[test]
+    fn raw_merge_follows_linuxkit() {
+        let mut acc = json!({"kernel": {"image": "k:1", "cmdline": "a"}, "init": ["i:1"]});
+        let next = json!({
+            "kernel": {"image": "", "cmdline": "b", "tar": null},
+            "init": ["i:2"], "files": [{"path": "x"}], "trust": {"org": ["x"]}
+        });
+        merge_raw(&mut acc, next);
+        assert_eq!(
+            acc,
+            json!({
+                "kernel": {"image": "k:1", "cmdline": "b", "tar": null},
+                "init": ["i:1", "i:2"], "files": [{"path": "x"}]
+            })
+        );
+    }
+
+    #[test]
+    fn file_index_counts_within_one_file() {
+        let pos = |f: &str| Pos {
+            file: Arc::from(f),
+            line: 1,
+            col: 1,
+        };
+        let items = [pos("a"), pos("b"), pos("a"), pos("b")];
+        assert_eq!(file_index(&items, 3, |p| p), 1);
+        assert_eq!(file_index(&items, 2, |p| p), 1);
+        assert_eq!(file_index(&items, 0, |p| p), 0);
+    }
+}

@@ -17,7 +17,8 @@ use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Span};
 
 use super::{Pos, SpecError};
 
-/// The most nodes one document may expand to, aliases included.
+/// The most nodes one document may hold: written nodes, anchored copies
+/// and alias expansions together.
 pub const MAX_NODES: usize = 100_000;
 /// The deepest nesting of sequences and mappings accepted.
 pub const MAX_DEPTH: usize = 64;
@@ -318,6 +319,9 @@ impl Builder {
     fn finish(&mut self, node: Node, anchor: usize) -> Result<(), SpecError> {
         if anchor != 0 {
             let (size, depth) = measure(&node);
+            // The stored copy counts too, so nested anchors cannot multiply
+            // memory past the budget.
+            self.grow(size, &node.pos)?;
             self.anchors.insert(
                 anchor,
                 Anchored {
@@ -395,8 +399,8 @@ impl Builder {
             };
             for (key, v) in sources.into_iter().flatten() {
                 let text = key_text(&key).to_owned();
-                if !seen.contains_key(&text) {
-                    seen.insert(text, key.pos.clone());
+                if let std::collections::btree_map::Entry::Vacant(slot) = seen.entry(text) {
+                    slot.insert(key.pos.clone());
                     out.push((key, v));
                 }
             }
