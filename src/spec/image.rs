@@ -186,7 +186,8 @@ fn list<T>(
     Ok(Some(out))
 }
 
-/// Normalises a capability name to `CAP_XXX` (or `all`).
+/// Normalises a capability name (any case, `CAP_` optional) to `CAP_XXX`
+/// or `all`; `None` if it is not in [`CAPABILITIES`].
 pub fn capability(name: &str) -> Option<String> {
     let upper = name.to_ascii_uppercase();
     if upper == "ALL" {
