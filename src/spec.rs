@@ -15,12 +15,15 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod fields;
+mod image;
 pub mod parse;
 pub mod yaml;
 
+pub use image::capability;
 pub use parse::{load, load_str};
 
-/// A place in a YAML file, 1-based line and column.
+/// A place in a YAML file, 1-based line and column (line 0: the whole file).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
     pub file: Arc<str>,
@@ -30,7 +33,12 @@ pub struct Pos {
 
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+        if self.line == 0 {
+            // A whole-file problem (e.g. unreadable): no line to point at.
+            write!(f, "{}", self.file)
+        } else {
+            write!(f, "{}:{}:{}", self.file, self.line, self.col)
+        }
     }
 }
 
@@ -56,6 +64,8 @@ pub struct Spec {
     /// The YAML documents as given, merged, for `metadata: yaml|json` files.
     /// A JSON value with the LinuxKit key names.
     pub raw: serde_json::Value,
+    /// Things accepted but ignored (e.g. `trust:`), as `file:line:col: message`.
+    pub warnings: Vec<String>,
 }
 
 /// An image reference as written, with where it was written.
