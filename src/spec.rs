@@ -20,7 +20,7 @@ mod image;
 pub mod parse;
 pub mod yaml;
 
-pub use image::capability;
+pub use image::{capability, label};
 pub use parse::{load, load_str};
 
 /// A place in a YAML file, 1-based line and column (line 0: the whole file).

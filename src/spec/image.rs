@@ -83,6 +83,19 @@ const RESOURCES_KEYS: &[&str] = &[
 
 /// Parses one image entry at `path` (e.g. `services[2]`).
 pub fn image(node: &Node, path: &str) -> Result<Image, SpecError> {
+    image_fields(node, path, false)
+}
+
+/// Parses an image's `org.mobyproject.config` label (JSON, read as YAML):
+/// the same keys as an image entry except `name` and `image`. Errors name
+/// `label` of the image as their file.
+pub fn label(text: &str, image: &str) -> Result<Image, SpecError> {
+    let origin = format!("{image}: label org.mobyproject.config");
+    let node = super::yaml::load(&origin, text)?;
+    image_fields(&node, "", true)
+}
+
+fn image_fields(node: &Node, path: &str, is_label: bool) -> Result<Image, SpecError> {
     let Value::Mapping(entries) = &node.value else {
         return Err(error(
             node,
@@ -98,6 +111,9 @@ pub fn image(node: &Node, path: &str) -> Result<Image, SpecError> {
     for (k, v) in entries {
         let key = key_text(k);
         let p = &join(path, key);
+        if is_label && (key == "name" || key == "image") {
+            return Err(error(k, path, format!("a label must not set `{key}`")));
+        }
         match key {
             "name" => name = opt_string(v, p)?.map(|n| (n, v)),
             "image" => {
@@ -142,6 +158,9 @@ pub fn image(node: &Node, path: &str) -> Result<Image, SpecError> {
             "runtime" => img.runtime = runtime(v, p)?,
             _ => return Err(unknown_key(k, path, IMAGE_KEYS)),
         }
+    }
+    if is_label {
+        return Ok(img);
     }
     let Some((name, name_node)) = name else {
         return Err(error(node, path, "missing `name`"));
@@ -381,5 +400,27 @@ mod tests {
         assert_eq!(capability("ALL").as_deref(), Some("all"));
         assert_eq!(capability("CAP_FLY"), None);
         assert_eq!(capability("CAP_"), None);
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn label_parses_image_keys() {
+        let img = label(r#"{"capabilities":["CAP_NET_ADMIN"],"binds":["/a:/b"],"pid":"host"}"#, "x:1").unwrap();
+        assert_eq!(img.capabilities, Some(vec!["CAP_NET_ADMIN".to_string()]));
+        assert_eq!(img.binds, Some(vec!["/a:/b".to_string()]));
+        assert_eq!(img.pid.as_deref(), Some("host"));
+        assert!(img.name.is_empty());
+    }
+
+    #[test]
+    fn label_rejects_name_and_bad_caps() {
+        let err = label(r#"{"name":"x"}"#, "x:1").unwrap_err().to_string();
+        assert!(err.contains("x:1: label org.mobyproject.config:1:2") && err.contains("must not set `name`"), "{err}");
+        let err = label(r#"{"capabilities":["CAP_BOGUS"]}"#, "x:1").unwrap_err().to_string();
+        assert!(err.contains("CAP_BOGUS"), "{err}");
     }
 }
