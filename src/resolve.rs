@@ -30,7 +30,7 @@ impl Plan {
 pub struct ResolveError {
     pub pos: Pos,
     #[source]
-    pub source: OciError,
+    pub source: Box<OciError>,
 }
 
 /// Every image reference in `spec`, in YAML order (kernel, init, onboot,
@@ -58,7 +58,7 @@ pub fn resolve(spec: &Spec, layout: &Layout, arch: &str) -> Result<Plan, Resolve
             .resolve(&r.reference, arch)
             .map_err(|source| ResolveError {
                 pos: r.pos.clone(),
-                source,
+                source: Box::new(source),
             })?;
         plan.images.insert(r.reference.clone(), image);
     }

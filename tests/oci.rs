@@ -1,1 +1,860 @@
 //! Integration tests: oci.
+//!
+//! Reading layouts (names, pins, platforms, nested indexes, Docker media
+//! types), refusing damaged ones (corrupt, truncated, oversized blobs,
+//! malformed digests and JSON), writing them deterministically and
+//! atomically, and interoperating with skopeo and umoci.
+
+use std::io::Read;
+use std::path::Path;
+
+use kiln::oci::write::{ImageSpec, IndexSpec, LayerSource, LayerSpec, LayoutWriter};
+use kiln::oci::{Compression, Layout, OciError, ResolvedImage};
+use kiln::resolve::{resolve, Plan};
+use kiln::spec::{ImageRef, Pos, Spec};
+
+use crate::support::*;
+
+fn one_file_layer(name: &str, body: &str) -> Vec<u8> {
+    LayerBuilder::new()
+        .dir("etc/", 0o755)
+        .file(name, body, 0o644)
+        .build()
+}
+
+fn alpine() -> TestImage {
+    TestImage::new("docker.io/library/alpine:3.19")
+        .layer(one_file_layer("etc/alpine-release", "3.19.1\n"))
+        .layer_with(one_file_layer("etc/motd", "hi\n"), Compression::Zstd)
+        .label("org.mobyproject.config", "{}")
+        .entrypoint(&["/bin/sh"])
+        .cmd(&["-c", "true"])
+        .env(&["PATH=/bin"])
+        .working_dir("/root")
+        .user("1:2")
+}
+
+fn resolve_ok(dir: &Path, reference: &str, arch: &str) -> ResolvedImage {
+    let layout = Layout::open(dir).expect("open layout");
+    layout
+        .resolve(reference, arch)
+        .unwrap_or_else(|e| panic!("resolve {reference}: {e}"))
+}
+
+fn resolve_err(dir: &Path, reference: &str, arch: &str) -> String {
+    let layout = Layout::open(dir).expect("open layout");
+    match layout.resolve(reference, arch) {
+        Ok(img) => panic!(
+            "resolve {reference} unexpectedly gave {}",
+            img.manifest_digest
+        ),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn resolve_by_full_name_gives_config_and_layers() {
+    let t = TestDir::new();
+    let descs = write_layout(t.path(), &[alpine()]);
+    let img = resolve_ok(t.path(), "docker.io/library/alpine:3.19", "amd64");
+    assert_eq!(img.reference, "docker.io/library/alpine:3.19");
+    assert_eq!(img.name, "docker.io/library/alpine:3.19");
+    assert_eq!(img.manifest_digest, descs[0].digest);
+    assert_eq!(
+        img.config.entrypoint.as_deref(),
+        Some(&["/bin/sh".to_string()][..])
+    );
+    assert_eq!(
+        img.config.cmd,
+        Some(vec!["-c".to_string(), "true".to_string()])
+    );
+    assert_eq!(img.config.env, Some(vec!["PATH=/bin".to_string()]));
+    assert_eq!(img.config.working_dir.as_deref(), Some("/root"));
+    assert_eq!(img.config.user.as_deref(), Some("1:2"));
+    assert_eq!(img.config.labels["org.mobyproject.config"], "{}");
+    assert_eq!(
+        (img.config.architecture.as_str(), img.config.os.as_str()),
+        ("amd64", "linux")
+    );
+    let kinds: Vec<_> = img
+        .layers
+        .iter()
+        .map(|l| (l.compression, l.media_type.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (
+                Compression::Gzip,
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            ),
+            (
+                Compression::Zstd,
+                "application/vnd.oci.image.layer.v1.tar+zstd"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn layers_stream_back_as_the_tars_written() {
+    let t = TestDir::new();
+    let tars: Vec<Vec<u8>> = (0..3)
+        .map(|i| one_file_layer("etc/n", &i.to_string()))
+        .collect();
+    let img = TestImage::new("x")
+        .layer_with(tars[0].clone(), Compression::None)
+        .layer_with(tars[1].clone(), Compression::Gzip)
+        .layer_with(tars[2].clone(), Compression::Zstd);
+    write_layout(t.path(), &[img]);
+    let layout = Layout::open(t.path()).expect("open");
+    let img = layout.resolve("x", "amd64").expect("resolve");
+    for (layer, tar) in img.layers.iter().zip(&tars) {
+        let mut r = layout.open_layer_tar(&img, layer).expect("open layer");
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).expect("read layer");
+        r.finish().expect("verify layer");
+        assert_eq!(&got, tar, "{}", layer.digest);
+    }
+    assert_eq!(layout.fsck().expect("fsck").blobs, 5);
+}
+
+#[test]
+fn short_names_expand_like_linuxkit() {
+    let t = TestDir::new();
+    write_layout(
+        t.path(),
+        &[
+            TestImage::new("docker.io/linuxkit/init:v1"),
+            TestImage::new("localhost:5000/x:latest"),
+            // A layout may itself hold short names; they expand too.
+            TestImage::new("busybox"),
+        ],
+    );
+    assert_eq!(
+        resolve_ok(t.path(), "linuxkit/init:v1", "amd64").name,
+        "docker.io/linuxkit/init:v1"
+    );
+    assert_eq!(
+        resolve_ok(t.path(), "localhost:5000/x", "amd64").name,
+        "localhost:5000/x:latest"
+    );
+    let b = resolve_ok(t.path(), "docker.io/library/busybox:latest", "amd64");
+    assert_eq!(b.name, "docker.io/library/busybox:latest");
+    assert_eq!(
+        resolve_ok(t.path(), "busybox:latest", "amd64"),
+        ResolvedImage {
+            reference: "busybox:latest".to_string(),
+            ..b
+        }
+    );
+    // Expansion does not invent registries: localhost:5000/x is not docker.io/x.
+    assert!(resolve_err(t.path(), "x", "amd64").contains("not found"));
+}
+
+#[test]
+fn skopeo_short_tag_matches_and_ambiguity_is_an_error() {
+    let t = TestDir::new();
+    write_layout(
+        t.path(),
+        &[TestImage::new("3.19").layer(one_file_layer("etc/v", "1"))],
+    );
+    let img = resolve_ok(t.path(), "alpine:3.19", "amd64");
+    assert_eq!(img.name, "docker.io/library/alpine:3.19");
+
+    // Two entries carrying the same short tag but different images.
+    let other = write_layout(
+        t.path(),
+        &[TestImage::new("other").layer(one_file_layer("etc/v", "2"))],
+    );
+    let mut index = read_index_json(t.path());
+    let mut dup = other[0].clone();
+    dup.annotations.insert(
+        "org.opencontainers.image.ref.name".to_string(),
+        "3.19".to_string(),
+    );
+    index["manifests"]
+        .as_array_mut()
+        .expect("manifests")
+        .push(serde_json::to_value(&dup).expect("descriptor"));
+    t.write("index.json", serde_json::to_vec(&index).expect("json"));
+    let err = resolve_err(t.path(), "alpine:3.19", "amd64");
+    assert!(err.contains("is ambiguous"), "{err}");
+    assert!(err.contains(&other[0].digest), "{err}");
+}
+
+#[test]
+fn digest_pins_are_honoured() {
+    let t = TestDir::new();
+    let d = write_layout(t.path(), &[alpine()])[0].digest.clone();
+    for r in [
+        format!("alpine:3.19@{d}"),
+        format!("docker.io/library/alpine:3.19@{d}"),
+    ] {
+        let img = resolve_ok(t.path(), &r, "amd64");
+        assert_eq!(img.manifest_digest, d);
+        assert_eq!(img.reference, r);
+    }
+    // A bare digest of a blob in the layout.
+    let img = resolve_ok(t.path(), &d, "amd64");
+    assert_eq!(
+        (img.manifest_digest.as_str(), img.name.as_str()),
+        (d.as_str(), "docker.io/library/alpine:3.19")
+    );
+    // A pin the layout does not hold under that name.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let err = resolve_err(t.path(), &format!("alpine:3.19@{wrong}"), "amd64");
+    assert!(
+        err.contains("is pinned to") && err.contains(&wrong) && err.contains(&d),
+        "{err}"
+    );
+    let err = resolve_err(t.path(), &wrong, "amd64");
+    assert!(
+        err.contains("is missing") && err.contains(&"0".repeat(64)),
+        "{err}"
+    );
+}
+
+fn two_arch(name: &str) -> MultiArchImage {
+    MultiArchImage::new(
+        name,
+        vec![
+            TestImage::untagged()
+                .arch("amd64")
+                .layer(one_file_layer("etc/arch", "amd64")),
+            TestImage::untagged()
+                .arch("arm64")
+                .variant("v8")
+                .layer(one_file_layer("etc/arch", "arm64")),
+        ],
+    )
+}
+
+#[test]
+fn multi_arch_index_picks_the_platform() {
+    let t = TestDir::new();
+    let index = write_multiarch_layout(t.path(), &[two_arch("linuxkit/multi:1")])[0]
+        .digest
+        .clone();
+    let amd = resolve_ok(t.path(), "linuxkit/multi:1", "amd64");
+    let arm = resolve_ok(t.path(), "linuxkit/multi:1", "arm64");
+    assert_eq!(amd.config.architecture, "amd64");
+    assert_eq!(arm.config.architecture, "arm64");
+    assert_ne!(amd.manifest_digest, arm.manifest_digest);
+    assert_eq!(
+        resolve_ok(t.path(), "linuxkit/multi:1", "aarch64").manifest_digest,
+        arm.manifest_digest
+    );
+    // A pin may name the index as well as the platform manifest.
+    let pinned = resolve_ok(t.path(), &format!("linuxkit/multi:1@{index}"), "arm64");
+    assert_eq!(pinned.manifest_digest, arm.manifest_digest);
+    let pinned = resolve_ok(
+        t.path(),
+        &format!("linuxkit/multi:1@{}", amd.manifest_digest),
+        "amd64",
+    );
+    assert_eq!(pinned.manifest_digest, amd.manifest_digest);
+}
+
+#[test]
+fn missing_arch_lists_available_platforms() {
+    let t = TestDir::new();
+    write_multiarch_layout(t.path(), &[two_arch("m")]);
+    let err = resolve_err(t.path(), "m", "riscv64");
+    assert!(
+        err.contains(
+            r#"image "m" has no linux/riscv64 variant; available: linux/amd64, linux/arm64/v8"#
+        ),
+        "{err}"
+    );
+    // A single-platform image of the wrong arch says what it is.
+    write_layout(t.path(), &[TestImage::new("armonly").arch("arm64")]);
+    let err = resolve_err(t.path(), "armonly", "amd64");
+    assert!(err.contains("is for linux/arm64, not linux/amd64"), "{err}");
+}
+
+#[test]
+fn nested_index_is_followed() {
+    let t = TestDir::new();
+    let mut w = LayoutWriter::open_or_create(t.path()).expect("writer");
+    let amd = w
+        .add_image(&ImageSpec {
+            layers: vec![LayerSpec::tar(one_file_layer("a", "1"), Compression::Gzip)],
+            ..ImageSpec::default()
+        })
+        .expect("amd64");
+    let arm = w
+        .add_image(&ImageSpec {
+            arch: "arm64".into(),
+            ..ImageSpec::default()
+        })
+        .expect("arm64");
+    let inner = w
+        .add_index(&IndexSpec {
+            manifests: vec![amd.clone(), arm],
+            ..IndexSpec::default()
+        })
+        .expect("inner");
+    w.add_index(&IndexSpec {
+        names: vec!["nested".into()],
+        manifests: vec![inner],
+        ..IndexSpec::default()
+    })
+    .expect("outer");
+    w.commit().expect("commit");
+    assert_eq!(
+        resolve_ok(t.path(), "nested", "amd64").manifest_digest,
+        amd.digest
+    );
+    Layout::open(t.path()).expect("open").fsck().expect("fsck");
+}
+
+#[test]
+fn missing_image_names_layout_and_closest_names() {
+    let t = TestDir::new();
+    let names = [
+        "alpine:3.18",
+        "alpine:3.19",
+        "busybox:1",
+        "linuxkit/init:v1",
+        "linuxkit/runc:v1",
+        "nginx",
+        "zzz/far:away",
+    ];
+    let imgs: Vec<_> = names.iter().map(|n| TestImage::new(n)).collect();
+    write_layout(t.path(), &imgs);
+    let err = resolve_err(t.path(), "alpine:3.20", "amd64");
+    let want = format!(
+        r#"image "alpine:3.20" not found in layout {}; closest: alpine:3.18, alpine:3.19, "#,
+        t.path().display()
+    );
+    assert!(err.starts_with(&want), "{err}");
+    assert_eq!(err.matches(", ").count(), 4, "at most five names: {err}");
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    assert_eq!(Layout::open(t.path()).expect("open").names(), sorted);
+}
+
+#[test]
+fn corrupted_blobs_are_refused_naming_digest_path_and_image() {
+    let t = TestDir::new();
+    write_layout(t.path(), &[alpine()]);
+    let img = resolve_ok(t.path(), "alpine:3.19", "amd64");
+
+    // A flipped byte in a layer: the stream fails at EOF, fsck fails.
+    let layer = &img.layers[0];
+    let path = blob_path(t.path(), &layer.digest);
+    corrupt_byte(&path, 20);
+    let layout = Layout::open(t.path()).expect("open");
+    let mut r = layout.open_layer(&img, layer).expect("open layer");
+    let err = r
+        .read_to_end(&mut Vec::new())
+        .expect_err("corrupt layer must fail");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&layer.digest)
+            && msg.contains(&path.display().to_string())
+            && msg.contains("alpine:3.19"),
+        "{msg}"
+    );
+    assert!(msg.contains("is corrupt"), "{msg}");
+    let fsck = layout.fsck().expect_err("fsck must fail").to_string();
+    assert!(fsck.contains(&layer.digest), "{fsck}");
+
+    // A flipped byte in the config: resolve itself fails.
+    let path = blob_path(t.path(), &img.config_digest);
+    corrupt_byte(&path, 1);
+    let err = resolve_err(t.path(), "alpine:3.19", "amd64");
+    assert!(
+        err.contains(&img.config_digest)
+            && err.contains(&path.display().to_string())
+            && err.contains(r#"image "alpine:3.19""#),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_and_oversized_blobs_are_refused() {
+    let t = TestDir::new();
+    write_layout(t.path(), &[alpine()]);
+    let img = resolve_ok(t.path(), "alpine:3.19", "amd64");
+    let layout = Layout::open(t.path()).expect("open");
+    let layer = &img.layers[1];
+    let path = blob_path(t.path(), &layer.digest);
+    let orig = std::fs::read(&path).expect("read");
+
+    std::fs::write(&path, &orig[..orig.len() - 3]).expect("truncate");
+    let err = layout
+        .open_layer(&img, layer)
+        .err()
+        .expect("truncated")
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "has {} bytes, its descriptor says {}",
+            orig.len() - 3,
+            orig.len()
+        )),
+        "{err}"
+    );
+
+    std::fs::write(&path, [&orig[..], b"junk"].concat()).expect("grow");
+    assert!(layout.open_layer(&img, layer).is_err());
+
+    // Growing while being read is caught by the stream itself.
+    std::fs::write(&path, &orig).expect("restore");
+    let mut r = layout.open_layer(&img, layer).expect("open");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"more"))
+        .expect("append");
+    let err = r
+        .read_to_end(&mut Vec::new())
+        .expect_err("longer than declared");
+    assert!(err.to_string().contains("is longer than"), "{err}");
+
+    // A truncated manifest.
+    let path = blob_path(t.path(), &img.manifest_digest);
+    let m = std::fs::read(&path).expect("manifest");
+    std::fs::write(&path, &m[..10]).expect("truncate manifest");
+    let err = resolve_err(t.path(), "alpine:3.19", "amd64");
+    assert!(
+        err.contains("has 10 bytes") && err.contains(&img.manifest_digest),
+        "{err}"
+    );
+}
+
+/// Adds `bytes` as a blob and tags it `name` with `media_type`.
+fn tag_blob(dir: &Path, name: &str, media_type: &str, bytes: &[u8]) -> String {
+    let mut w = LayoutWriter::open_or_create(dir).expect("writer");
+    let mut d = w.add_blob(bytes).expect("blob");
+    d.media_type = media_type.to_string();
+    w.add_ref(name, &d);
+    w.commit().expect("commit");
+    d.digest
+}
+
+#[test]
+fn malformed_digests_are_refused_without_touching_paths() {
+    let t = TestDir::new();
+    write_layout(t.path(), &[TestImage::new("ok")]);
+    let mut index = read_index_json(t.path());
+    let bad = [
+        ("dots", "sha256:../../../../etc/passwd"),
+        ("md5", "md5:d41d8cd98f00b204e9800998ecf8427e"),
+        (
+            "upper",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+        ),
+    ];
+    for (name, digest) in bad {
+        index["manifests"]
+            .as_array_mut()
+            .expect("manifests")
+            .push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": 10,
+                "annotations": {"org.opencontainers.image.ref.name": name},
+            }));
+    }
+    t.write("index.json", serde_json::to_vec(&index).expect("json"));
+    for (name, digest) in bad {
+        let err = resolve_err(t.path(), name, "amd64");
+        assert!(
+            err.contains("malformed digest") && err.contains(digest),
+            "{err}"
+        );
+    }
+    // A layer digest inside a manifest, too.
+    let cfg = LayoutWriter::open_or_create(t.path())
+        .expect("w")
+        .add_blob(b"{}")
+        .expect("cfg");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.digest, "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:/etc/passwd", "size": 1}],
+    });
+    tag_blob(
+        t.path(),
+        "badlayer",
+        "application/vnd.oci.image.manifest.v1+json",
+        &serde_json::to_vec(&manifest).expect("json"),
+    );
+    let err = resolve_err(t.path(), "badlayer", "amd64");
+    assert!(
+        err.contains("malformed digest") && err.contains("sha256:/etc/passwd"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_json_and_unsupported_media_types_are_named() {
+    let t = TestDir::new();
+    let d = tag_blob(
+        t.path(),
+        "broken",
+        "application/vnd.oci.image.manifest.v1+json",
+        b"{\"schemaVersion\": 2, ",
+    );
+    let err = resolve_err(t.path(), "broken", "amd64");
+    assert!(
+        err.contains(&d) && err.contains("malformed manifest") && err.contains("EOF"),
+        "{err}"
+    );
+
+    tag_blob(
+        t.path(),
+        "v1",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        b"{}",
+    );
+    let err = resolve_err(t.path(), "v1", "amd64");
+    assert!(
+        err.contains(
+            "unsupported media type \"application/vnd.docker.distribution.manifest.v1+prettyjws\""
+        ),
+        "{err}"
+    );
+
+    let layout_err = {
+        t.write("index.json", b"[1,2");
+        Layout::open(t.path())
+            .expect_err("bad index.json")
+            .to_string()
+    };
+    assert!(
+        layout_err.contains("index.json: malformed JSON"),
+        "{layout_err}"
+    );
+    t.write("oci-layout", br#"{"imageLayoutVersion":"2.0.0"}"#);
+    let err = Layout::open(t.path()).expect_err("version").to_string();
+    assert!(
+        err.contains("unsupported imageLayoutVersion \"2.0.0\""),
+        "{err}"
+    );
+    let empty = TestDir::new();
+    let err = Layout::open(empty.path())
+        .expect_err("not a layout")
+        .to_string();
+    assert!(err.contains("is not an OCI image layout"), "{err}");
+}
+
+#[test]
+fn docker_v2_media_types_are_read() {
+    let t = TestDir::new();
+    let w = LayoutWriter::open_or_create(t.path()).expect("w");
+    let tar = one_file_layer("etc/d", "docker");
+    let gz = compress(&tar, Compression::Gzip);
+    let layer = w.add_blob(&gz).expect("layer");
+    let config = serde_json::json!({
+        "architecture": "arm64", "os": "linux",
+        "config": {"Env": null, "Labels": null, "Cmd": ["/bin/true"]},
+        "rootfs": {"type": "layers", "diff_ids": [kiln::oci::Digest::sha256_of(&tar).to_string()]},
+    });
+    let config = serde_json::to_vec(&config).expect("json");
+    let cfg = w.add_blob(&config).expect("config");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": cfg.digest, "size": cfg.size},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer.digest, "size": layer.size}],
+    });
+    let m = w
+        .add_blob(&serde_json::to_vec(&manifest).expect("json"))
+        .expect("manifest");
+    let list = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "manifests": [{"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": m.digest, "size": m.size,
+                       "platform": {"architecture": "arm64", "os": "linux"}}],
+    });
+    drop(w);
+    tag_blob(
+        t.path(),
+        "docker.io/library/dock:1",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        &serde_json::to_vec(&list).expect("json"),
+    );
+    let img = resolve_ok(t.path(), "dock:1", "arm64");
+    assert_eq!(img.manifest_digest, m.digest);
+    assert_eq!(img.config.cmd, Some(vec!["/bin/true".to_string()]));
+    assert_eq!(img.config.env, None);
+    assert_eq!(img.layers[0].compression, Compression::Gzip);
+    let layout = Layout::open(t.path()).expect("open");
+    let mut r = layout.open_layer_tar(&img, &img.layers[0]).expect("layer");
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).expect("read");
+    assert_eq!(got, tar);
+}
+
+fn images_for_determinism() -> Vec<TestImage> {
+    vec![
+        alpine(),
+        TestImage::new("b:1")
+            .layer(one_file_layer("etc/b", "b"))
+            .label("z", "1")
+            .label("a", "2"),
+        TestImage::new("a:1")
+            .also_named("c:1")
+            .layer_with(one_file_layer("etc/a", "a"), Compression::None),
+    ]
+}
+
+fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for sub in ["", "blobs/sha256"] {
+        let mut names: Vec<_> = std::fs::read_dir(dir.join(sub))
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for n in names {
+            let p = dir.join(sub).join(&n);
+            if p.is_file() {
+                out.push((format!("{sub}/{n}"), std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn writer_is_deterministic_regardless_of_order() {
+    let (a, b) = (TestDir::new(), TestDir::new());
+    let imgs = images_for_determinism();
+    write_layout(a.path(), &imgs);
+    let mut rev = imgs.clone();
+    rev.reverse();
+    for i in &rev {
+        write_layout(b.path(), std::slice::from_ref(i));
+    }
+    let ta = tree_bytes(a.path());
+    assert_eq!(ta, tree_bytes(b.path()));
+    let names: Vec<_> = ta
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !n.starts_with("blobs"))
+        .collect();
+    assert_eq!(names, ["/index.json", "/oci-layout"], "no temp files left");
+    let index = String::from_utf8(a.read("index.json")).expect("utf8");
+    assert!(!index.contains(' ') && !index.contains('\n'), "{index}");
+    let refs: Vec<_> = read_index_json(a.path())["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .expect("name")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(refs, ["a:1", "b:1", "c:1", "docker.io/library/alpine:3.19"]);
+}
+
+#[test]
+fn writer_replaces_same_name_and_keeps_others() {
+    let t = TestDir::new();
+    write_layout(
+        t.path(),
+        &[TestImage::new("keep"), TestImage::new("x").label("v", "1")],
+    );
+    let new = write_layout(t.path(), &[TestImage::new("x").label("v", "2")]);
+    let layout = Layout::open(t.path()).expect("open");
+    assert_eq!(layout.names(), ["keep", "x"]);
+    assert_eq!(layout.manifests().len(), 2);
+    assert_eq!(
+        layout.resolve("x", "amd64").expect("x").manifest_digest,
+        new[0].digest
+    );
+}
+
+#[test]
+fn failed_write_leaves_index_json_untouched() {
+    let t = TestDir::new();
+    write_layout(t.path(), &[alpine()]);
+    let before = t.read("index.json");
+    {
+        let mut w = LayoutWriter::open_or_create(t.path()).expect("writer");
+        w.add_image(&TestImage::new("new").layer(one_file_layer("a", "b")).spec())
+            .expect("add");
+        let missing = ImageSpec {
+            names: vec!["broken".into()],
+            layers: vec![LayerSpec::Tar {
+                source: LayerSource::Path(t.join("no/such/layer.tar")),
+                compression: Compression::Gzip,
+            }],
+            ..ImageSpec::default()
+        };
+        let err = w.add_image(&missing).expect_err("missing layer file");
+        assert!(
+            matches!(err, OciError::Io { .. }) && err.to_string().contains("no/such/layer.tar"),
+            "{err}"
+        );
+        // Dropped without commit.
+    }
+    assert_eq!(t.read("index.json"), before);
+    let leftovers: Vec<_> = std::fs::read_dir(t.join("blobs/sha256"))
+        .expect("blobs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(
+        Layout::open(t.path()).expect("open").names(),
+        ["docker.io/library/alpine:3.19"]
+    );
+}
+
+fn spec_with(refs: &[(&str, usize)]) -> Spec {
+    let pos = |line| Pos {
+        file: "linuxkit.yml".into(),
+        line,
+        col: 3,
+    };
+    let mut spec = Spec::default();
+    for (i, (r, line)) in refs.iter().enumerate() {
+        let image = ImageRef {
+            reference: r.to_string(),
+            pos: pos(*line),
+        };
+        if i == 0 {
+            spec.kernel.image = Some(image);
+        } else {
+            spec.init.push(image);
+        }
+    }
+    spec
+}
+
+#[test]
+fn resolve_plan_collects_images_and_reports_yaml_positions() {
+    let t = TestDir::new();
+    write_layout(t.path(), &[alpine(), TestImage::new("linuxkit/kernel:6.6")]);
+    let layout = Layout::open(t.path()).expect("open");
+    let plan: Plan = resolve(
+        &spec_with(&[
+            ("linuxkit/kernel:6.6", 2),
+            ("alpine:3.19", 5),
+            ("alpine:3.19", 6),
+        ]),
+        &layout,
+        "amd64",
+    )
+    .expect("plan");
+    assert_eq!(
+        plan.images.keys().collect::<Vec<_>>(),
+        ["alpine:3.19", "linuxkit/kernel:6.6"]
+    );
+    let err = resolve(
+        &spec_with(&[("linuxkit/kernel:6.6", 2), ("alpine:3.91", 7)]),
+        &layout,
+        "amd64",
+    )
+    .expect_err("missing");
+    let want = format!(
+        r#"linuxkit.yml:7:3: image "alpine:3.91" not found in layout {}; closest: docker.io/library/alpine:3.19"#,
+        t.path().display()
+    );
+    assert!(err.to_string().starts_with(&want), "{err}");
+}
+
+#[test]
+fn skopeo_and_umoci_read_layouts_kiln_writes() {
+    let t = TestDir::new();
+    write_layout(
+        t.path(),
+        &[
+            alpine(),
+            TestImage::new("plain").layer_with(one_file_layer("a", "b"), Compression::None),
+        ],
+    );
+    let dir = t.path().to_str().expect("utf8 path");
+    let ls = stdout(&run_tool("umoci", &["ls", "--layout", dir]));
+    assert_eq!(
+        ls.lines().collect::<Vec<_>>(),
+        ["docker.io/library/alpine:3.19", "plain"]
+    );
+    let out = stdout(&run_tool(
+        "skopeo",
+        &["inspect", &format!("oci:{dir}:plain")],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("skopeo json");
+    assert_eq!(v["Architecture"], "amd64");
+    let out = stdout(&run_tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            &format!("oci:{dir}:docker.io/library/alpine:3.19"),
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("skopeo json");
+    assert_eq!(v["config"]["Entrypoint"][0], "/bin/sh");
+    // umoci unpacks (and so verifies) the gzip and zstd layers.
+    let bundle = t.join("bundle");
+    run_tool(
+        "umoci",
+        &[
+            "raw",
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{dir}:plain"),
+            bundle.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(std::fs::read(bundle.join("a")).expect("unpacked"), b"b");
+}
+
+#[test]
+fn layouts_from_umoci_and_skopeo_are_read() {
+    let t = TestDir::new();
+    let a = t.join("a");
+    let (a_s, b_s) = (
+        a.to_str().expect("utf8"),
+        t.join("b").to_str().expect("utf8").to_string(),
+    );
+    run_tool("umoci", &["init", "--layout", a_s]);
+    run_tool("umoci", &["new", "--image", &format!("{a_s}:x")]);
+    run_tool(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &format!("{a_s}:x"),
+            "--config.entrypoint",
+            "/hello",
+            "--config.label",
+            "k=v",
+        ],
+    );
+    let layout = Layout::open(&a).expect("open umoci layout");
+    let img = layout
+        .resolve("x", std::env::consts::ARCH)
+        .expect("umoci image");
+    assert_eq!(img.config.entrypoint, Some(vec!["/hello".to_string()]));
+    assert_eq!(img.config.labels["k"], "v");
+    layout.fsck().expect("fsck umoci layout");
+
+    run_tool(
+        "skopeo",
+        &["copy", &format!("oci:{a_s}:x"), &format!("oci:{b_s}:y")],
+    );
+    let img = resolve_ok(Path::new(&b_s), "y", std::env::consts::ARCH);
+    assert_eq!(img.config.labels["k"], "v");
+    // skopeo stores the short tag; a full name with that tag finds it too.
+    assert_eq!(
+        resolve_ok(
+            Path::new(&b_s),
+            "example.org/any/name:y",
+            std::env::consts::ARCH
+        )
+        .manifest_digest,
+        img.manifest_digest
+    );
+}

@@ -212,7 +212,7 @@ pub struct LayerReader {
 
 enum Decoder {
     None(BlobReader),
-    Gzip(flate2::bufread::MultiGzDecoder<BufReader<BlobReader>>),
+    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<BlobReader>>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<BlobReader>>),
 }
 
@@ -220,9 +220,9 @@ impl LayerReader {
     pub fn new(blob: BlobReader, compression: Compression) -> io::Result<LayerReader> {
         let inner = match compression {
             Compression::None => Decoder::None(blob),
-            Compression::Gzip => {
-                Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(BufReader::new(blob)))
-            }
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(
+                BufReader::new(blob),
+            ))),
             Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(
                 BufReader::new(blob),
             )?),
