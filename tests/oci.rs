@@ -1,4 +1,4 @@
-//! Integration tests: oci.
+//! Integration tests: oci (reading; damaged layouts in `oci/damage.rs`, writing in `oci/write.rs`).
 //!
 //! Reading layouts (names, pins, platforms, nested indexes, Docker media
 //! types), refusing damaged ones (corrupt, truncated, oversized blobs,
@@ -8,21 +8,26 @@
 use std::io::Read;
 use std::path::Path;
 
-use kiln::oci::write::{ImageSpec, IndexSpec, LayerSource, LayerSpec, LayoutWriter};
-use kiln::oci::{Compression, Layout, OciError, ResolvedImage};
+use kiln::oci::write::{ImageSpec, IndexSpec, LayerSpec, LayoutWriter};
+use kiln::oci::{Compression, Layout, ResolvedImage};
 use kiln::resolve::{resolve, Plan};
 use kiln::spec::{ImageRef, Pos, Spec};
 
 use crate::support::*;
 
-fn one_file_layer(name: &str, body: &str) -> Vec<u8> {
+mod damage;
+mod write;
+
+use damage::tag_blob;
+
+pub(crate) fn one_file_layer(name: &str, body: &str) -> Vec<u8> {
     LayerBuilder::new()
         .dir("etc/", 0o755)
         .file(name, body, 0o644)
         .build()
 }
 
-fn alpine() -> TestImage {
+pub(crate) fn alpine() -> TestImage {
     TestImage::new("docker.io/library/alpine:3.19")
         .layer(one_file_layer("etc/alpine-release", "3.19.1\n"))
         .layer_with(one_file_layer("etc/motd", "hi\n"), Compression::Zstd)
@@ -34,14 +39,14 @@ fn alpine() -> TestImage {
         .user("1:2")
 }
 
-fn resolve_ok(dir: &Path, reference: &str, arch: &str) -> ResolvedImage {
+pub(crate) fn resolve_ok(dir: &Path, reference: &str, arch: &str) -> ResolvedImage {
     let layout = Layout::open(dir).expect("open layout");
     layout
         .resolve(reference, arch)
         .unwrap_or_else(|e| panic!("resolve {reference}: {e}"))
 }
 
-fn resolve_err(dir: &Path, reference: &str, arch: &str) -> String {
+pub(crate) fn resolve_err(dir: &Path, reference: &str, arch: &str) -> String {
     let layout = Layout::open(dir).expect("open layout");
     match layout.resolve(reference, arch) {
         Ok(img) => panic!(
@@ -51,7 +56,6 @@ fn resolve_err(dir: &Path, reference: &str, arch: &str) -> String {
         Err(e) => e.to_string(),
     }
 }
-
 #[test]
 fn resolve_by_full_name_gives_config_and_layers() {
     let t = TestDir::new();
@@ -215,7 +219,7 @@ fn digest_pins_are_honoured() {
     );
 }
 
-fn two_arch(name: &str) -> MultiArchImage {
+pub(crate) fn two_arch(name: &str) -> MultiArchImage {
     MultiArchImage::new(
         name,
         vec![
@@ -334,215 +338,6 @@ fn missing_image_names_layout_and_closest_names() {
     sorted.sort();
     assert_eq!(Layout::open(t.path()).expect("open").names(), sorted);
 }
-
-#[test]
-fn corrupted_blobs_are_refused_naming_digest_path_and_image() {
-    let t = TestDir::new();
-    write_layout(t.path(), &[alpine()]);
-    let img = resolve_ok(t.path(), "alpine:3.19", "amd64");
-
-    // A flipped byte in a layer: the stream fails at EOF, fsck fails.
-    let layer = &img.layers[0];
-    let path = blob_path(t.path(), &layer.digest);
-    corrupt_byte(&path, 20);
-    let layout = Layout::open(t.path()).expect("open");
-    let mut r = layout.open_layer(&img, layer).expect("open layer");
-    let err = r
-        .read_to_end(&mut Vec::new())
-        .expect_err("corrupt layer must fail");
-    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-    let msg = err.to_string();
-    assert!(
-        msg.contains(&layer.digest)
-            && msg.contains(&path.display().to_string())
-            && msg.contains("alpine:3.19"),
-        "{msg}"
-    );
-    assert!(msg.contains("is corrupt"), "{msg}");
-    let fsck = layout.fsck().expect_err("fsck must fail").to_string();
-    assert!(fsck.contains(&layer.digest), "{fsck}");
-
-    // A flipped byte in the config: resolve itself fails.
-    let path = blob_path(t.path(), &img.config_digest);
-    corrupt_byte(&path, 1);
-    let err = resolve_err(t.path(), "alpine:3.19", "amd64");
-    assert!(
-        err.contains(&img.config_digest)
-            && err.contains(&path.display().to_string())
-            && err.contains(r#"image "alpine:3.19""#),
-        "{err}"
-    );
-}
-
-#[test]
-fn truncated_and_oversized_blobs_are_refused() {
-    let t = TestDir::new();
-    write_layout(t.path(), &[alpine()]);
-    let img = resolve_ok(t.path(), "alpine:3.19", "amd64");
-    let layout = Layout::open(t.path()).expect("open");
-    let layer = &img.layers[1];
-    let path = blob_path(t.path(), &layer.digest);
-    let orig = std::fs::read(&path).expect("read");
-
-    std::fs::write(&path, &orig[..orig.len() - 3]).expect("truncate");
-    let err = layout
-        .open_layer(&img, layer)
-        .err()
-        .expect("truncated")
-        .to_string();
-    assert!(
-        err.contains(&format!(
-            "has {} bytes, its descriptor says {}",
-            orig.len() - 3,
-            orig.len()
-        )),
-        "{err}"
-    );
-
-    std::fs::write(&path, [&orig[..], b"junk"].concat()).expect("grow");
-    assert!(layout.open_layer(&img, layer).is_err());
-
-    // Growing while being read is caught by the stream itself.
-    std::fs::write(&path, &orig).expect("restore");
-    let mut r = layout.open_layer(&img, layer).expect("open");
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, b"more"))
-        .expect("append");
-    let err = r
-        .read_to_end(&mut Vec::new())
-        .expect_err("longer than declared");
-    assert!(err.to_string().contains("is longer than"), "{err}");
-
-    // A truncated manifest.
-    let path = blob_path(t.path(), &img.manifest_digest);
-    let m = std::fs::read(&path).expect("manifest");
-    std::fs::write(&path, &m[..10]).expect("truncate manifest");
-    let err = resolve_err(t.path(), "alpine:3.19", "amd64");
-    assert!(
-        err.contains("has 10 bytes") && err.contains(&img.manifest_digest),
-        "{err}"
-    );
-}
-
-/// Adds `bytes` as a blob and tags it `name` with `media_type`.
-fn tag_blob(dir: &Path, name: &str, media_type: &str, bytes: &[u8]) -> String {
-    let mut w = LayoutWriter::open_or_create(dir).expect("writer");
-    let mut d = w.add_blob(bytes).expect("blob");
-    d.media_type = media_type.to_string();
-    w.add_ref(name, &d);
-    w.commit().expect("commit");
-    d.digest
-}
-
-#[test]
-fn malformed_digests_are_refused_without_touching_paths() {
-    let t = TestDir::new();
-    write_layout(t.path(), &[TestImage::new("ok")]);
-    let mut index = read_index_json(t.path());
-    let bad = [
-        ("dots", "sha256:../../../../etc/passwd"),
-        ("md5", "md5:d41d8cd98f00b204e9800998ecf8427e"),
-        (
-            "upper",
-            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
-        ),
-    ];
-    for (name, digest) in bad {
-        index["manifests"]
-            .as_array_mut()
-            .expect("manifests")
-            .push(serde_json::json!({
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": digest,
-                "size": 10,
-                "annotations": {"org.opencontainers.image.ref.name": name},
-            }));
-    }
-    t.write("index.json", serde_json::to_vec(&index).expect("json"));
-    for (name, digest) in bad {
-        let err = resolve_err(t.path(), name, "amd64");
-        assert!(
-            err.contains("malformed digest") && err.contains(digest),
-            "{err}"
-        );
-    }
-    // A layer digest inside a manifest, too.
-    let cfg = LayoutWriter::open_or_create(t.path())
-        .expect("w")
-        .add_blob(b"{}")
-        .expect("cfg");
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.digest, "size": 2},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:/etc/passwd", "size": 1}],
-    });
-    tag_blob(
-        t.path(),
-        "badlayer",
-        "application/vnd.oci.image.manifest.v1+json",
-        &serde_json::to_vec(&manifest).expect("json"),
-    );
-    let err = resolve_err(t.path(), "badlayer", "amd64");
-    assert!(
-        err.contains("malformed digest") && err.contains("sha256:/etc/passwd"),
-        "{err}"
-    );
-}
-
-#[test]
-fn malformed_json_and_unsupported_media_types_are_named() {
-    let t = TestDir::new();
-    let d = tag_blob(
-        t.path(),
-        "broken",
-        "application/vnd.oci.image.manifest.v1+json",
-        b"{\"schemaVersion\": 2, ",
-    );
-    let err = resolve_err(t.path(), "broken", "amd64");
-    assert!(
-        err.contains(&d) && err.contains("malformed manifest") && err.contains("EOF"),
-        "{err}"
-    );
-
-    tag_blob(
-        t.path(),
-        "v1",
-        "application/vnd.docker.distribution.manifest.v1+prettyjws",
-        b"{}",
-    );
-    let err = resolve_err(t.path(), "v1", "amd64");
-    assert!(
-        err.contains(
-            "unsupported media type \"application/vnd.docker.distribution.manifest.v1+prettyjws\""
-        ),
-        "{err}"
-    );
-
-    let layout_err = {
-        t.write("index.json", b"[1,2");
-        Layout::open(t.path())
-            .expect_err("bad index.json")
-            .to_string()
-    };
-    assert!(
-        layout_err.contains("index.json: malformed JSON"),
-        "{layout_err}"
-    );
-    t.write("oci-layout", br#"{"imageLayoutVersion":"2.0.0"}"#);
-    let err = Layout::open(t.path()).expect_err("version").to_string();
-    assert!(
-        err.contains("unsupported imageLayoutVersion \"2.0.0\""),
-        "{err}"
-    );
-    let empty = TestDir::new();
-    let err = Layout::open(empty.path())
-        .expect_err("not a layout")
-        .to_string();
-    assert!(err.contains("is not an OCI image layout"), "{err}");
-}
-
 #[test]
 fn docker_v2_media_types_are_read() {
     let t = TestDir::new();
@@ -590,126 +385,6 @@ fn docker_v2_media_types_are_read() {
     r.read_to_end(&mut got).expect("read");
     assert_eq!(got, tar);
 }
-
-fn images_for_determinism() -> Vec<TestImage> {
-    vec![
-        alpine(),
-        TestImage::new("b:1")
-            .layer(one_file_layer("etc/b", "b"))
-            .label("z", "1")
-            .label("a", "2"),
-        TestImage::new("a:1")
-            .also_named("c:1")
-            .layer_with(one_file_layer("etc/a", "a"), Compression::None),
-    ]
-}
-
-fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for sub in ["", "blobs/sha256"] {
-        let mut names: Vec<_> = std::fs::read_dir(dir.join(sub))
-            .expect("read dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for n in names {
-            let p = dir.join(sub).join(&n);
-            if p.is_file() {
-                out.push((format!("{sub}/{n}"), std::fs::read(&p).expect("read")));
-            }
-        }
-    }
-    out
-}
-
-#[test]
-fn writer_is_deterministic_regardless_of_order() {
-    let (a, b) = (TestDir::new(), TestDir::new());
-    let imgs = images_for_determinism();
-    write_layout(a.path(), &imgs);
-    let mut rev = imgs.clone();
-    rev.reverse();
-    for i in &rev {
-        write_layout(b.path(), std::slice::from_ref(i));
-    }
-    let ta = tree_bytes(a.path());
-    assert_eq!(ta, tree_bytes(b.path()));
-    let names: Vec<_> = ta
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .filter(|n| !n.starts_with("blobs"))
-        .collect();
-    assert_eq!(names, ["/index.json", "/oci-layout"], "no temp files left");
-    let index = String::from_utf8(a.read("index.json")).expect("utf8");
-    assert!(!index.contains(' ') && !index.contains('\n'), "{index}");
-    let refs: Vec<_> = read_index_json(a.path())["manifests"]
-        .as_array()
-        .expect("manifests")
-        .iter()
-        .map(|m| {
-            m["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .expect("name")
-                .to_string()
-        })
-        .collect();
-    assert_eq!(refs, ["a:1", "b:1", "c:1", "docker.io/library/alpine:3.19"]);
-}
-
-#[test]
-fn writer_replaces_same_name_and_keeps_others() {
-    let t = TestDir::new();
-    write_layout(
-        t.path(),
-        &[TestImage::new("keep"), TestImage::new("x").label("v", "1")],
-    );
-    let new = write_layout(t.path(), &[TestImage::new("x").label("v", "2")]);
-    let layout = Layout::open(t.path()).expect("open");
-    assert_eq!(layout.names(), ["keep", "x"]);
-    assert_eq!(layout.manifests().len(), 2);
-    assert_eq!(
-        layout.resolve("x", "amd64").expect("x").manifest_digest,
-        new[0].digest
-    );
-}
-
-#[test]
-fn failed_write_leaves_index_json_untouched() {
-    let t = TestDir::new();
-    write_layout(t.path(), &[alpine()]);
-    let before = t.read("index.json");
-    {
-        let mut w = LayoutWriter::open_or_create(t.path()).expect("writer");
-        w.add_image(&TestImage::new("new").layer(one_file_layer("a", "b")).spec())
-            .expect("add");
-        let missing = ImageSpec {
-            names: vec!["broken".into()],
-            layers: vec![LayerSpec::Tar {
-                source: LayerSource::Path(t.join("no/such/layer.tar")),
-                compression: Compression::Gzip,
-            }],
-            ..ImageSpec::default()
-        };
-        let err = w.add_image(&missing).expect_err("missing layer file");
-        assert!(
-            matches!(err, OciError::Io { .. }) && err.to_string().contains("no/such/layer.tar"),
-            "{err}"
-        );
-        // Dropped without commit.
-    }
-    assert_eq!(t.read("index.json"), before);
-    let leftovers: Vec<_> = std::fs::read_dir(t.join("blobs/sha256"))
-        .expect("blobs")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
-    assert_eq!(
-        Layout::open(t.path()).expect("open").names(),
-        ["docker.io/library/alpine:3.19"]
-    );
-}
-
 fn spec_with(refs: &[(&str, usize)]) -> Spec {
     let pos = |line| Pos {
         file: "linuxkit.yml".into(),
@@ -764,97 +439,42 @@ fn resolve_plan_collects_images_and_reports_yaml_positions() {
 }
 
 #[test]
-fn skopeo_and_umoci_read_layouts_kiln_writes() {
+fn names_inside_an_unnamed_nested_index_are_found() {
     let t = TestDir::new();
-    write_layout(
-        t.path(),
-        &[
-            alpine(),
-            TestImage::new("plain").layer_with(one_file_layer("a", "b"), Compression::None),
-        ],
+    let mut w = LayoutWriter::open_or_create(t.path()).expect("writer");
+    let mut m = w.add_image(&ImageSpec::default()).expect("image");
+    m.annotations.insert(
+        "org.opencontainers.image.ref.name".to_string(),
+        "inner:1".to_string(),
     );
-    let dir = t.path().to_str().expect("utf8 path");
-    let ls = stdout(&run_tool("umoci", &["ls", "--layout", dir]));
+    let idx = w
+        .add_index(&IndexSpec {
+            manifests: vec![m.clone()],
+            ..IndexSpec::default()
+        })
+        .expect("index");
+    drop(w);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": idx.media_type, "digest": idx.digest, "size": idx.size}],
+    });
+    t.write("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    t.write("index.json", serde_json::to_vec(&index).expect("json"));
+    let layout = Layout::open(t.path()).expect("open");
+    assert_eq!(layout.names(), ["inner:1"]);
     assert_eq!(
-        ls.lines().collect::<Vec<_>>(),
-        ["docker.io/library/alpine:3.19", "plain"]
+        resolve_ok(t.path(), "inner:1", "amd64").manifest_digest,
+        m.digest
     );
-    let out = stdout(&run_tool(
-        "skopeo",
-        &["inspect", &format!("oci:{dir}:plain")],
-    ));
-    let v: serde_json::Value = serde_json::from_str(&out).expect("skopeo json");
-    assert_eq!(v["Architecture"], "amd64");
-    let out = stdout(&run_tool(
-        "skopeo",
-        &[
-            "inspect",
-            "--config",
-            &format!("oci:{dir}:docker.io/library/alpine:3.19"),
-        ],
-    ));
-    let v: serde_json::Value = serde_json::from_str(&out).expect("skopeo json");
-    assert_eq!(v["config"]["Entrypoint"][0], "/bin/sh");
-    // umoci unpacks (and so verifies) the gzip and zstd layers.
-    let bundle = t.join("bundle");
-    run_tool(
-        "umoci",
-        &[
-            "raw",
-            "unpack",
-            "--rootless",
-            "--image",
-            &format!("{dir}:plain"),
-            bundle.to_str().expect("utf8"),
-        ],
-    );
-    assert_eq!(std::fs::read(bundle.join("a")).expect("unpacked"), b"b");
 }
 
 #[test]
-fn layouts_from_umoci_and_skopeo_are_read() {
+fn pinned_reference_to_an_untagged_image_resolves_by_digest() {
     let t = TestDir::new();
-    let a = t.join("a");
-    let (a_s, b_s) = (
-        a.to_str().expect("utf8"),
-        t.join("b").to_str().expect("utf8").to_string(),
-    );
-    run_tool("umoci", &["init", "--layout", a_s]);
-    run_tool("umoci", &["new", "--image", &format!("{a_s}:x")]);
-    run_tool(
-        "umoci",
-        &[
-            "config",
-            "--image",
-            &format!("{a_s}:x"),
-            "--config.entrypoint",
-            "/hello",
-            "--config.label",
-            "k=v",
-        ],
-    );
-    let layout = Layout::open(&a).expect("open umoci layout");
-    let img = layout
-        .resolve("x", std::env::consts::ARCH)
-        .expect("umoci image");
-    assert_eq!(img.config.entrypoint, Some(vec!["/hello".to_string()]));
-    assert_eq!(img.config.labels["k"], "v");
-    layout.fsck().expect("fsck umoci layout");
-
-    run_tool(
-        "skopeo",
-        &["copy", &format!("oci:{a_s}:x"), &format!("oci:{b_s}:y")],
-    );
-    let img = resolve_ok(Path::new(&b_s), "y", std::env::consts::ARCH);
-    assert_eq!(img.config.labels["k"], "v");
-    // skopeo stores the short tag; a full name with that tag finds it too.
-    assert_eq!(
-        resolve_ok(
-            Path::new(&b_s),
-            "example.org/any/name:y",
-            std::env::consts::ARCH
-        )
-        .manifest_digest,
-        img.manifest_digest
-    );
+    let d = write_layout(t.path(), &[TestImage::new("tagged")])[0]
+        .digest
+        .clone();
+    let img = resolve_ok(t.path(), &format!("example.org/other@{d}"), "amd64");
+    assert_eq!(img.manifest_digest, d);
+    assert_eq!(img.name, format!("example.org/other@{d}"));
 }
