@@ -15,7 +15,7 @@
 //! `org.opencontainers.image.ref.name` annotations of `index.json`,
 //! including the bare-tag form `skopeo copy … oci:DIR:TAG` writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -121,11 +121,17 @@ impl Layout {
             named: Vec::new(),
         };
         let top = layout.index.manifests.clone();
-        layout.collect_names(&top, 0)?;
+        layout.collect_names(&top, 0, &mut BTreeSet::new())?;
         Ok(layout)
     }
 
-    fn collect_names(&mut self, descs: &[Descriptor], depth: usize) -> Result<(), OciError> {
+    /// Collects names, descending into unnamed nested indexes (each once).
+    fn collect_names(
+        &mut self,
+        descs: &[Descriptor],
+        depth: usize,
+        seen: &mut BTreeSet<String>,
+    ) -> Result<(), OciError> {
         for d in descs {
             let names = [
                 d.ref_name(),
@@ -145,10 +151,13 @@ impl Layout {
                     desc: d.clone(),
                 });
             }
-            if !any && depth < MAX_DEPTH && json::kind_of(&d.media_type) == Some(json::Kind::Index)
+            if !any
+                && depth < MAX_DEPTH
+                && json::kind_of(&d.media_type) == Some(json::Kind::Index)
+                && seen.insert(d.digest.clone())
             {
                 let idx: Index = self.read_json(d, "index.json", "index")?;
-                self.collect_names(&idx.manifests, depth + 1)?;
+                self.collect_names(&idx.manifests, depth + 1, seen)?;
             }
         }
         Ok(())

@@ -478,3 +478,42 @@ fn pinned_reference_to_an_untagged_image_resolves_by_digest() {
     assert_eq!(img.manifest_digest, d);
     assert_eq!(img.name, format!("example.org/other@{d}"));
 }
+
+#[test]
+fn attestations_and_artifacts_in_an_index_are_skipped() {
+    let t = TestDir::new();
+    let mut w = LayoutWriter::open_or_create(t.path()).expect("writer");
+    let amd = w.add_image(&ImageSpec::default()).expect("image");
+    // A buildx-style attestation manifest, and a platformless artifact.
+    let attestation = w
+        .add_image(&ImageSpec {
+            arch: "unknown".into(),
+            os: "unknown".into(),
+            ..ImageSpec::default()
+        })
+        .expect("attestation");
+    assert_ne!(attestation.digest, amd.digest);
+    let cfg = w.add_blob(b"{}").expect("cfg");
+    let artifact = serde_json::json!({
+        "schemaVersion": 2,
+        "config": {"mediaType": "application/vnd.dev.cosign.artifact.sig.v1+json", "digest": cfg.digest, "size": cfg.size},
+        "layers": [],
+    });
+    let mut artifact = w
+        .add_blob(&serde_json::to_vec(&artifact).expect("json"))
+        .expect("artifact");
+    artifact.media_type = "application/vnd.oci.image.manifest.v1+json".into();
+    w.add_index(&IndexSpec {
+        names: vec!["withsig".into()],
+        manifests: vec![artifact, attestation, amd.clone()],
+        ..IndexSpec::default()
+    })
+    .expect("index");
+    w.commit().expect("commit");
+    assert_eq!(
+        resolve_ok(t.path(), "withsig", "amd64").manifest_digest,
+        amd.digest
+    );
+    let err = resolve_err(t.path(), "withsig", "arm64");
+    assert!(err.ends_with("available: linux/amd64"), "{err}");
+}

@@ -129,7 +129,8 @@ fn resolve_digest(
 ) -> Result<ResolvedImage, OciError> {
     let want = d.to_string();
     let mut known = None;
-    walk_descriptors(layout, &layout.index.manifests, 0, &mut |desc| {
+    let mut seen = BTreeSet::new();
+    walk_descriptors(layout, &layout.index.manifests, 0, &mut seen, &mut |desc| {
         if known.is_none() && desc.digest == want {
             known = Some(desc.clone());
         }
@@ -168,18 +169,23 @@ fn resolve_digest(
     finish(reference, name, chosen)
 }
 
-/// Calls `f` on every descriptor reachable through indexes (not manifests).
+/// Calls `f` on every descriptor reachable through indexes (not
+/// manifests), reading each index once.
 fn walk_descriptors(
     layout: &Layout,
     descs: &[Descriptor],
     depth: usize,
+    seen: &mut BTreeSet<String>,
     f: &mut dyn FnMut(&Descriptor),
 ) -> Result<(), OciError> {
     for d in descs {
         f(d);
-        if depth < MAX_DEPTH && json::kind_of(&d.media_type) == Some(Kind::Index) {
+        if depth < MAX_DEPTH
+            && json::kind_of(&d.media_type) == Some(Kind::Index)
+            && seen.insert(d.digest.clone())
+        {
             let idx: Index = layout.read_json(d, "index.json", "index")?;
-            walk_descriptors(layout, &idx.manifests, depth + 1, f)?;
+            walk_descriptors(layout, &idx.manifests, depth + 1, seen, f)?;
         }
     }
     Ok(())
@@ -284,6 +290,10 @@ fn choose(
             (Some(p), _) => p.clone(),
             (None, Some(Kind::Manifest)) => {
                 let m: Manifest = layout.read_json(c, image, "manifest")?;
+                if !json::is_config_type(&m.config.media_type) {
+                    // An artifact (signature, SBOM), not an image.
+                    continue;
+                }
                 let cfg = read_config(layout, &m, image)?;
                 Platform {
                     architecture: cfg.architecture,
