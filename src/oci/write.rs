@@ -36,6 +36,12 @@ pub enum LayerSpec {
         source: LayerSource,
         compression: Compression,
     },
+    /// An already compressed tar, stored verbatim; the writer decompresses
+    /// it only to compute its diff id.
+    Precompressed {
+        bytes: Vec<u8>,
+        compression: Compression,
+    },
     /// A blob stored verbatim under `media_type`, with the diff id the
     /// config records for it (tests use this to write broken layers).
     Encoded {
@@ -52,6 +58,11 @@ impl LayerSpec {
             source: LayerSource::Bytes(bytes),
             compression,
         }
+    }
+
+    /// An already compressed tar, stored as it is.
+    pub fn precompressed(bytes: Vec<u8>, compression: Compression) -> LayerSpec {
+        LayerSpec::Precompressed { bytes, compression }
     }
 }
 
@@ -189,6 +200,22 @@ impl LayoutWriter {
                         ..d
                     },
                     diff_id.clone(),
+                ))
+            }
+            LayerSpec::Precompressed { bytes, compression } => {
+                let diff_id = diff_id_of(bytes, *compression).map_err(|e| {
+                    OciError::io(
+                        &self.root,
+                        io::Error::new(e.kind(), format!("decompressing a layer: {e}")),
+                    )
+                })?;
+                let d = self.add_blob(bytes)?;
+                Ok((
+                    Descriptor {
+                        media_type: json::layer_media_type(*compression).to_string(),
+                        ..d
+                    },
+                    diff_id,
                 ))
             }
             LayerSpec::Tar {
@@ -333,6 +360,24 @@ impl LayoutWriter {
         let bytes = serde_json::to_vec(&index)
             .map_err(|e| OciError::io(&self.root, io::Error::other(e)))?;
         write_atomic(&self.root, "index.json", &bytes)
+    }
+}
+
+/// The sha256 of a compressed layer's uncompressed bytes.
+fn diff_id_of(bytes: &[u8], c: Compression) -> io::Result<String> {
+    let mut reader: Box<dyn Read + '_> = match c {
+        Compression::None => Box::new(bytes),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(bytes)?),
+    };
+    let mut h = Hasher::new(Algorithm::Sha256);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish().to_string());
+        }
+        h.update(&buf[..n]);
     }
 }
 
