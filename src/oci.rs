@@ -1,1 +1,301 @@
-//! (stub) oci
+//! OCI image layouts: the only place kiln's images come from.
+//!
+//! Takes a directory in the OCI image layout format (as written by skopeo,
+//! umoci, `linuxkit cache`, or kiln's own [`write::LayoutWriter`]) and gives
+//! [`ResolvedImage`]s: for a reference and an architecture, the manifest,
+//! the parsed image config and the layer descriptors, every JSON blob on the
+//! way read fully and checked against its descriptor's size and digest.
+//! Layers are handed out as streams ([`Layout::open_layer`]) that check the
+//! same at EOF. Never trusts a blob before its digest is checked, never
+//! opens a path that is not `blobs/<sha256|sha512>/<hex>` under the layout,
+//! and never touches the network.
+//!
+//! Names are matched the way LinuxKit expands them (`alpine` is
+//! `docker.io/library/alpine:latest`) against the
+//! `org.opencontainers.image.ref.name` annotations of `index.json`,
+//! including the bare-tag form `skopeo copy … oci:DIR:TAG` writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub mod blob;
+pub mod digest;
+pub mod error;
+pub mod json;
+pub mod name;
+mod select;
+pub mod write;
+
+pub use blob::{BlobReader, LayerReader};
+pub use digest::Digest;
+pub use error::OciError;
+pub use json::{Compression, Descriptor, Platform};
+pub use select::FsckReport;
+
+use blob::BlobRef;
+use json::{Index, OciLayoutFile};
+use name::Reference;
+
+/// One image of a layout, resolved for one architecture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedImage {
+    /// The reference as written in the YAML.
+    pub reference: String,
+    /// The canonical name (`docker.io/library/alpine:latest`), or the
+    /// digest for a bare `sha256:` reference.
+    pub name: String,
+    /// The platform manifest chosen (not the index, for multi-arch images).
+    pub manifest_digest: String,
+    pub config_digest: String,
+    pub config: ImageConfig,
+    /// Bottom layer first.
+    pub layers: Vec<LayerDesc>,
+}
+
+/// The parts of an image config kiln uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub labels: BTreeMap<String, String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Option<Vec<String>>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub architecture: String,
+    pub os: String,
+}
+
+/// One layer blob of an image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerDesc {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    pub compression: Compression,
+}
+
+/// An opened OCI image layout: `oci-layout` checked, `index.json` read, the
+/// names it holds collected.
+#[derive(Debug)]
+pub struct Layout {
+    root: PathBuf,
+    index: Index,
+    /// Every named descriptor: index.json's own, and those inside unnamed
+    /// nested indexes.
+    named: Vec<Named>,
+}
+
+#[derive(Clone, Debug)]
+struct Named {
+    name: String,
+    /// The name in canonical form, when it parses as a reference.
+    canonical: Option<String>,
+    desc: Descriptor,
+}
+
+/// The deepest chain of nested indexes followed.
+const MAX_DEPTH: usize = 8;
+
+impl Layout {
+    /// Opens a layout: checks `oci-layout`'s version and reads `index.json`.
+    pub fn open(dir: &Path) -> Result<Layout, OciError> {
+        let marker = dir.join("oci-layout");
+        if !marker.exists() {
+            return Err(OciError::NotALayout {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let version: OciLayoutFile = read_small_json(&marker)?;
+        if !version.image_layout_version.starts_with("1.") {
+            return Err(OciError::LayoutVersion {
+                path: marker,
+                found: version.image_layout_version,
+            });
+        }
+        let index: Index = read_small_json(&dir.join("index.json"))?;
+        let mut layout = Layout {
+            root: dir.to_path_buf(),
+            index,
+            named: Vec::new(),
+        };
+        let top = layout.index.manifests.clone();
+        layout.collect_names(&top, 0, &mut BTreeSet::new())?;
+        Ok(layout)
+    }
+
+    /// Collects names, descending into unnamed nested indexes (each once).
+    fn collect_names(
+        &mut self,
+        descs: &[Descriptor],
+        depth: usize,
+        seen: &mut BTreeSet<String>,
+    ) -> Result<(), OciError> {
+        for d in descs {
+            let names = [
+                d.ref_name(),
+                d.annotations
+                    .get(json::ANNOTATION_CONTAINERD_NAME)
+                    .map(String::as_str),
+            ];
+            let mut any = false;
+            for n in names.into_iter().flatten() {
+                any = true;
+                if self.named.iter().any(|e| e.name == n && e.desc == *d) {
+                    continue;
+                }
+                self.named.push(Named {
+                    name: n.to_string(),
+                    canonical: name::canonical_name(n),
+                    desc: d.clone(),
+                });
+            }
+            if !any
+                && depth < MAX_DEPTH
+                && json::kind_of(&d.media_type) == Some(json::Kind::Index)
+                && seen.insert(d.digest.clone())
+            {
+                let idx: Index = self.read_json(d, "index.json", "index")?;
+                self.collect_names(&idx.manifests, depth + 1, seen)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The layout directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The descriptors listed in `index.json`, in file order.
+    pub fn manifests(&self) -> &[Descriptor] {
+        &self.index.manifests
+    }
+
+    /// Every image name the layout holds, sorted and without duplicates.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.named.iter().map(|n| n.name.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Resolves `reference` (a name, `name@digest`, or a bare digest of a
+    /// blob in the layout) for `linux/<arch>`.
+    pub fn resolve(&self, reference: &str, arch: &str) -> Result<ResolvedImage, OciError> {
+        select::resolve(self, reference, arch)
+    }
+
+    /// Opens a layer blob as a stream that verifies size and digest at EOF.
+    /// The bytes are the blob as stored (still compressed).
+    pub fn open_layer(
+        &self,
+        image: &ResolvedImage,
+        layer: &LayerDesc,
+    ) -> Result<BlobReader, OciError> {
+        let digest = parse_digest(&layer.digest, &image.reference)?;
+        BlobRef::new(&self.root, digest, layer.size, &image.reference).open_stream()
+    }
+
+    /// Opens a layer as its uncompressed tar stream; call
+    /// [`LayerReader::finish`] when done to verify the blob.
+    pub fn open_layer_tar(
+        &self,
+        image: &ResolvedImage,
+        layer: &LayerDesc,
+    ) -> Result<LayerReader, OciError> {
+        let blob = self.open_layer(image, layer)?;
+        let path = blob.blob().path.clone();
+        LayerReader::new(blob, layer.compression).map_err(|e| OciError::io(path, e))
+    }
+
+    /// Re-verifies every blob reachable from `index.json`.
+    pub fn fsck(&self) -> Result<FsckReport, OciError> {
+        select::fsck(self)
+    }
+
+    /// Reads and verifies a JSON blob named by `desc`, then parses it.
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        desc: &Descriptor,
+        image: &str,
+        what: &'static str,
+    ) -> Result<T, OciError> {
+        let blob = self.blob_ref(desc, image)?;
+        let bytes = blob.read_verified()?;
+        parse_json(&blob, &bytes, what)
+    }
+
+    fn blob_ref(&self, desc: &Descriptor, image: &str) -> Result<BlobRef, OciError> {
+        let digest = parse_digest(&desc.digest, image)?;
+        Ok(BlobRef::new(&self.root, digest, desc.size, image))
+    }
+}
+
+fn parse_digest(s: &str, image: &str) -> Result<Digest, OciError> {
+    Digest::parse(s).map_err(|source| OciError::BadDigest {
+        context: format!("a descriptor of image {image:?}"),
+        source,
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    blob: &BlobRef,
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, OciError> {
+    serde_json::from_slice(bytes).map_err(|e| OciError::Json {
+        digest: blob.digest.to_string(),
+        path: blob.path.clone(),
+        image: blob.image.clone(),
+        what,
+        message: e.to_string(),
+    })
+}
+
+/// Reads a small, unaddressed JSON file (`oci-layout`, `index.json`).
+fn read_small_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OciError> {
+    let file = File::open(path).map_err(|e| OciError::io(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(blob::MAX_JSON_BLOB + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| OciError::io(path, e))?;
+    if bytes.len() as u64 > blob::MAX_JSON_BLOB {
+        return Err(OciError::LayoutJson {
+            path: path.to_path_buf(),
+            message: format!("larger than {} bytes", blob::MAX_JSON_BLOB),
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| OciError::LayoutJson {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+impl Named {
+    /// Whether this name is one of `keys` (raw or canonical).
+    fn matches(&self, keys: &[String]) -> bool {
+        keys.iter()
+            .any(|k| *k == self.name || self.canonical.as_deref() == Some(k.as_str()))
+    }
+}
+
+/// Canonical arch names (`x86_64` → `amd64`, `aarch64` → `arm64`).
+pub fn normalize_arch(arch: &str) -> &str {
+    match arch {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+pub(crate) fn reference_keys(r: &Reference) -> Vec<String> {
+    let mut keys = vec![r.written.clone(), r.canonical(), r.tagged()];
+    if let Some((bare, _)) = r.written.split_once('@') {
+        keys.push(bare.to_string());
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
