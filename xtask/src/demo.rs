@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use kiln::oci::write::{ImageSpec, LayerSpec, LayoutWriter};
+use kiln::oci::Compression;
 
 /// One file of a synthetic layer.
 pub struct SynthFile {
@@ -27,10 +28,9 @@ pub struct SynthImage {
     pub cmd: Option<Vec<String>>,
 }
 
-/// A gzip-compressed tar layer of `files` (parents created), deterministic.
-fn layer_tar_gz(files: &[SynthFile]) -> anyhow::Result<Vec<u8>> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    let mut b = tar::Builder::new(gz);
+/// A tar layer of `files` (parents created), deterministic.
+fn layer_tar(files: &[SynthFile]) -> anyhow::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
     let mut dirs = std::collections::BTreeSet::new();
     for f in files {
         let mut p = Path::new(&f.path).parent();
@@ -55,7 +55,7 @@ fn layer_tar_gz(files: &[SynthFile]) -> anyhow::Result<Vec<u8>> {
         h.set_mtime(0);
         b.append_data(&mut h, &f.path, &f.bytes[..])?;
     }
-    Ok(b.into_inner()?.finish()?)
+    Ok(b.into_inner()?)
 }
 
 /// Write `images` into the OCI layout at `dir` (created if needed).
@@ -64,7 +64,7 @@ pub fn write_images(dir: &Path, images: &[SynthImage]) -> anyhow::Result<()> {
     for img in images {
         let mut layers = Vec::new();
         for files in &img.layers {
-            layers.push(LayerSpec::gzip(layer_tar_gz(files)?));
+            layers.push(LayerSpec::tar(layer_tar(files)?, Compression::Gzip));
         }
         let spec = ImageSpec {
             names: vec![img.name.clone()],
@@ -73,7 +73,7 @@ pub fn write_images(dir: &Path, images: &[SynthImage]) -> anyhow::Result<()> {
             cmd: img.cmd.clone(),
             ..ImageSpec::default()
         };
-        w.add_image(spec).with_context(|| format!("writing image {}", img.name))?;
+        w.add_image(&spec).with_context(|| format!("writing image {}", img.name))?;
     }
     w.commit()?;
     Ok(())
