@@ -105,7 +105,10 @@ pub(crate) fn read_changes<R: Read>(
             }
             _ => {
                 let ext = mem::take(&mut pending);
-                let path = match (&ext.long_name, ext.pax.as_ref().and_then(|p| p.path.as_ref())) {
+                let path = match (
+                    &ext.long_name,
+                    ext.pax.as_ref().and_then(|p| p.path.as_ref()),
+                ) {
                     (Some(name), _) => name.clone(),
                     (None, Some(name)) => name.clone(),
                     (None, None) => header_path,
@@ -130,6 +133,11 @@ fn at(last: Option<&[u8]>) -> String {
         Some(path) => format!("after entry {}", show(path)),
         None => "at its start".to_owned(),
     }
+}
+
+/// A numeric header field holding only NULs and spaces.
+fn blank(field: &[u8]) -> bool {
+    field.iter().all(|&b| b == 0 || b == b' ')
 }
 
 fn trim_nul(mut name: Vec<u8>) -> Vec<u8> {
@@ -241,7 +249,9 @@ impl Context<'_> {
             return Err(self.unsupported(raw_path, "sparse file"));
         }
         if pax.size.is_some_and(|s| s != member.size()) {
-            return Err(self.unsupported(raw_path, "pax size record differing from the header size"));
+            return Err(
+                self.unsupported(raw_path, "pax size record differing from the header size")
+            );
         }
         if path.is_empty() {
             return Ok(()); // the root itself: the tree has no entry for it
@@ -267,30 +277,49 @@ impl Context<'_> {
         let field = |what: &str, e: io::Error| {
             self.header_error(raw_path, format!("bad {what} field: {e}"))
         };
-        let mode = header.mode().map_err(|e| field("mode", e))? & 0o7777;
+        // As Go's archive/tar does, a numeric field left blank means 0.
+        let old = header.as_old();
+        let number = |what: &str, raw: &[u8], v: io::Result<u64>| {
+            if blank(raw) {
+                Ok(0)
+            } else {
+                v.map_err(|e| field(what, e))
+            }
+        };
+        let mode = number("mode", &old.mode, header.mode().map(u64::from))? & 0o7777;
         let uid = match pax.uid {
             Some(uid) => uid,
-            None => header.uid().map_err(|e| field("uid", e))?,
+            None => number("uid", &old.uid, header.uid())?,
         };
         let gid = match pax.gid {
             Some(gid) => gid,
-            None => header.gid().map_err(|e| field("gid", e))?,
+            None => number("gid", &old.gid, header.gid())?,
         };
         let mtime = match pax.mtime {
             Some(mtime) => mtime,
             None => {
-                let mtime = header.mtime().map_err(|e| field("mtime", e))?;
-                i64::try_from(mtime)
-                    .map_err(|_| self.header_error(raw_path, format!("mtime {mtime} is out of range")))?
+                let mtime = number("mtime", &old.mtime, header.mtime())?;
+                i64::try_from(mtime).map_err(|_| {
+                    self.header_error(raw_path, format!("mtime {mtime} is out of range"))
+                })?
             }
         };
         let id = |what: &str, v: u64| {
             u32::try_from(v)
                 .map_err(|_| self.header_error(raw_path, format!("{what} {v} is out of range")))
         };
-        let (uid, gid) = (id("uid", uid)?, id("gid", gid)?);
-        let device = |what: &str, n: io::Result<Option<u32>>| {
-            n.map(Option::unwrap_or_default).map_err(|e| field(what, e))
+        let (mode, uid, gid) = (mode as u32, id("uid", uid)?, id("gid", gid)?);
+        let (major_field, minor_field) = match (header.as_ustar(), header.as_gnu()) {
+            (Some(u), _) => (&u.dev_major[..], &u.dev_minor[..]),
+            (None, Some(g)) => (&g.dev_major[..], &g.dev_minor[..]),
+            (None, None) => (&[][..], &[][..]),
+        };
+        let device = |what: &str, raw: &[u8], n: io::Result<Option<u32>>| {
+            if blank(raw) {
+                Ok(0)
+            } else {
+                n.map(Option::unwrap_or_default).map_err(|e| field(what, e))
+            }
         };
         let link = || {
             ext.long_link
@@ -323,12 +352,12 @@ impl Context<'_> {
                 Kind::Hardlink(target)
             }
             EntryType::Char => Kind::Char {
-                major: device("device major", header.device_major())?,
-                minor: device("device minor", header.device_minor())?,
+                major: device("device major", major_field, header.device_major())?,
+                minor: device("device minor", minor_field, header.device_minor())?,
             },
             EntryType::Block => Kind::Block {
-                major: device("device major", header.device_major())?,
-                minor: device("device minor", header.device_minor())?,
+                major: device("device major", major_field, header.device_major())?,
+                minor: device("device minor", minor_field, header.device_minor())?,
             },
             EntryType::Fifo => Kind::Fifo,
             other => {

@@ -74,8 +74,8 @@ fn apply_record(pax: &mut Pax, key: &str, value: &[u8]) -> Result<(), String> {
             if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
                 pax.xattrs.insert(name.to_owned(), value.to_vec());
             } else if let Some(name) = key.strip_prefix("LIBARCHIVE.xattr.") {
-                let name = percent_decode(name)
-                    .ok_or_else(|| format!("bad percent-encoding in {key}"))?;
+                let name =
+                    percent_decode(name).ok_or_else(|| format!("bad percent-encoding in {key}"))?;
                 let value =
                     base64_decode(value).ok_or_else(|| format!("bad base64 value of {key}"))?;
                 pax.xattrs.insert(name, value);

@@ -35,7 +35,14 @@ impl Tar {
     }
 
     /// One member; `path` and `link` must fit their ustar fields.
-    pub fn member(&mut self, ty: u8, path: &[u8], link: &[u8], body: &[u8], meta: Meta) -> &mut Tar {
+    pub fn member(
+        &mut self,
+        ty: u8,
+        path: &[u8],
+        link: &[u8],
+        body: &[u8],
+        meta: Meta,
+    ) -> &mut Tar {
         let mut h = tar::Header::new_ustar();
         h.as_old_mut().name[..path.len()].copy_from_slice(path);
         h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
@@ -62,11 +69,29 @@ impl Tar {
     }
 
     pub fn dir(&mut self, path: &str) -> &mut Tar {
-        self.member(b'5', path.as_bytes(), b"", b"", Meta { mode: 0o755, ..META })
+        self.member(
+            b'5',
+            path.as_bytes(),
+            b"",
+            b"",
+            Meta {
+                mode: 0o755,
+                ..META
+            },
+        )
     }
 
     pub fn symlink(&mut self, path: &str, target: &str) -> &mut Tar {
-        self.member(b'2', path.as_bytes(), target.as_bytes(), b"", Meta { mode: 0o777, ..META })
+        self.member(
+            b'2',
+            path.as_bytes(),
+            target.as_bytes(),
+            b"",
+            Meta {
+                mode: 0o777,
+                ..META
+            },
+        )
     }
 
     pub fn hardlink(&mut self, path: &str, target: &str) -> &mut Tar {
@@ -109,7 +134,10 @@ pub(super) fn listing(u: &Unpacked, store: &ContentStore) -> Vec<String> {
         .iter()
         .map(|(path, e)| {
             let kind = match &e.kind {
-                Kind::File(c) => format!("file {:?}", String::from_utf8_lossy(&store.read(c).unwrap())),
+                Kind::File(c) => format!(
+                    "file {:?}",
+                    String::from_utf8_lossy(&store.read(c).unwrap())
+                ),
                 Kind::Dir => "dir".to_owned(),
                 Kind::Symlink(t) => format!("symlink {}", show(t)),
                 Kind::Hardlink(t) => format!("hardlink {}", show(t)),
@@ -117,7 +145,14 @@ pub(super) fn listing(u: &Unpacked, store: &ContentStore) -> Vec<String> {
                 Kind::Block { major, minor } => format!("block {major},{minor}"),
                 Kind::Fifo => "fifo".to_owned(),
             };
-            format!("{} {kind} {:o} {}:{} {}", show(path), e.mode, e.uid, e.gid, e.mtime)
+            format!(
+                "{} {kind} {:o} {}:{} {}",
+                show(path),
+                e.mode,
+                e.uid,
+                e.gid,
+                e.mtime
+            )
         })
         .collect()
 }
@@ -133,14 +168,46 @@ fn paths(u: &Unpacked) -> Vec<String> {
 #[test]
 fn every_entry_type_keeps_its_metadata() {
     let s = store();
-    let suid = Meta { mode: 0o104755, uid: 1000, gid: 50, mtime: 1_700_000_000 };
+    let suid = Meta {
+        mode: 0o104755,
+        uid: 1000,
+        gid: 50,
+        mtime: 1_700_000_000,
+    };
     let layer = Tar::new()
         .dir("bin/")
         .member(b'0', b"bin/su", b"", b"su!", suid)
         .symlink("bin/sh", "/bin/busybox")
-        .member(b'3', b"dev/null", b"", b"", Meta { mode: 0o666, ..META })
-        .member(b'6', b"run/fifo", b"", b"", Meta { mode: 0o600, ..META })
-        .member(b'5', b"tmp", b"", b"", Meta { mode: 0o1777, ..META })
+        .member(
+            b'3',
+            b"dev/null",
+            b"",
+            b"",
+            Meta {
+                mode: 0o666,
+                ..META
+            },
+        )
+        .member(
+            b'6',
+            b"run/fifo",
+            b"",
+            b"",
+            Meta {
+                mode: 0o600,
+                ..META
+            },
+        )
+        .member(
+            b'5',
+            b"tmp",
+            b"",
+            b"",
+            Meta {
+                mode: 0o1777,
+                ..META
+            },
+        )
         .finish();
     // Device numbers: set on a copy of the char header and a block one.
     let mut layer = layer;
@@ -151,6 +218,9 @@ fn every_entry_type_keeps_its_metadata() {
     dev.set_device_major(8).unwrap();
     dev.set_device_minor(1).unwrap();
     dev.set_mtime(5);
+    dev.set_size(0);
+    dev.set_uid(0);
+    dev.set_gid(0);
     dev.set_cksum();
     let end = layer.len() - 1024;
     layer.splice(end..end, dev.as_bytes().iter().copied());
@@ -198,7 +268,10 @@ fn pax_headers_override_the_ustar_fields() {
     assert_eq!(e.xattrs["security.capability"], cap);
     assert_eq!(e.xattrs["user.n=x"], b"val");
     assert!(u.tree.get(b"ignored-short-name").is_none());
-    assert_eq!(u.tree.get(b"link").unwrap().kind, Kind::Symlink(long.into_bytes()));
+    assert_eq!(
+        u.tree.get(b"link").unwrap().kind,
+        Kind::Symlink(long.into_bytes())
+    );
 }
 
 #[test]
@@ -207,13 +280,25 @@ fn gnu_long_names_and_links() {
     let long = format!("opt/{}", "n".repeat(200));
     let target = format!("/target/{}", "t".repeat(180));
     let mut tar = Tar::new();
-    tar.member(b'L', b"././@LongLink", b"", format!("{long}\0").as_bytes(), META)
-        .file("short", b"x")
-        .member(b'K', b"././@LongLink", b"", target.as_bytes(), META)
-        .symlink("sym", "short-target");
+    tar.member(
+        b'L',
+        b"././@LongLink",
+        b"",
+        format!("{long}\0").as_bytes(),
+        META,
+    )
+    .file("short", b"x")
+    .member(b'K', b"././@LongLink", b"", target.as_bytes(), META)
+    .symlink("sym", "short-target");
     let u = unpack(&[tar.finish()], &s).unwrap();
-    assert!(matches!(u.tree.get(long.as_bytes()).unwrap().kind, Kind::File(_)));
-    assert_eq!(u.tree.get(b"sym").unwrap().kind, Kind::Symlink(target.into_bytes()));
+    assert!(matches!(
+        u.tree.get(long.as_bytes()).unwrap().kind,
+        Kind::File(_)
+    ));
+    assert_eq!(
+        u.tree.get(b"sym").unwrap().kind,
+        Kind::Symlink(target.into_bytes())
+    );
 }
 
 #[test]
@@ -274,8 +359,15 @@ fn opaque_marker_keeps_same_layer_entries_in_any_order() {
 #[test]
 fn opaque_marker_at_the_root_clears_lower_layers() {
     let s = store();
-    let lower = Tar::new().file("a", b"a").dir("b").file("b/c", b"c").finish();
-    let upper = Tar::new().file("z", b"z").file(".wh..wh..opq", b"").finish();
+    let lower = Tar::new()
+        .file("a", b"a")
+        .dir("b")
+        .file("b/c", b"c")
+        .finish();
+    let upper = Tar::new()
+        .file("z", b"z")
+        .file(".wh..wh..opq", b"")
+        .finish();
     let u = unpack(&[lower, upper], &s).unwrap();
     assert_eq!(paths(&u), ["z"]);
 }
@@ -311,10 +403,25 @@ fn symlink_parent_is_replaced_by_a_directory() {
 #[test]
 fn replacing_directories() {
     let s = store();
-    let lower = Tar::new().dir("d").file("d/x", b"x").dir("e").file("e/y", b"y").finish();
+    let lower = Tar::new()
+        .dir("d")
+        .file("d/x", b"x")
+        .dir("e")
+        .file("e/y", b"y")
+        .finish();
     let upper = Tar::new()
         .file("d", b"now a file")
-        .member(b'5', b"e", b"", b"", Meta { mode: 0o700, uid: 7, ..META })
+        .member(
+            b'5',
+            b"e",
+            b"",
+            b"",
+            Meta {
+                mode: 0o700,
+                uid: 7,
+                ..META
+            },
+        )
         .finish();
     let u = unpack(&[lower, upper], &s).unwrap();
     assert_eq!(
@@ -330,7 +437,9 @@ fn replacing_directories() {
 #[test]
 fn old_style_directory_is_a_regular_entry_ending_in_slash() {
     let s = store();
-    let layer = Tar::new().member(b'\0', b"olddir/", b"", b"", META).finish();
+    let layer = Tar::new()
+        .member(b'\0', b"olddir/", b"", b"", META)
+        .finish();
     let u = unpack(&[layer], &s).unwrap();
     assert!(u.tree.get(b"olddir").unwrap().is_dir());
 }
@@ -341,7 +450,14 @@ fn truncated_layer_names_the_layer_and_entry() {
     let mut layer = Tar::new().file("big", &[7; 2000]).finish();
     layer.truncate(512 + 700);
     let err = unpack(&[layer], &s).unwrap_err();
-    assert!(matches!(err, UnpackError::Truncated { declared: 2000, found: 700, .. }));
+    assert!(matches!(
+        err,
+        UnpackError::Truncated {
+            declared: 2000,
+            found: 700,
+            ..
+        }
+    ));
     assert_eq!(
         err.to_string(),
         "layer layer0: big: the header declares 2000 bytes but the stream ends after 700"
@@ -355,20 +471,25 @@ fn declared_size_beyond_the_stream_is_an_error_for_any_entry() {
     let mut h = tar::Header::new_ustar();
     h.set_path("d").unwrap();
     h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
     h.set_size(1 << 40);
     h.set_cksum();
     let mut layer = h.as_bytes().to_vec();
     layer.extend_from_slice(&[0; 1024]);
     let err = unpack(&[layer], &s).unwrap_err();
     assert!(matches!(err, UnpackError::Read { .. }), "{err:?}");
-    assert!(err.to_string().starts_with("layer layer0: cannot read the tar stream after entry d"));
+    assert!(err
+        .to_string()
+        .starts_with("layer layer0: cannot read the tar stream after entry d"));
 }
 
 #[test]
 fn garbage_is_an_error_naming_the_layer() {
     let s = store();
     let err = unpack(&[b"not a tar".repeat(100)], &s).unwrap_err();
-    assert!(err.to_string().starts_with("layer layer0: cannot read the tar stream at its start"));
+    assert!(err
+        .to_string()
+        .starts_with("layer layer0: cannot read the tar stream at its start"));
     let good = Tar::new().file("a", b"a").finish();
     let mut bad = Tar::new().file("b", b"b").finish();
     bad[700] ^= 0xff; // corrupt the second header's checksum area
@@ -382,22 +503,37 @@ fn garbage_is_an_error_naming_the_layer() {
 fn size_and_count_limits() {
     let s = store();
     let layer = Tar::new().file("a", &[1; 5000]).file("b", b"b").finish();
-    let total = Limits { max_total_bytes: 4096, ..Limits::default() };
+    let total = Limits {
+        max_total_bytes: 4096,
+        ..Limits::default()
+    };
     let err = unpack_limited(&[layer.clone()], &s, &total).unwrap_err();
-    assert_eq!(err.to_string(), "layer layer0: the layers hold more than 4096 bytes of tar data");
+    assert_eq!(
+        err.to_string(),
+        "layer layer0: the layers hold more than 4096 bytes of tar data"
+    );
     // The budget is shared by all layers.
     let small = Tar::new().file("c", b"c").finish();
-    let total = Limits { max_total_bytes: layer.len() as u64 + 100, ..Limits::default() };
+    let total = Limits {
+        max_total_bytes: layer.len() as u64 + 100,
+        ..Limits::default()
+    };
     let err = unpack_limited(&[layer.clone(), small], &s, &total).unwrap_err();
     assert!(matches!(err, UnpackError::TotalSize { ref layer, .. } if layer == "layer1"));
 
-    let one = Limits { max_file_bytes: 4999, ..Limits::default() };
+    let one = Limits {
+        max_file_bytes: 4999,
+        ..Limits::default()
+    };
     let err = unpack_limited(&[layer.clone()], &s, &one).unwrap_err();
     assert_eq!(
         err.to_string(),
         "layer layer0: a: 5000 bytes is more than the limit of 4999 for one file"
     );
-    let count = Limits { max_entries: 1, ..Limits::default() };
+    let count = Limits {
+        max_entries: 1,
+        ..Limits::default()
+    };
     let err = unpack_limited(&[layer], &s, &count).unwrap_err();
     assert!(matches!(err, UnpackError::TooManyEntries { limit: 1, .. }));
 }
@@ -430,7 +566,11 @@ fn gzip_and_zstd_layers() {
     let n = broken.len();
     broken[n / 2] ^= 0x55;
     broken.truncate(n - 2);
-    let layers = vec![Ok::<_, io::Error>(("bad-zst".to_owned(), Compression::Zstd, &broken[..]))];
+    let layers = vec![Ok::<_, io::Error>((
+        "bad-zst".to_owned(),
+        Compression::Zstd,
+        &broken[..],
+    ))];
     let err = unpack_layers(layers, &s, &Limits::default()).unwrap_err();
     assert!(err.to_string().starts_with("layer bad-zst:"), "{err}");
 }
@@ -464,7 +604,11 @@ fn trailing_data_after_the_end_marker_is_drained() {
     let gz = gz.finish().unwrap();
     for (compression, bytes) in [(Compression::None, &layer), (Compression::Gzip, &gz)] {
         let eof = std::cell::Cell::new(false);
-        let reader = Watch { data: bytes, read: 0, eof: &eof };
+        let reader = Watch {
+            data: bytes,
+            read: 0,
+            eof: &eof,
+        };
         let mut unpacker = Unpacker::new(&s, &Limits::default());
         unpacker.apply_layer("l", compression, reader).unwrap();
         assert!(eof.get(), "{compression:?} layer not read to its end");
@@ -479,7 +623,10 @@ fn missing_end_marker_is_a_warning() {
     layer.truncate(1024);
     let u = unpack(&[layer], &s).unwrap();
     assert_eq!(paths(&u), ["a"]);
-    assert_eq!(u.warnings, ["layer layer0: the tar stream has no end-of-archive marker"]);
+    assert_eq!(
+        u.warnings,
+        ["layer layer0: the tar stream has no end-of-archive marker"]
+    );
 }
 
 #[test]
@@ -488,7 +635,10 @@ fn unsupported_members_are_errors() {
     for (ty, what) in [(b'S', "sparse file"), (b'V', "tar entry type 'V'")] {
         let layer = Tar::new().member(ty, b"odd", b"", b"", META).finish();
         let err = unpack(&[layer], &s).unwrap_err();
-        assert_eq!(err.to_string(), format!("layer layer0: odd: unsupported {what}"));
+        assert_eq!(
+            err.to_string(),
+            format!("layer layer0: odd: unsupported {what}")
+        );
     }
     let layer = Tar::new().pax(&[("size", b"99")]).file("f", b"x").finish();
     let err = unpack(&[layer], &s).unwrap_err();
@@ -508,14 +658,26 @@ fn failing_layer_source_is_reported() {
     ];
     let err = unpack_layers(items, &s, &Limits::default()).unwrap_err();
     assert_eq!(err.to_string(), "cannot open layer 1");
-    assert_eq!(std::error::Error::source(&err).unwrap().to_string(), "blob sha256:ab is missing");
+    assert_eq!(
+        std::error::Error::source(&err).unwrap().to_string(),
+        "blob sha256:ab is missing"
+    );
 }
 
 #[test]
 fn same_layers_give_the_same_tree() {
     let layers = [
-        Tar::new().dir("a").file("a/1", b"1").symlink("a/l", "1").hardlink("a/h", "a/1").finish(),
-        Tar::new().file("a/.wh.1", b"").file("b/../c", b"c").file("a/2", b"2").finish(),
+        Tar::new()
+            .dir("a")
+            .file("a/1", b"1")
+            .symlink("a/l", "1")
+            .hardlink("a/h", "a/1")
+            .finish(),
+        Tar::new()
+            .file("a/.wh.1", b"")
+            .file("b/../c", b"c")
+            .file("a/2", b"2")
+            .finish(),
     ];
     let s1 = store();
     let s2 = store();

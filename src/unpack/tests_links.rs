@@ -22,14 +22,24 @@ fn link_to_a_file_of_the_same_or_a_lower_layer() {
         .hardlink("bin/cat", "./bin/busybox")
         .finish();
     let u = unpack(&[lower, upper], &s).unwrap();
-    assert_eq!(kind(&u, "bin/ls"), Some(Kind::Hardlink(b"bin/busybox".to_vec())));
-    assert_eq!(kind(&u, "bin/cat"), Some(Kind::Hardlink(b"bin/busybox".to_vec())));
+    assert_eq!(
+        kind(&u, "bin/ls"),
+        Some(Kind::Hardlink(b"bin/busybox".to_vec()))
+    );
+    assert_eq!(
+        kind(&u, "bin/cat"),
+        Some(Kind::Hardlink(b"bin/busybox".to_vec()))
+    );
 }
 
 #[test]
 fn link_to_a_link_points_at_the_file() {
     let s = store();
-    let layer = Tar::new().file("f", b"x").hardlink("g", "f").hardlink("h", "g").finish();
+    let layer = Tar::new()
+        .file("f", b"x")
+        .hardlink("g", "f")
+        .hardlink("h", "g")
+        .finish();
     let u = unpack(&[layer], &s).unwrap();
     assert_eq!(kind(&u, "h"), Some(Kind::Hardlink(b"f".to_vec())));
 }
@@ -45,11 +55,17 @@ fn bad_link_targets_are_errors_naming_layer_and_path() {
     );
     let layer = Tar::new().dir("d").hardlink("l", "d").finish();
     let err = unpack(&[layer], &s).unwrap_err();
-    assert!(err.to_string().ends_with("the target is not a regular file"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("the target is not a regular file"),
+        "{err}"
+    );
     let layer = Tar::new().file("s", b"s").hardlink("s", "s").finish();
     let err = unpack(&[layer], &s).unwrap_err();
     assert!(err.to_string().ends_with("it links to itself"), "{err}");
-    let layer = Tar::new().member(b'1', b"e", b"", b"", super::tests::META).finish();
+    let layer = Tar::new()
+        .member(b'1', b"e", b"", b"", super::tests::META)
+        .finish();
     let err = unpack(&[layer], &s).unwrap_err();
     assert!(err.to_string().ends_with("link without a target"), "{err}");
 }
@@ -66,7 +82,10 @@ fn removed_target_hands_its_content_to_the_first_link() {
     let u = unpack(&[lower, upper], &s).unwrap();
     assert_eq!(
         listing(&u, &s),
-        ["b file \"shared\" 644 0:0 1600000000", "c hardlink b 644 0:0 1600000000"]
+        [
+            "b file \"shared\" 644 0:0 1600000000",
+            "c hardlink b 644 0:0 1600000000"
+        ]
     );
 }
 
@@ -78,7 +97,10 @@ fn replaced_target_keeps_old_content_in_its_links() {
     let u = unpack(&[lower, upper], &s).unwrap();
     assert_eq!(
         listing(&u, &s),
-        ["a file \"new\" 644 0:0 1600000000", "b file \"old\" 644 0:0 1600000000"]
+        [
+            "a file \"new\" 644 0:0 1600000000",
+            "b file \"old\" 644 0:0 1600000000"
+        ]
     );
 }
 
@@ -93,7 +115,13 @@ fn target_removed_with_its_directory() {
         .finish();
     let upper = Tar::new().file("d/.wh..wh..opq", b"").finish();
     let u = unpack(&[lower, upper], &s).unwrap();
-    assert_eq!(listing(&u, &s), ["d dir 755 0:0 1600000000", "out file \"f\" 644 0:0 1600000000"]);
+    assert_eq!(
+        listing(&u, &s),
+        [
+            "d dir 755 0:0 1600000000",
+            "out file \"f\" 644 0:0 1600000000"
+        ]
+    );
 }
 
 #[test]
@@ -119,7 +147,10 @@ fn target_relinked_to_its_own_link() {
     let u = unpack(&[layer], &s).unwrap();
     assert_eq!(
         listing(&u, &s),
-        ["a hardlink b 644 0:0 1600000000", "b file \"data\" 644 0:0 1600000000"]
+        [
+            "a hardlink b 644 0:0 1600000000",
+            "b file \"data\" 644 0:0 1600000000"
+        ]
     );
 }
 
