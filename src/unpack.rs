@@ -8,7 +8,7 @@
 //! only into the [`ContentStore`]; nothing from a layer is ever written to
 //! the host filesystem by path, so a hostile layer cannot escape the root.
 //!
-//! Deliberate choices (see `docs/linuxkit-compat.md`):
+//! Deliberate choices (differences from extracting with a kernel):
 //! - Paths are normalised inside the root; a path with `..` or a leading
 //!   `/` is kept there and a warning names the layer and the original path.
 //!   Root entries (`./`) are skipped: the tree has no root entry.
@@ -27,6 +27,8 @@
 mod entry;
 mod overlay;
 mod pax;
+#[cfg(test)]
+mod test_tar;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -254,7 +256,7 @@ impl<'s> Unpacker<'s> {
 /// A layer's decompressor, giving back the raw stream when done.
 enum Decoder<R: BufRead> {
     Plain(R),
-    Gzip(flate2::bufread::MultiGzDecoder<R>),
+    Gzip(Box<flate2::bufread::MultiGzDecoder<R>>),
     Zstd(zstd::stream::read::Decoder<'static, R>),
 }
 
@@ -262,7 +264,7 @@ impl<R: BufRead> Decoder<R> {
     fn new(compression: Compression, raw: R) -> io::Result<Decoder<R>> {
         Ok(match compression {
             Compression::None => Decoder::Plain(raw),
-            Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(raw))),
             Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(raw)?),
         })
     }

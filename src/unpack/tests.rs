@@ -1,161 +1,11 @@
-//! Unit tests of `unpack`: layers are built byte by byte in the test (a
-//! tiny tar writer below), so odd paths and broken streams are possible.
+//! Unit tests of `unpack`: layers are built byte by byte (see `test_tar`),
+//! so odd paths and broken streams are possible.
 
 use std::io::{self, Read, Write};
 
-use super::pax::record;
+use super::test_tar::{listing, unpack, unpack_limited, Meta, Tar, META};
 use super::*;
 use crate::tree::{Entry, Kind};
-
-/// A hand-made tar stream.
-#[derive(Default)]
-pub(super) struct Tar {
-    buf: Vec<u8>,
-}
-
-/// Metadata for one member.
-#[derive(Clone, Copy)]
-pub(super) struct Meta {
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    pub mtime: u64,
-}
-
-pub(super) const META: Meta = Meta {
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    mtime: 1_600_000_000,
-};
-
-impl Tar {
-    pub fn new() -> Tar {
-        Tar::default()
-    }
-
-    /// One member; `path` and `link` must fit their ustar fields.
-    pub fn member(
-        &mut self,
-        ty: u8,
-        path: &[u8],
-        link: &[u8],
-        body: &[u8],
-        meta: Meta,
-    ) -> &mut Tar {
-        let mut h = tar::Header::new_ustar();
-        h.as_old_mut().name[..path.len()].copy_from_slice(path);
-        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-        h.set_mode(meta.mode);
-        h.set_uid(meta.uid);
-        h.set_gid(meta.gid);
-        h.set_mtime(meta.mtime);
-        h.set_size(body.len() as u64);
-        h.set_entry_type(tar::EntryType::new(ty));
-        h.set_cksum();
-        self.buf.extend_from_slice(h.as_bytes());
-        self.data(body)
-    }
-
-    /// Raw data padded to a block.
-    pub fn data(&mut self, body: &[u8]) -> &mut Tar {
-        self.buf.extend_from_slice(body);
-        self.buf.resize(self.buf.len().div_ceil(512) * 512, 0);
-        self
-    }
-
-    pub fn file(&mut self, path: &str, body: &[u8]) -> &mut Tar {
-        self.member(b'0', path.as_bytes(), b"", body, META)
-    }
-
-    pub fn dir(&mut self, path: &str) -> &mut Tar {
-        self.member(
-            b'5',
-            path.as_bytes(),
-            b"",
-            b"",
-            Meta {
-                mode: 0o755,
-                ..META
-            },
-        )
-    }
-
-    pub fn symlink(&mut self, path: &str, target: &str) -> &mut Tar {
-        self.member(
-            b'2',
-            path.as_bytes(),
-            target.as_bytes(),
-            b"",
-            Meta {
-                mode: 0o777,
-                ..META
-            },
-        )
-    }
-
-    pub fn hardlink(&mut self, path: &str, target: &str) -> &mut Tar {
-        self.member(b'1', path.as_bytes(), target.as_bytes(), b"", META)
-    }
-
-    pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Tar {
-        let body: Vec<u8> = records.iter().flat_map(|(k, v)| record(k, v)).collect();
-        self.member(b'x', b"PaxHeaders/x", b"", &body, META)
-    }
-
-    /// The end marker: two zero blocks.
-    pub fn finish(&mut self) -> Vec<u8> {
-        let mut out = std::mem::take(&mut self.buf);
-        out.extend_from_slice(&[0; 1024]);
-        out
-    }
-}
-
-/// Unpack uncompressed layers named `layer0`, `layer1`, …
-pub(super) fn unpack(layers: &[Vec<u8>], store: &ContentStore) -> Result<Unpacked, UnpackError> {
-    unpack_limited(layers, store, &Limits::default())
-}
-
-pub(super) fn unpack_limited(
-    layers: &[Vec<u8>],
-    store: &ContentStore,
-    limits: &Limits,
-) -> Result<Unpacked, UnpackError> {
-    let items = layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| Ok::<_, io::Error>((format!("layer{i}"), Compression::None, &l[..])));
-    unpack_layers(items, store, limits)
-}
-
-/// One line per entry: `path kind mode uid:gid mtime`, files with their text.
-pub(super) fn listing(u: &Unpacked, store: &ContentStore) -> Vec<String> {
-    u.tree
-        .iter()
-        .map(|(path, e)| {
-            let kind = match &e.kind {
-                Kind::File(c) => format!(
-                    "file {:?}",
-                    String::from_utf8_lossy(&store.read(c).unwrap())
-                ),
-                Kind::Dir => "dir".to_owned(),
-                Kind::Symlink(t) => format!("symlink {}", show(t)),
-                Kind::Hardlink(t) => format!("hardlink {}", show(t)),
-                Kind::Char { major, minor } => format!("char {major},{minor}"),
-                Kind::Block { major, minor } => format!("block {major},{minor}"),
-                Kind::Fifo => "fifo".to_owned(),
-            };
-            format!(
-                "{} {kind} {:o} {}:{} {}",
-                show(path),
-                e.mode,
-                e.uid,
-                e.gid,
-                e.mtime
-            )
-        })
-        .collect()
-}
 
 fn store() -> ContentStore {
     ContentStore::new().unwrap()
@@ -507,7 +357,7 @@ fn size_and_count_limits() {
         max_total_bytes: 4096,
         ..Limits::default()
     };
-    let err = unpack_limited(&[layer.clone()], &s, &total).unwrap_err();
+    let err = unpack_limited(std::slice::from_ref(&layer), &s, &total).unwrap_err();
     assert_eq!(
         err.to_string(),
         "layer layer0: the layers hold more than 4096 bytes of tar data"
@@ -525,7 +375,7 @@ fn size_and_count_limits() {
         max_file_bytes: 4999,
         ..Limits::default()
     };
-    let err = unpack_limited(&[layer.clone()], &s, &one).unwrap_err();
+    let err = unpack_limited(std::slice::from_ref(&layer), &s, &one).unwrap_err();
     assert_eq!(
         err.to_string(),
         "layer layer0: a: 5000 bytes is more than the limit of 4999 for one file"

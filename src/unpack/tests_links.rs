@@ -1,7 +1,7 @@
 //! Hard-link tests of `unpack`: links resolve to files, and stay sane when
 //! their target is replaced or removed by a later entry or layer.
 
-use super::tests::{listing, unpack, Tar};
+use super::test_tar::{listing, unpack, Tar, META};
 use super::*;
 use crate::tree::Kind;
 
@@ -63,9 +63,7 @@ fn bad_link_targets_are_errors_naming_layer_and_path() {
     let layer = Tar::new().file("s", b"s").hardlink("s", "s").finish();
     let err = unpack(&[layer], &s).unwrap_err();
     assert!(err.to_string().ends_with("it links to itself"), "{err}");
-    let layer = Tar::new()
-        .member(b'1', b"e", b"", b"", super::tests::META)
-        .finish();
+    let layer = Tar::new().member(b'1', b"e", b"", b"", META).finish();
     let err = unpack(&[layer], &s).unwrap_err();
     assert!(err.to_string().ends_with("link without a target"), "{err}");
 }
