@@ -194,7 +194,8 @@ impl<'s> Unpacker<'s> {
     }
 
     /// Apply the next layer on top of those applied so far. `layer` names
-    /// it in messages. The stream is read to its end.
+    /// it in messages. The stream is read to its end before the tree
+    /// changes; after an error the unpacker is spent (drop it).
     pub fn apply_layer(
         &mut self,
         layer: &str,

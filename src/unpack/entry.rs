@@ -236,6 +236,9 @@ impl Context<'_> {
     ) -> Result<(), UnpackError> {
         let pax = ext.pax.unwrap_or_default();
         let (path, odd) = tree::normalize(raw_path);
+        if path.is_empty() {
+            return Ok(()); // the root itself (`./`, `/`): the tree has no entry for it
+        }
         if odd {
             self.warnings.push(format!(
                 "layer {}: entry {} leaves the image root; kept inside it as /{}",
@@ -252,9 +255,6 @@ impl Context<'_> {
             return Err(
                 self.unsupported(raw_path, "pax size record differing from the header size")
             );
-        }
-        if path.is_empty() {
-            return Ok(()); // the root itself: the tree has no entry for it
         }
         let name = path.rsplit(|&b| b == b'/').next().unwrap_or(&path);
         if let Some(hidden) = name.strip_prefix(b".wh.") {

@@ -229,6 +229,7 @@ fn escaping_paths_stay_inside_the_root_with_a_warning() {
         .file("../../etc/passwd", b"p")
         .file("/abs/file", b"a")
         .dir("./")
+        .dir("/")
         .file("./fine", b"f")
         .finish();
     let u = unpack(&[layer], &s).unwrap();
