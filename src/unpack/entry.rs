@@ -1,0 +1,400 @@
+//! Reading the members of one layer's tar stream into [`Changes`].
+//!
+//! Takes the tar stream (iterated raw, so kiln itself reads PAX `x`
+//! headers by their length prefixes and GNU `L`/`K` long names) and gives
+//! the layer's whiteouts, opaque markers and entries with their metadata.
+//! File bodies are streamed into the [`ContentStore`] as they pass; no
+//! layer is ever held in memory. It never touches the tree (see
+//! `overlay`) or the host filesystem.
+
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::mem;
+use std::rc::Rc;
+
+use tar::EntryType;
+
+use super::overlay::Changes;
+use super::pax::{self, Pax};
+use super::{show, Limits, UnpackError};
+use crate::tree::{self, ContentStore, Entry, Kind};
+
+/// Largest PAX or GNU long-name member kiln reads into memory.
+const MAX_EXTENSION_BYTES: u64 = 16 << 20;
+
+/// What reading one layer needs from the [`super::Unpacker`].
+pub(crate) struct Context<'a> {
+    pub layer: &'a str,
+    pub store: &'a ContentStore,
+    pub limits: &'a Limits,
+    pub entries: &'a mut u64,
+    pub warnings: &'a mut Vec<String>,
+    /// Decompressed bytes of this layer so far, and the most it may have.
+    pub count: Rc<Cell<u64>>,
+    pub budget: u64,
+}
+
+/// Extension members describing the next real member.
+#[derive(Default)]
+struct Pending {
+    pax: Option<Pax>,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.pax.is_none() && self.long_name.is_none() && self.long_link.is_none()
+    }
+}
+
+/// Read every member up to the end marker. Also gives the stream offset
+/// just past the last member's data (to spot a missing end marker).
+pub(crate) fn read_changes<R: Read>(
+    archive: &mut tar::Archive<R>,
+    cx: &mut Context<'_>,
+) -> Result<(Changes, u64), UnpackError> {
+    let mut changes = Changes::default();
+    let mut pending = Pending::default();
+    let mut last: Option<Vec<u8>> = None;
+    let mut end = 0u64;
+    let members = archive
+        .entries()
+        .map_err(|e| cx.io_error(at(last.as_deref()), e))?
+        .raw(true);
+    for member in members {
+        let mut member = member.map_err(|e| cx.io_error(at(last.as_deref()), e))?;
+        let header_path = member.header().path_bytes().into_owned();
+        end = member
+            .raw_file_position()
+            .checked_add(member.size().div_ceil(512) * 512)
+            .ok_or_else(|| cx.header_error(&header_path, "size overflows".to_owned()))?;
+        *cx.entries += 1;
+        if *cx.entries > cx.limits.max_entries {
+            return Err(UnpackError::TooManyEntries {
+                layer: cx.layer.to_owned(),
+                limit: cx.limits.max_entries,
+            });
+        }
+        match member.header().entry_type() {
+            EntryType::XHeader => {
+                let data = cx.read_small(&mut member, &header_path)?;
+                let parsed = pax::parse(&data).map_err(|reason| {
+                    cx.header_error(&header_path, format!("malformed pax header: {reason}"))
+                })?;
+                pending.pax = Some(parsed);
+            }
+            EntryType::XGlobalHeader => {
+                let data = cx.read_small(&mut member, &header_path)?;
+                let parsed = pax::parse(&data).map_err(|reason| {
+                    cx.header_error(&header_path, format!("malformed pax header: {reason}"))
+                })?;
+                if !parsed.other_keys.is_empty() {
+                    cx.warnings.push(format!(
+                        "layer {}: global pax header ignored (keys: {})",
+                        cx.layer,
+                        parsed.other_keys.join(", ")
+                    ));
+                }
+            }
+            EntryType::GNULongName => {
+                pending.long_name = Some(trim_nul(cx.read_small(&mut member, &header_path)?));
+            }
+            EntryType::GNULongLink => {
+                pending.long_link = Some(trim_nul(cx.read_small(&mut member, &header_path)?));
+            }
+            _ => {
+                let ext = mem::take(&mut pending);
+                let path = match (
+                    &ext.long_name,
+                    ext.pax.as_ref().and_then(|p| p.path.as_ref()),
+                ) {
+                    (Some(name), _) => name.clone(),
+                    (None, Some(name)) => name.clone(),
+                    (None, None) => header_path,
+                };
+                cx.member(&mut member, &path, ext, &mut changes)?;
+                last = Some(path);
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let path = last.unwrap_or_default();
+        return Err(cx.header_error(
+            &path,
+            "the last extension header describes no member".to_owned(),
+        ));
+    }
+    Ok((changes, end))
+}
+
+fn at(last: Option<&[u8]>) -> String {
+    match last {
+        Some(path) => format!("after entry {}", show(path)),
+        None => "at its start".to_owned(),
+    }
+}
+
+/// A numeric header field holding only NULs and spaces.
+fn blank(field: &[u8]) -> bool {
+    field.iter().all(|&b| b == 0 || b == b' ')
+}
+
+fn trim_nul(mut name: Vec<u8>) -> Vec<u8> {
+    while name.last() == Some(&0) {
+        name.pop();
+    }
+    name
+}
+
+impl Context<'_> {
+    /// An I/O error, unless it is the total-size budget running out.
+    pub fn io_error(&self, at: String, source: io::Error) -> UnpackError {
+        if self.count.get() > self.budget {
+            return self.total_size();
+        }
+        UnpackError::Read {
+            layer: self.layer.to_owned(),
+            at,
+            source,
+        }
+    }
+
+    fn total_size(&self) -> UnpackError {
+        UnpackError::TotalSize {
+            layer: self.layer.to_owned(),
+            limit: self.limits.max_total_bytes,
+        }
+    }
+
+    fn header_error(&self, path: &[u8], reason: String) -> UnpackError {
+        UnpackError::Header {
+            layer: self.layer.to_owned(),
+            path: show(path),
+            reason,
+        }
+    }
+
+    fn unsupported(&self, path: &[u8], what: &str) -> UnpackError {
+        UnpackError::Unsupported {
+            layer: self.layer.to_owned(),
+            path: show(path),
+            what: what.to_owned(),
+        }
+    }
+
+    fn data_error(&self, path: &[u8], source: io::Error) -> UnpackError {
+        if self.count.get() > self.budget {
+            return self.total_size();
+        }
+        UnpackError::Data {
+            layer: self.layer.to_owned(),
+            path: show(path),
+            source,
+        }
+    }
+
+    fn truncated(&self, path: &[u8], declared: u64, found: u64) -> UnpackError {
+        UnpackError::Truncated {
+            layer: self.layer.to_owned(),
+            path: show(path),
+            declared,
+            found,
+        }
+    }
+
+    /// Read an extension member's data, bounded.
+    fn read_small<R: Read>(
+        &self,
+        member: &mut tar::Entry<'_, R>,
+        path: &[u8],
+    ) -> Result<Vec<u8>, UnpackError> {
+        let size = member.size();
+        if size > MAX_EXTENSION_BYTES {
+            return Err(self.header_error(
+                path,
+                format!("extension header of {size} bytes is too large"),
+            ));
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        member
+            .read_to_end(&mut data)
+            .map_err(|e| self.data_error(path, e))?;
+        if data.len() as u64 != size {
+            return Err(self.truncated(path, size, data.len() as u64));
+        }
+        Ok(data)
+    }
+
+    /// Turn one real member into a change of the layer.
+    fn member<R: Read>(
+        &mut self,
+        member: &mut tar::Entry<'_, R>,
+        raw_path: &[u8],
+        ext: Pending,
+        changes: &mut Changes,
+    ) -> Result<(), UnpackError> {
+        let pax = ext.pax.unwrap_or_default();
+        let (path, odd) = tree::normalize(raw_path);
+        if path.is_empty() {
+            return Ok(()); // the root itself (`./`, `/`): the tree has no entry for it
+        }
+        if odd {
+            self.warnings.push(format!(
+                "layer {}: entry {} leaves the image root; kept inside it as /{}",
+                self.layer,
+                show(raw_path),
+                show(&path)
+            ));
+        }
+        let ty = member.header().entry_type();
+        if pax.sparse || ty == EntryType::GNUSparse {
+            return Err(self.unsupported(raw_path, "sparse file"));
+        }
+        if pax.size.is_some_and(|s| s != member.size()) {
+            return Err(
+                self.unsupported(raw_path, "pax size record differing from the header size")
+            );
+        }
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(&path);
+        if let Some(hidden) = name.strip_prefix(b".wh.") {
+            let parent = tree::parent(&path).unwrap_or(b"");
+            if hidden == b".wh..opq" {
+                changes.opaque.push(parent.to_vec());
+            } else if hidden.starts_with(b".wh.") || hidden.is_empty() {
+                self.warnings.push(format!(
+                    "layer {}: whiteout metadata entry {} ignored",
+                    self.layer,
+                    show(raw_path)
+                ));
+            } else {
+                changes.whiteouts.push(tree::join(parent, hidden));
+            }
+            return Ok(());
+        }
+
+        let header = member.header();
+        let field = |what: &str, e: io::Error| {
+            self.header_error(raw_path, format!("bad {what} field: {e}"))
+        };
+        // As Go's archive/tar does, a numeric field left blank means 0.
+        let old = header.as_old();
+        let number = |what: &str, raw: &[u8], v: io::Result<u64>| {
+            if blank(raw) {
+                Ok(0)
+            } else {
+                v.map_err(|e| field(what, e))
+            }
+        };
+        let mode = number("mode", &old.mode, header.mode().map(u64::from))? & 0o7777;
+        let uid = match pax.uid {
+            Some(uid) => uid,
+            None => number("uid", &old.uid, header.uid())?,
+        };
+        let gid = match pax.gid {
+            Some(gid) => gid,
+            None => number("gid", &old.gid, header.gid())?,
+        };
+        let mtime = match pax.mtime {
+            Some(mtime) => mtime,
+            None => {
+                let mtime = number("mtime", &old.mtime, header.mtime())?;
+                i64::try_from(mtime).map_err(|_| {
+                    self.header_error(raw_path, format!("mtime {mtime} is out of range"))
+                })?
+            }
+        };
+        let id = |what: &str, v: u64| {
+            u32::try_from(v)
+                .map_err(|_| self.header_error(raw_path, format!("{what} {v} is out of range")))
+        };
+        let (mode, uid, gid) = (mode as u32, id("uid", uid)?, id("gid", gid)?);
+        let (major_field, minor_field) = match (header.as_ustar(), header.as_gnu()) {
+            (Some(u), _) => (&u.dev_major[..], &u.dev_minor[..]),
+            (None, Some(g)) => (&g.dev_major[..], &g.dev_minor[..]),
+            (None, None) => (&[][..], &[][..]),
+        };
+        let device = |what: &str, raw: &[u8], n: io::Result<Option<u32>>| {
+            if blank(raw) {
+                Ok(0)
+            } else {
+                n.map(Option::unwrap_or_default).map_err(|e| field(what, e))
+            }
+        };
+        let link = || {
+            ext.long_link
+                .clone()
+                .or_else(|| pax.linkpath.clone())
+                .or_else(|| header.link_name_bytes().map(|l| l.into_owned()))
+                .filter(|l| !l.is_empty())
+                .ok_or_else(|| self.header_error(raw_path, "link without a target".to_owned()))
+        };
+
+        let kind = match ty {
+            EntryType::Regular | EntryType::Continuous if raw_path.ends_with(b"/") => Kind::Dir,
+            EntryType::Regular | EntryType::Continuous => {
+                Kind::File(self.file_body(member, raw_path)?)
+            }
+            EntryType::Directory => Kind::Dir,
+            EntryType::Symlink => Kind::Symlink(link()?),
+            EntryType::Link => {
+                let raw_target = link()?;
+                let (target, odd) = tree::normalize(&raw_target);
+                if odd {
+                    self.warnings.push(format!(
+                        "layer {}: hard link {} to {} leaves the image root; kept inside it as /{}",
+                        self.layer,
+                        show(raw_path),
+                        show(&raw_target),
+                        show(&target)
+                    ));
+                }
+                Kind::Hardlink(target)
+            }
+            EntryType::Char => Kind::Char {
+                major: device("device major", major_field, header.device_major())?,
+                minor: device("device minor", minor_field, header.device_minor())?,
+            },
+            EntryType::Block => Kind::Block {
+                major: device("device major", major_field, header.device_major())?,
+                minor: device("device minor", minor_field, header.device_minor())?,
+            },
+            EntryType::Fifo => Kind::Fifo,
+            other => {
+                let what = format!("tar entry type {:?}", char::from(other.as_byte()));
+                return Err(self.unsupported(raw_path, &what));
+            }
+        };
+        let mut entry = Entry::new(kind, mode, mtime);
+        entry.uid = uid;
+        entry.gid = gid;
+        entry.xattrs = pax.xattrs;
+        changes.entries.push((path, entry));
+        Ok(())
+    }
+
+    /// Stream a regular file's body into the content store.
+    fn file_body<R: Read>(
+        &self,
+        member: &mut tar::Entry<'_, R>,
+        path: &[u8],
+    ) -> Result<crate::tree::Content, UnpackError> {
+        let size = member.size();
+        if size > self.limits.max_file_bytes {
+            return Err(UnpackError::FileTooBig {
+                layer: self.layer.to_owned(),
+                path: show(path),
+                size,
+                limit: self.limits.max_file_bytes,
+            });
+        }
+        let content = self
+            .store
+            .add_reader(member, Some(size))
+            .map_err(|e| self.data_error(path, e))?;
+        if content.len() != size {
+            return Err(self.truncated(path, size, content.len()));
+        }
+        Ok(content)
+    }
+}
