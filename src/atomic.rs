@@ -50,11 +50,21 @@ pub struct Written {
 impl AtomicFile {
     /// Start writing `dir/name`. The temp file is `dir/.name.XXXXXX.tmp`.
     pub fn create(dir: &Path, name: &str) -> io::Result<AtomicFile> {
-        let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
         let file = tmp.as_file().try_clone()?;
         Ok(AtomicFile {
             tmp: Some(tmp),
-            buf: BufWriter::with_capacity(1 << 20, HashingFile { file, hasher: Sha256::new(), len: 0 }),
+            buf: BufWriter::with_capacity(
+                1 << 20,
+                HashingFile {
+                    file,
+                    hasher: Sha256::new(),
+                    len: 0,
+                },
+            ),
             dest: dir.join(name),
         })
     }
@@ -65,7 +75,11 @@ impl AtomicFile {
         let tmp = self.tmp.take().expect("commit called once");
         tmp.as_file().sync_all()?;
         let inner = self.buf.get_ref();
-        let written = Written { path: self.dest.clone(), len: inner.len, sha256: hex::encode(inner.hasher.clone().finalize()) };
+        let written = Written {
+            path: self.dest.clone(),
+            len: inner.len,
+            sha256: hex::encode(inner.hasher.clone().finalize()),
+        };
         tmp.persist(&self.dest).map_err(|e| e.error)?;
         if let Some(dir) = self.dest.parent() {
             // Make the rename durable; not all filesystems allow this, which is fine.
@@ -105,7 +119,11 @@ mod tests {
         f.write_all(b"partial").unwrap();
         assert!(!dir.path().join("out.img").exists());
         drop(f);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temp file removed on drop");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "temp file removed on drop"
+        );
     }
 
     #[test]

@@ -77,7 +77,9 @@ impl BuildReport {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Outputs differ from the golden file (exit code 3).
@@ -101,7 +103,11 @@ pub fn check_golden(sums: &Sums, golden_path: &Path) -> anyhow::Result<()> {
     if mismatches.is_empty() {
         Ok(())
     } else {
-        Err(VerifyFailed { golden: golden_path.to_owned(), mismatches }.into())
+        Err(VerifyFailed {
+            golden: golden_path.to_owned(),
+            mismatches,
+        }
+        .into())
     }
 }
 
@@ -134,7 +140,12 @@ pub fn source_date_epoch() -> anyhow::Result<i64> {
             .parse::<i64>()
             .ok()
             .filter(|&t| t >= 0)
-            .ok_or_else(|| UserError(format!("SOURCE_DATE_EPOCH={v:?} is not a non-negative integer")).into()),
+            .ok_or_else(|| {
+                UserError(format!(
+                    "SOURCE_DATE_EPOCH={v:?} is not a non-negative integer"
+                ))
+                .into()
+            }),
         _ => Ok(crate::DEFAULT_EPOCH),
     }
 }
@@ -147,8 +158,12 @@ pub fn threads_from_env() -> anyhow::Result<usize> {
             .parse::<usize>()
             .ok()
             .filter(|&n| n >= 1)
-            .ok_or_else(|| UserError(format!("KILN_THREADS={v:?} is not a positive integer")).into()),
-        _ => Ok(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            .ok_or_else(|| {
+                UserError(format!("KILN_THREADS={v:?} is not a positive integer")).into()
+            }),
+        _ => Ok(std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)),
     }
 }
 

@@ -18,14 +18,20 @@ pub type Sums = BTreeMap<String, String>;
 #[derive(Debug, thiserror::Error)]
 pub enum GoldenError {
     #[error("{path}:{line}: not a sha256sum line: {text:?}")]
-    Parse { path: PathBuf, line: usize, text: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: io::Error },
 }
 
 /// Render sums in sha256sum format.
 pub fn render(sums: &Sums) -> String {
-    sums.iter().map(|(name, hash)| format!("{hash}  {name}\n")).collect()
+    sums.iter()
+        .map(|(name, hash)| format!("{hash}  {name}\n"))
+        .collect()
 }
 
 /// Parse sha256sum-format text (also accepts the binary-mode `*` marker).
@@ -35,9 +41,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Sums, GoldenError> {
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = || GoldenError::Parse { path: path.to_owned(), line: i + 1, text: line.to_owned() };
+        let bad = || GoldenError::Parse {
+            path: path.to_owned(),
+            line: i + 1,
+            text: line.to_owned(),
+        };
         let (hash, rest) = line.split_once(' ').ok_or_else(bad)?;
-        let name = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('*')).ok_or_else(bad)?;
+        let name = rest
+            .strip_prefix(' ')
+            .or_else(|| rest.strip_prefix('*'))
+            .ok_or_else(bad)?;
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) || name.is_empty() {
             return Err(bad());
         }
@@ -48,26 +61,47 @@ pub fn parse(path: &Path, text: &str) -> Result<Sums, GoldenError> {
 
 /// Read and parse a sums file.
 pub fn read(path: &Path) -> Result<Sums, GoldenError> {
-    let text = std::fs::read_to_string(path).map_err(|err| GoldenError::Io { path: path.to_owned(), err })?;
+    let text = std::fs::read_to_string(path).map_err(|err| GoldenError::Io {
+        path: path.to_owned(),
+        err,
+    })?;
     parse(path, &text)
 }
 
 /// One way a set of sums differs from the golden set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mismatch {
-    Differs { name: String, expected: String, actual: String },
-    Missing { name: String, expected: String },
-    Unexpected { name: String, actual: String },
+    Differs {
+        name: String,
+        expected: String,
+        actual: String,
+    },
+    Missing {
+        name: String,
+        expected: String,
+    },
+    Unexpected {
+        name: String,
+        actual: String,
+    },
 }
 
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Mismatch::Differs { name, expected, actual } => {
+            Mismatch::Differs {
+                name,
+                expected,
+                actual,
+            } => {
                 write!(f, "{name}: sha256 {actual}, golden {expected}")
             }
-            Mismatch::Missing { name, expected } => write!(f, "{name}: missing (golden {expected})"),
-            Mismatch::Unexpected { name, actual } => write!(f, "{name}: not in golden file (sha256 {actual})"),
+            Mismatch::Missing { name, expected } => {
+                write!(f, "{name}: missing (golden {expected})")
+            }
+            Mismatch::Unexpected { name, actual } => {
+                write!(f, "{name}: not in golden file (sha256 {actual})")
+            }
         }
     }
 }
@@ -78,13 +112,23 @@ pub fn compare(actual: &Sums, golden: &Sums) -> Vec<Mismatch> {
     for (name, expected) in golden {
         match actual.get(name) {
             Some(a) if a == expected => {}
-            Some(a) => out.push(Mismatch::Differs { name: name.clone(), expected: expected.clone(), actual: a.clone() }),
-            None => out.push(Mismatch::Missing { name: name.clone(), expected: expected.clone() }),
+            Some(a) => out.push(Mismatch::Differs {
+                name: name.clone(),
+                expected: expected.clone(),
+                actual: a.clone(),
+            }),
+            None => out.push(Mismatch::Missing {
+                name: name.clone(),
+                expected: expected.clone(),
+            }),
         }
     }
     for (name, actual_hash) in actual {
         if !golden.contains_key(name) {
-            out.push(Mismatch::Unexpected { name: name.clone(), actual: actual_hash.clone() });
+            out.push(Mismatch::Unexpected {
+                name: name.clone(),
+                actual: actual_hash.clone(),
+            });
         }
     }
     out.sort_by(|a, b| key(a).cmp(key(b)));
@@ -93,13 +137,18 @@ pub fn compare(actual: &Sums, golden: &Sums) -> Vec<Mismatch> {
 
 fn key(m: &Mismatch) -> &str {
     match m {
-        Mismatch::Differs { name, .. } | Mismatch::Missing { name, .. } | Mismatch::Unexpected { name, .. } => name,
+        Mismatch::Differs { name, .. }
+        | Mismatch::Missing { name, .. }
+        | Mismatch::Unexpected { name, .. } => name,
     }
 }
 
 /// sha256 of a file, streamed.
 pub fn hash_file(path: &Path) -> Result<String, GoldenError> {
-    let io_err = |err| GoldenError::Io { path: path.to_owned(), err };
+    let io_err = |err| GoldenError::Io {
+        path: path.to_owned(),
+        err,
+    };
     let mut f = File::open(path).map_err(io_err)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -136,7 +185,11 @@ mod tests {
 
     #[test]
     fn render_parse_round_trip() {
-        let sums: Sums = [("x-initrd.img".to_string(), A.to_string()), ("x-kernel".to_string(), B.to_string())].into();
+        let sums: Sums = [
+            ("x-initrd.img".to_string(), A.to_string()),
+            ("x-kernel".to_string(), B.to_string()),
+        ]
+        .into();
         let text = render(&sums);
         assert_eq!(text, format!("{A}  x-initrd.img\n{B}  x-kernel\n"));
         assert_eq!(parse(Path::new("g"), &text).unwrap(), sums);
@@ -144,7 +197,11 @@ mod tests {
 
     #[test]
     fn parse_names_line_of_bad_input() {
-        let err = parse(Path::new("golden/x.sha256"), &format!("{A}  ok\nnot a line\n")).unwrap_err();
+        let err = parse(
+            Path::new("golden/x.sha256"),
+            &format!("{A}  ok\nnot a line\n"),
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("golden/x.sha256:2: "), "{err}");
     }
 

@@ -12,7 +12,11 @@ use kiln::build::{self, BuildOptions, Format};
 use kiln::output::compress::Compression;
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "Hermetic, bit-reproducible LinuxKit image builds")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Hermetic, bit-reproducible LinuxKit image builds"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -98,7 +102,11 @@ fn main() -> ExitCode {
 fn layout_dir(args: &LayoutArgs) -> PathBuf {
     args.layout
         .clone()
-        .or_else(|| std::env::var_os("KILN_LAYOUT").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os("KILN_LAYOUT")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| PathBuf::from("oci-layout"))
 }
 
@@ -113,7 +121,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .context("cannot derive an output name from the first file; use --name")?
                     .to_owned(),
             };
-            let formats = if args.formats.is_empty() { vec![Format::KernelInitrd] } else { args.formats };
+            let formats = if args.formats.is_empty() {
+                vec![Format::KernelInitrd]
+            } else {
+                args.formats
+            };
             let opts = BuildOptions {
                 files: args.files,
                 formats,
@@ -143,7 +155,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(args) => {
-            let warnings = build::validate(&args.files, &layout_dir(&args.layout), &args.layout.arch)?;
+            let warnings =
+                build::validate(&args.files, &layout_dir(&args.layout), &args.layout.arch)?;
             for w in &warnings {
                 eprintln!("kiln: warning: {w}");
             }

@@ -166,27 +166,34 @@ impl ContentStore {
         let start = inner.len;
         inner.file.seek(SeekFrom::Start(start))?;
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
         let mut total: u64 = 0;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            total += n as u64;
-            if let Some(limit) = limit {
-                if total > limit {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("content exceeds the limit of {limit} bytes"),
-                    ));
-                }
-            }
-            hasher.update(&buf[..n]);
-            inner.file.write_all(&buf[..n])?;
+        // One buffer per thread: allocating and zeroing it per file costs as
+        // much as the copy for small files.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
         }
+        BUF.with_borrow_mut(|buf| -> io::Result<()> {
+            loop {
+                let n = match reader.read(buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                total += n as u64;
+                if let Some(limit) = limit {
+                    if total > limit {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("content exceeds the limit of {limit} bytes"),
+                        ));
+                    }
+                }
+                hasher.update(&buf[..n]);
+                inner.file.write_all(&buf[..n])?;
+            }
+            Ok(())
+        })?;
         let sha256: [u8; 32] = hasher.finalize().into();
         if let Some(&(offset, len)) = inner.by_hash.get(&sha256) {
             // Already stored: forget the copy just written.

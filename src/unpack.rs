@@ -46,13 +46,8 @@ const RAW_BUFFER: usize = 1 << 20;
 /// Buffer on the decompressed tar stream (headers are read 512 bytes at a time).
 const TAR_BUFFER: usize = 256 << 10;
 
-/// How a layer stream is compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
+/// How a layer stream is compressed (the layout reader's type).
+pub use crate::oci::Compression;
 
 /// Bounds on what the layers of one image may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -409,7 +409,11 @@ mod label_tests {
 
     #[test]
     fn label_parses_image_keys() {
-        let img = label(r#"{"capabilities":["CAP_NET_ADMIN"],"binds":["/a:/b"],"pid":"host"}"#, "x:1").unwrap();
+        let img = label(
+            r#"{"capabilities":["CAP_NET_ADMIN"],"binds":["/a:/b"],"pid":"host"}"#,
+            "x:1",
+        )
+        .unwrap();
         assert_eq!(img.capabilities, Some(vec!["CAP_NET_ADMIN".to_string()]));
         assert_eq!(img.binds, Some(vec!["/a:/b".to_string()]));
         assert_eq!(img.pid.as_deref(), Some("host"));
@@ -419,8 +423,14 @@ mod label_tests {
     #[test]
     fn label_rejects_name_and_bad_caps() {
         let err = label(r#"{"name":"x"}"#, "x:1").unwrap_err().to_string();
-        assert!(err.contains("x:1: label org.mobyproject.config:1:2") && err.contains("must not set `name`"), "{err}");
-        let err = label(r#"{"capabilities":["CAP_BOGUS"]}"#, "x:1").unwrap_err().to_string();
+        assert!(
+            err.contains("x:1: label org.mobyproject.config:1:2")
+                && err.contains("must not set `name`"),
+            "{err}"
+        );
+        let err = label(r#"{"capabilities":["CAP_BOGUS"]}"#, "x:1")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("CAP_BOGUS"), "{err}");
     }
 }

@@ -34,8 +34,32 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "kernel", "init", "container", "service", "onboot", "runc", "mount", "overlay", "rootfs", "config", "the", "of",
-    "and", "image", "layer", "digest", "sha256", "reproducible", "=", "{", "}", "0x1f", "\n", "    ", "return", "if",
+    "kernel",
+    "init",
+    "container",
+    "service",
+    "onboot",
+    "runc",
+    "mount",
+    "overlay",
+    "rootfs",
+    "config",
+    "the",
+    "of",
+    "and",
+    "image",
+    "layer",
+    "digest",
+    "sha256",
+    "reproducible",
+    "=",
+    "{",
+    "}",
+    "0x1f",
+    "\n",
+    "    ",
+    "return",
+    "if",
 ];
 
 fn file_bytes(rng: &mut Rng, class: u64, len: usize) -> Vec<u8> {
@@ -80,7 +104,11 @@ fn synth(scale: f64) -> (Vec<SynthImage>, u64, usize) {
     count += 1;
     images.push(SynthImage {
         name: "bench/kernel:1".into(),
-        layers: vec![vec![SynthFile { path: "kernel".into(), mode: 0o644, bytes: kernel }]],
+        layers: vec![vec![SynthFile {
+            path: "kernel".into(),
+            mode: 0o644,
+            bytes: kernel,
+        }]],
         ..SynthImage::default()
     });
     let n_images = 8;
@@ -110,7 +138,11 @@ fn synth(scale: f64) -> (Vec<SynthImage>, u64, usize) {
             }
             layers.push(files);
         }
-        images.push(SynthImage { name: format!("bench/svc{i}:1"), layers, ..SynthImage::default() });
+        images.push(SynthImage {
+            name: format!("bench/svc{i}:1"),
+            layers,
+            ..SynthImage::default()
+        });
     }
     (images, total, count)
 }
@@ -137,14 +169,20 @@ fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!("{cmd:?} failed (status {status})");
     }
-    Ok(Measured { secs, peak_rss_kib: usage.ru_maxrss as u64 })
+    Ok(Measured {
+        secs,
+        peak_rss_kib: usage.ru_maxrss as u64,
+    })
 }
 
 fn median(mut xs: Vec<Measured>) -> Measured {
     xs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
     let peak = xs.iter().map(|m| m.peak_rss_kib).max().unwrap_or(0);
     let mid = xs.swap_remove(xs.len() / 2);
-    Measured { secs: mid.secs, peak_rss_kib: peak }
+    Measured {
+        secs: mid.secs,
+        peak_rss_kib: peak,
+    }
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -152,7 +190,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let scale = if quick { 0.1 } else { 1.0 };
     let runs = if quick { 1 } else { 3 };
 
-    let status = Command::new("cargo").args(["build", "--release", "--quiet", "-p", "kiln"]).status()?;
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "kiln"])
+        .status()?;
     if !status.success() {
         bail!("cargo build --release failed");
     }
@@ -166,7 +206,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let layout = work.join("layout");
     write_images(&layout, &images)?;
     let yml = work.join("bench.yml");
-    let mut y = String::from("kernel:\n  image: bench/kernel:1\n  cmdline: console=ttyS0\n  tar: none\nonboot:\n");
+    let mut y = String::from(
+        "kernel:\n  image: bench/kernel:1\n  cmdline: console=ttyS0\n  tar: none\nonboot:\n",
+    );
     for img in images.iter().skip(1) {
         let name = img.name.trim_start_matches("bench/").trim_end_matches(":1");
         y.push_str(&format!("  - name: {name}\n    image: {}\n", img.name));
@@ -176,7 +218,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     let build = |out: &Path, compress: &str| {
         let mut c = Command::new(&kiln);
-        c.args(["build", "--layout"]).arg(&layout).args(["--compress", compress, "-o"]).arg(out).arg(&yml);
+        c.args(["build", "--layout"])
+            .arg(&layout)
+            .args(["--compress", compress, "-o"])
+            .arg(out)
+            .arg(&yml);
         c.stdout(Stdio::null());
         c
     };
@@ -205,7 +251,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let kiln_gz = fs::metadata(gz_dir.join("bench-initrd.img"))?.len();
     let base_gz = fs::metadata(work.join("baseline.gz"))?.len();
     println!("synthetic set: {count} files, {:.1} MB of file data, cpio {mb:.1} MB, {runs} run(s), median", total as f64 / 1e6);
-    println!("{:<34} {:>8} {:>9} {:>10} {:>10}", "", "wall s", "MB/s", "peak MiB", "out MB");
+    println!(
+        "{:<34} {:>8} {:>9} {:>10} {:>10}",
+        "", "wall s", "MB/s", "peak MiB", "out MB"
+    );
     println!(
         "{:<34} {:>8.2} {:>9.1} {:>10.1} {:>10.1}",
         "kiln build (unpack+cpio+gzip)",
@@ -222,6 +271,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         g.peak_rss_kib as f64 / 1024.0,
         base_gz as f64 / 1e6
     );
-    println!("ratio kiln/gzip wall time: {:.2} (target < 1.00); kiln peak RSS {:.0} MiB (target < 400)", k.secs / g.secs, k.peak_rss_kib as f64 / 1024.0);
+    println!(
+        "ratio kiln/gzip wall time: {:.2} (target < 1.00); kiln peak RSS {:.0} MiB (target < 400)",
+        k.secs / g.secs,
+        k.peak_rss_kib as f64 / 1024.0
+    );
     Ok(())
 }

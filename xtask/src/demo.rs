@@ -60,7 +60,8 @@ fn layer_tar(files: &[SynthFile]) -> anyhow::Result<Vec<u8>> {
 
 /// Write `images` into the OCI layout at `dir` (created if needed).
 pub fn write_images(dir: &Path, images: &[SynthImage]) -> anyhow::Result<()> {
-    let mut w = LayoutWriter::open_or_create(dir).with_context(|| format!("opening layout {}", dir.display()))?;
+    let mut w = LayoutWriter::open_or_create(dir)
+        .with_context(|| format!("opening layout {}", dir.display()))?;
     for img in images {
         let mut layers = Vec::new();
         for files in &img.layers {
@@ -73,18 +74,26 @@ pub fn write_images(dir: &Path, images: &[SynthImage]) -> anyhow::Result<()> {
             cmd: img.cmd.clone(),
             ..ImageSpec::default()
         };
-        w.add_image(&spec).with_context(|| format!("writing image {}", img.name))?;
+        w.add_image(&spec)
+            .with_context(|| format!("writing image {}", img.name))?;
     }
     w.commit()?;
     Ok(())
 }
 
 fn file(path: &str, mode: u32, bytes: &[u8]) -> SynthFile {
-    SynthFile { path: path.into(), mode, bytes: bytes.to_vec() }
+    SynthFile {
+        path: path.into(),
+        mode,
+        bytes: bytes.to_vec(),
+    }
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let dir = args.first().map(String::as_str).unwrap_or("target/demo-layout");
+    let dir = args
+        .first()
+        .map(String::as_str)
+        .unwrap_or("target/demo-layout");
     let modules = {
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_ustar();
