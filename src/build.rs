@@ -6,14 +6,25 @@
 //! reads the environment itself beyond what the options carry, and never
 //! leaves a partial output under a final name (see [`crate::atomic`]).
 
+use std::collections::BTreeMap;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use anyhow::Context;
 
-use crate::atomic::Written;
+use crate::assemble::{self, Assembled, ImageDefaults, ImageInput, Inputs};
+use crate::atomic::{AtomicFile, Written};
 use crate::golden::{self, Sums};
-use crate::output::compress::Compression;
-use crate::unpack::Limits;
+use crate::oci::{Layout, ResolvedImage};
+use crate::output::compress::{Compression as OutputCompression, Compressor};
+use crate::output::cpio::write_cpio;
+use crate::output::tar::{write_tar, write_tar_files, TarFile};
+use crate::resolve::Plan;
+use crate::spec::Spec;
+use crate::tree::{Content, ContentStore, Entry, Kind as TreeKind, Tree};
+use crate::unpack::{Compression, Limits, Unpacked, Unpacker};
 
 /// Output formats of this stage of the project (LinuxKit's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -41,7 +52,7 @@ pub struct BuildOptions {
     pub name: String,
     pub layout: PathBuf,
     pub arch: String,
-    pub compression: Compression,
+    pub compression: OutputCompression,
     /// `SOURCE_DATE_EPOCH`, or [`crate::DEFAULT_EPOCH`].
     pub epoch: i64,
     /// Worker threads for compression; the bytes never depend on it.
@@ -176,7 +187,232 @@ pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Res
 }
 
 /// Run the whole pipeline and write the requested outputs.
+///
+/// Every output is written to a temp file first; all of them are renamed
+/// into place only after every one was written, so a failed build leaves
+/// the previous outputs untouched.
 pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
-    let _ = (opts, Context::context::<&str>);
-    anyhow::bail!("not yet wired")
+    let spec = crate::spec::load(&opts.files)?;
+    let layout = Layout::open(&opts.layout)?;
+    let plan = crate::resolve::resolve(&spec, &layout, &opts.arch)?;
+    let store = ContentStore::new().context("creating the content store")?;
+    let mut warnings = spec.warnings.clone();
+
+    let (images, unpack_warnings) = unpack_images(&layout, &plan, &store, opts)?;
+    warnings.extend(unpack_warnings);
+    let kernel_modules = kernel_modules(&spec, &images, &store, &opts.limits, &mut warnings)?;
+    let assembled = assemble::assemble(&Inputs {
+        spec: &spec,
+        images: &images,
+        kernel_modules,
+        store: &store,
+        epoch: opts.epoch,
+    })?;
+    warnings.extend(assembled.warnings.iter().cloned());
+    drop(images);
+
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
+    let pending = write_outputs(opts, &assembled, &store)?;
+    let mut outputs = Vec::new();
+    for file in pending {
+        outputs.push(file.commit().context("committing an output")?);
+    }
+    let mut report = BuildReport { outputs, warnings };
+    let sums = golden::render(&report.sums());
+    let sums_file = crate::atomic::write_file(&opts.out_dir, &format!("{}.sha256", opts.name), sums.as_bytes())?;
+    report.outputs.push(sums_file);
+    Ok(report)
+}
+
+/// Unpack every image of the plan, in parallel, into trees keyed by the
+/// reference as written. Work is shared by index, results are keyed, so
+/// nothing depends on which thread did what.
+fn unpack_images(
+    layout: &Layout,
+    plan: &Plan,
+    store: &ContentStore,
+    opts: &BuildOptions,
+) -> anyhow::Result<(BTreeMap<String, ImageInput>, Vec<String>)> {
+    let jobs: Vec<(&String, &ResolvedImage)> = plan.images.iter().collect();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<BTreeMap<usize, anyhow::Result<(ImageInput, Vec<String>)>>> = Mutex::default();
+    let workers = opts.threads.clamp(1, jobs.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(reference, image)) = jobs.get(i) else { break };
+                let r = unpack_one(layout, reference, image, store, &opts.limits);
+                let failed = r.is_err();
+                results.lock().expect("results lock").insert(i, r);
+                if failed {
+                    // Stop handing out work; the first error (by plan order) is reported.
+                    next.store(jobs.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let mut images = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for (i, r) in results.into_inner().expect("results lock") {
+        let (input, w) = r?;
+        warnings.extend(w);
+        images.insert(jobs[i].0.clone(), input);
+    }
+    Ok((images, warnings))
+}
+
+fn unpack_one(
+    layout: &Layout,
+    reference: &str,
+    image: &ResolvedImage,
+    store: &ContentStore,
+    limits: &Limits,
+) -> anyhow::Result<(ImageInput, Vec<String>)> {
+    let mut unpacker = Unpacker::new(store, limits);
+    for layer in &image.layers {
+        let reader = layout.open_layer(image, layer)?;
+        unpacker
+            .apply_layer(&layer.digest, layer.compression, reader)
+            .with_context(|| format!("unpacking image {}", image.name))?;
+    }
+    let Unpacked { tree, warnings } = unpacker.finish();
+    let label = match image.config.labels.get(LABEL) {
+        Some(text) => Some(crate::spec::label(text, &image.name)?),
+        None => None,
+    };
+    let defaults = ImageDefaults {
+        label,
+        entrypoint: image.config.entrypoint.clone(),
+        cmd: image.config.cmd.clone(),
+        env: image.config.env.clone(),
+        working_dir: image.config.working_dir.clone(),
+    };
+    let warnings = warnings.into_iter().map(|w| format!("image {}: {w}", image.name)).collect();
+    Ok((ImageInput { tree, reference: reference.to_owned(), canonical: image.name.clone(), defaults }, warnings))
+}
+
+/// The label holding an image's LinuxKit defaults.
+const LABEL: &str = "org.mobyproject.config";
+
+/// Unpack the kernel image's modules tar (`kernel.tar` unless the spec
+/// says otherwise) into a tree, if the spec has a kernel and a tar.
+fn kernel_modules(
+    spec: &Spec,
+    images: &BTreeMap<String, ImageInput>,
+    store: &ContentStore,
+    limits: &Limits,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<Tree>> {
+    let Some(image_ref) = &spec.kernel.image else { return Ok(None) };
+    let names = assemble::kernel_file_names(&spec.kernel);
+    let Some(tar_name) = names.tar else { return Ok(None) };
+    let Some(image) = images.get(&image_ref.reference) else { return Ok(None) };
+    let content = match image.tree.get(tar_name.as_bytes()).map(|e| &e.kind) {
+        Some(TreeKind::File(c)) => c.clone(),
+        _ => {
+            return Err(UserError(format!(
+                "{}: kernel image {} has no file `{tar_name}` (set `kernel.tar: none` if it has no modules)",
+                image_ref.pos, image.canonical
+            ))
+            .into())
+        }
+    };
+    let bytes = store.read(&content)?;
+    let compression = match bytes.get(..4) {
+        Some([0x1f, 0x8b, ..]) => Compression::Gzip,
+        Some([0x28, 0xb5, 0x2f, 0xfd]) => Compression::Zstd,
+        _ => Compression::None,
+    };
+    let mut unpacker = Unpacker::new(store, limits);
+    unpacker
+        .apply_layer(&format!("{}:{tar_name}", image.canonical), compression, &bytes[..])
+        .with_context(|| format!("{}: unpacking {tar_name} of kernel image {}", image_ref.pos, image.canonical))?;
+    let Unpacked { tree, warnings: w } = unpacker.finish();
+    warnings.extend(w);
+    Ok(Some(tree))
+}
+
+/// Write every requested format to temp files; nothing is committed here.
+fn write_outputs(opts: &BuildOptions, a: &Assembled, store: &ContentStore) -> anyhow::Result<Vec<AtomicFile>> {
+    let dir = &opts.out_dir;
+    let name = &opts.name;
+    let mut pending = Vec::new();
+    let mut formats = opts.formats.clone();
+    formats.sort();
+    formats.dedup();
+
+    let needs_initrd = formats.iter().any(|f| matches!(f, Format::KernelInitrd | Format::TarKernelInitrd));
+    let initrd = if needs_initrd { Some(initrd(a, store, opts)?) } else { None };
+
+    for format in formats {
+        match format {
+            Format::KernelInitrd => {
+                let initrd = initrd.as_ref().expect("initrd written for this format");
+                if let Some(kernel) = &a.kernel {
+                    let mut f = AtomicFile::create(dir, &format!("{name}-kernel"))?;
+                    store.copy_to(kernel, &mut f)?;
+                    pending.push(f);
+                }
+                let mut f = AtomicFile::create(dir, &format!("{name}-initrd.img"))?;
+                if let Some(ucode) = &a.ucode {
+                    store.copy_to(ucode, &mut f)?;
+                }
+                store.copy_to(initrd, &mut f)?;
+                pending.push(f);
+                let mut f = AtomicFile::create(dir, &format!("{name}-cmdline"))?;
+                f.write_all(a.cmdline.as_bytes())?;
+                pending.push(f);
+            }
+            Format::TarKernelInitrd => {
+                let initrd = initrd.as_ref().expect("initrd written for this format");
+                let cmdline = store.add(a.cmdline.as_bytes())?;
+                let mut files = vec![
+                    TarFile { name: b"cmdline", mode: 0o644, mtime: opts.epoch, content: &cmdline },
+                    TarFile { name: b"initrd.img", mode: 0o644, mtime: opts.epoch, content: initrd },
+                ];
+                if let Some(kernel) = &a.kernel {
+                    files.push(TarFile { name: b"kernel", mode: 0o644, mtime: opts.epoch, content: kernel });
+                }
+                if let Some(ucode) = &a.ucode {
+                    files.push(TarFile { name: b"ucode.cpio", mode: 0o644, mtime: opts.epoch, content: ucode });
+                }
+                let mut f = AtomicFile::create(dir, &format!("{name}-initrd.tar"))?;
+                write_tar_files(&files, store, &mut f)?;
+                pending.push(f);
+            }
+            Format::Tar => {
+                let mut f = AtomicFile::create(dir, &format!("{name}.tar"))?;
+                write_tar(&a.tree, store, &mut f)?;
+                pending.push(f);
+            }
+            Format::Docker => {
+                let mut tree = a.tree.clone();
+                let dockerfile = store.add(DOCKERFILE.as_bytes())?;
+                tree.insert(b"Dockerfile".to_vec(), Entry::file(dockerfile, 0o644, opts.epoch));
+                let mut f = AtomicFile::create(dir, &format!("{name}.docker"))?;
+                write_tar(&tree, store, &mut f)?;
+                pending.push(f);
+            }
+        }
+    }
+    Ok(pending)
+}
+
+/// The build context LinuxKit's `docker` output carries, so that
+/// `docker build - < NAME.docker` gives an image that runs the init.
+const DOCKERFILE: &str = "\nFROM scratch\n\nCOPY . ./\n\nENTRYPOINT [\"/bin/rc.init\"]\n";
+
+/// The compressed initrd (without microcode) in the content store: the
+/// assembled tree minus the files under `boot/`, which travel beside it.
+fn initrd(a: &Assembled, store: &ContentStore, opts: &BuildOptions) -> anyhow::Result<Content> {
+    let mut tree = a.tree.clone();
+    tree.remove_children(b"boot");
+    let tmp = tempfile::tempfile_in(&opts.out_dir).context("creating a temp file in the output directory")?;
+    let mut c = Compressor::new(opts.compression, std::io::BufWriter::with_capacity(1 << 20, tmp), opts.threads)?;
+    write_cpio(&tree, store, &mut c)?;
+    let mut tmp = c.finish()?.into_inner().map_err(|e| e.into_error())?;
+    tmp.seek(SeekFrom::Start(0))?;
+    Ok(store.add_reader(&mut tmp, None)?)
 }
