@@ -92,7 +92,7 @@ fn take_ino(next: &mut u32, path: &[u8]) -> io::Result<u32> {
 /// Number of immediate subdirectories of every directory, for `nlink`.
 fn subdir_counts(tree: &Tree) -> BTreeMap<&[u8], u32> {
     let mut counts = BTreeMap::new();
-    for (path, _) in tree.iter() {
+    for (path, entry) in tree.iter() {
         if entry.is_dir() {
             if let Some(parent) = crate::tree::parent(path) {
                 *counts.entry(parent).or_insert(0) += 1;
