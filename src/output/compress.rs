@@ -161,3 +161,153 @@ pub fn compress_bytes(c: Compression, data: &[u8], threads: usize) -> io::Result
     w.write_all(data)?;
     w.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+    use crate::output::gzip::BLOCK_SIZE;
+
+    /// Compressible, not trivially repetitive data spanning several blocks.
+    fn data(len: usize) -> Vec<u8> {
+        let mut x: u32 = 1;
+        (0..len)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                if i % 7 == 0 {
+                    (x >> 24) as u8
+                } else {
+                    b"the quick brown fox "[i % 20]
+                }
+            })
+            .collect()
+    }
+
+    fn decompress(c: Compression, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        match c {
+            Compression::None => out.extend_from_slice(bytes),
+            Compression::Gzip => {
+                flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+            }
+            Compression::Zstd => {
+                zstd::stream::read::Decoder::new(bytes).unwrap().read_to_end(&mut out).unwrap();
+            }
+            Compression::Xz => {
+                liblzma::read::XzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+            }
+        }
+        out
+    }
+
+    const ALL: [Compression; 4] = [Compression::None, Compression::Gzip, Compression::Zstd, Compression::Xz];
+
+    #[test]
+    fn names_parse_and_print() {
+        for c in ALL {
+            assert_eq!(c.to_string().parse::<Compression>(), Ok(c));
+        }
+        let err = "bzip2".parse::<Compression>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown compression \"bzip2\" (expected none, gzip, zstd or xz)");
+    }
+
+    #[test]
+    fn every_format_round_trips() {
+        for len in [0, 1, 1000, 3 * BLOCK_SIZE + 17] {
+            let d = data(len);
+            for c in ALL {
+                let z = compress_bytes(c, &d, 2).unwrap();
+                assert!(decompress(c, &z) == d, "{c} of {len} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_do_not_depend_on_threads_or_write_sizes() {
+        let d = data(5 * BLOCK_SIZE / 2 + 3);
+        for c in ALL {
+            let one = compress_bytes(c, &d, 1).unwrap();
+            for threads in [0, 2, 4] {
+                assert!(compress_bytes(c, &d, threads).unwrap() == one, "{c} with {threads} threads");
+            }
+            // Odd-sized writes and flushes in between change nothing.
+            let mut w = Compressor::new(c, Vec::new(), 3).unwrap();
+            for chunk in d.chunks(77_777) {
+                w.write_all(chunk).unwrap();
+                w.flush().unwrap();
+            }
+            assert!(w.finish().unwrap() == one, "{c} with small writes");
+        }
+    }
+
+    #[test]
+    fn gzip_header_has_no_name_and_no_time() {
+        let z = compress_bytes(Compression::Gzip, b"hello", 1).unwrap();
+        assert_eq!(z[..10], [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
+        let n = z.len();
+        assert_eq!(z[n - 4..], 5u32.to_le_bytes());
+        assert_eq!(z[n - 8..n - 4], crc32fast::hash(b"hello").to_le_bytes());
+    }
+
+    #[test]
+    fn gzip_is_one_member_that_gzip_accepts() {
+        let d = data(3 * BLOCK_SIZE + 5);
+        let z = compress_bytes(Compression::Gzip, &d, 4).unwrap();
+        // One member: a single-member decoder reads everything.
+        assert!(decompress(Compression::Gzip, &z) == d);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.gz");
+        std::fs::write(&path, &z).unwrap();
+        let t = Command::new("gzip").arg("-t").arg(&path).status().expect("gzip must be installed");
+        assert!(t.success());
+        let out = Command::new("gzip").arg("-dc").arg(&path).stderr(Stdio::inherit()).output().unwrap();
+        assert!(out.stdout == d);
+    }
+
+    #[test]
+    fn gzip_of_nothing_is_valid() {
+        let z = compress_bytes(Compression::Gzip, b"", 2).unwrap();
+        assert_eq!(z.len(), 10 + 2 + 8);
+        assert!(decompress(Compression::Gzip, &z).is_empty());
+    }
+
+    #[test]
+    fn xz_uses_crc32() {
+        let z = compress_bytes(Compression::Xz, b"hello", 1).unwrap();
+        assert_eq!(&z[..6], b"\xfd7zXZ\0");
+        // Stream flags: a zero byte, then the check type (1 = CRC32).
+        assert_eq!(z[6..8], [0, 1]);
+    }
+
+    #[test]
+    fn zstd_frame_has_checksum_and_no_size() {
+        let z = compress_bytes(Compression::Zstd, b"hello hello hello", 1).unwrap();
+        assert_eq!(z[..4], [0x28, 0xb5, 0x2f, 0xfd]);
+        let descriptor = z[4];
+        assert_eq!(descriptor & 0b100, 0b100, "checksum flag");
+        assert_eq!(descriptor >> 6, 0, "no content size");
+        assert_eq!(descriptor & 0b11, 0, "no dictionary id");
+    }
+
+    #[test]
+    fn gzip_reports_write_errors() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        for threads in [1, 2] {
+            let mut w = Compressor::new(Compression::Gzip, Broken, threads).unwrap();
+            let d = data(3 * BLOCK_SIZE);
+            let written = w.write_all(&d);
+            let finished = w.finish();
+            assert!(written.is_err() || finished.is_err());
+        }
+    }
+}
