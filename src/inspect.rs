@@ -287,3 +287,182 @@ fn escape(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::output::compress::{compress_bytes, Compression};
+    use crate::output::{cpio::write_cpio, sample, tar::write_tar};
+    use crate::tree::{ContentStore, Entry, Kind, Tree};
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    fn sample_archives() -> (Vec<u8>, Vec<u8>) {
+        let store = ContentStore::new().unwrap();
+        let tree = sample::tree(&store);
+        let (mut c, mut t) = (Vec::new(), Vec::new());
+        write_cpio(&tree, &store, &mut c).unwrap();
+        write_tar(&tree, &store, &mut t).unwrap();
+        (c, t)
+    }
+
+    fn listing(dir: &Path, name: &str, bytes: &[u8]) -> String {
+        format_listing(&inspect(&write(dir, name, bytes)).unwrap())
+    }
+
+    #[test]
+    fn listing_of_a_small_tree() {
+        let store = ContentStore::new().unwrap();
+        let mut t = Tree::new();
+        let mut add = |p: &[u8], e: Entry| t.insert_with_parents(p.to_vec(), e, 0o755, 0);
+        add(
+            b"bin/busybox",
+            Entry::file(store.add(b"busybox").unwrap(), 0o755, 0),
+        );
+        add(
+            b"bin/ash",
+            Entry::new(Kind::Hardlink(b"bin/busybox".to_vec()), 0o755, 0),
+        );
+        add(b"bin/sh", Entry::symlink("busybox", 0));
+        add(
+            b"dev/console",
+            Entry::new(Kind::Char { major: 5, minor: 1 }, 0o600, 0),
+        );
+        let mut passwd = Entry::file(
+            store.add(b"root:x:0:0:root:/root:/bin/sh\n").unwrap(),
+            0o644,
+            0,
+        );
+        passwd.gid = 42;
+        add(b"etc/passwd", passwd);
+        add(
+            b"etc/odd \xff name",
+            Entry::file(store.add(b"").unwrap(), 0o4750, 0),
+        );
+        add(b"run", Entry::dir(0o1777, 0));
+        let mut c = Vec::new();
+        write_cpio(&t, &store, &mut c).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let text = listing(dir.path(), "initrd.cpio", &c);
+        insta::with_settings!({ snapshot_path => "inspect/snapshots", prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!("small_tree", text);
+        });
+    }
+
+    #[test]
+    fn cpio_and_tar_of_one_tree_list_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, t) = sample_archives();
+        assert_eq!(
+            listing(dir.path(), "a.cpio", &c),
+            listing(dir.path(), "a.tar", &t)
+        );
+    }
+
+    #[test]
+    fn compression_is_detected_by_magic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, t) = sample_archives();
+        let plain = listing(dir.path(), "plain", &c);
+        for comp in [Compression::Gzip, Compression::Zstd, Compression::Xz] {
+            let z = compress_bytes(comp, &c, 1).unwrap();
+            assert_eq!(listing(dir.path(), "cpio.z", &z), plain, "{comp} cpio");
+            let z = compress_bytes(comp, &t, 1).unwrap();
+            assert_eq!(listing(dir.path(), "tar.z", &z), plain, "{comp} tar");
+        }
+    }
+
+    #[test]
+    fn microcode_cpio_before_compressed_initrd_lists_both() {
+        let store = ContentStore::new().unwrap();
+        let mut ucode = Tree::new();
+        let blob = store.add(b"microcode").unwrap();
+        ucode.insert_with_parents(
+            b"kernel/x86/microcode/GenuineIntel.bin".to_vec(),
+            Entry::file(blob, 0o644, 0),
+            0o755,
+            0,
+        );
+        let mut bytes = Vec::new();
+        write_cpio(&ucode, &store, &mut bytes).unwrap();
+        // Padding between the parts, as tools align to 512 bytes.
+        bytes.resize(bytes.len().next_multiple_of(512), 0);
+        let (c, _) = sample_archives();
+        let mut z = compress_bytes(Compression::Gzip, &c, 2).unwrap();
+        // A second archive inside the same compressed stream, and a second stream.
+        let dir = tempfile::tempdir().unwrap();
+        let both = [c.clone(), vec![0; 8], c.clone()].concat();
+        let z2 = compress_bytes(Compression::Xz, &both, 1).unwrap();
+        bytes.append(&mut z);
+        bytes.extend_from_slice(&z2);
+        let rows = inspect(&write(dir.path(), "initrd", &bytes)).unwrap();
+        let one = inspect(&write(dir.path(), "one", &c)).unwrap();
+        assert_eq!(rows.len(), 4 + 3 * one.len());
+        assert_eq!(rows[3].path, b"kernel/x86/microcode/GenuineIntel.bin");
+        assert_eq!(rows[4..4 + one.len()], one[..]);
+        assert_eq!(rows[4 + 2 * one.len()..], one[..]);
+    }
+
+    #[test]
+    fn junk_and_truncation_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = sample_archives();
+        let junk = write(dir.path(), "junk.img", b"MZ this is not an archive");
+        let err = inspect(&junk).unwrap_err().to_string();
+        assert!(err.contains("junk.img: not a cpio or tar archive"), "{err}");
+
+        let cut = write(dir.path(), "cut.cpio", &c[..c.len() / 2]);
+        let err = inspect(&cut).unwrap_err().to_string();
+        assert!(err.ends_with("cut.cpio: archive is truncated"), "{err}");
+
+        let mut trailing = c.clone();
+        trailing.extend_from_slice(b"garbage!");
+        let err = inspect(&write(dir.path(), "t.cpio", &trailing))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("unexpected bytes at offset {}", c.len())),
+            "{err}"
+        );
+
+        let mut bad = c.clone();
+        bad[10] = b'g';
+        let err = inspect(&write(dir.path(), "bad.cpio", &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("bad.cpio: bad cpio header at offset 0"),
+            "{err}"
+        );
+
+        let missing = inspect(&dir.path().join("nope")).unwrap_err();
+        assert!(matches!(missing, InspectError::Io { .. }));
+    }
+
+    #[test]
+    fn oversized_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = Vec::new();
+        write!(h, "070701{:08X}{:08X}", 1, 0o100644).unwrap();
+        for _ in 0..9 {
+            h.extend_from_slice(b"00000000");
+        }
+        write!(h, "{:08X}00000000", 0x7fff_ffff).unwrap();
+        let err = inspect(&write(dir.path(), "huge", &h))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("name size 2147483647 out of range"), "{err}");
+    }
+
+    #[test]
+    fn paths_are_escaped() {
+        assert_eq!(escape(b"caf\xc3\xa9/a b"), "café/a b");
+        assert_eq!(escape(b"new\nline\\\xff"), "new\\x0aline\\x5c\\xff");
+    }
+}

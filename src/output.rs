@@ -143,17 +143,35 @@ pub(crate) mod sample {
         let busybox = store.add(b"#!busybox\nthe multi-call binary\n").unwrap();
         add(b"bin/busybox", Entry::file(busybox, 0o755, 1_000));
         // One link sorts before its target and one after.
-        add(b"bin/ash", Entry::new(Kind::Hardlink(b"bin/busybox".to_vec()), 0o755, 1_000));
-        add(b"bin/zsh", Entry::new(Kind::Hardlink(b"bin/busybox".to_vec()), 0o755, 1_000));
+        add(
+            b"bin/ash",
+            Entry::new(Kind::Hardlink(b"bin/busybox".to_vec()), 0o755, 1_000),
+        );
+        add(
+            b"bin/zsh",
+            Entry::new(Kind::Hardlink(b"bin/busybox".to_vec()), 0o755, 1_000),
+        );
         add(b"bin/sh", Entry::symlink("busybox", 1_000));
         let mut console = Entry::new(Kind::Char { major: 5, minor: 1 }, 0o600, 1_000);
         console.gid = 5;
         add(b"dev/console", console);
-        add(b"dev/sda", Entry::new(Kind::Block { major: 8, minor: 0 }, 0o660, 1_000));
+        add(
+            b"dev/sda",
+            Entry::new(Kind::Block { major: 8, minor: 0 }, 0o660, 1_000),
+        );
         add(b"dev/initctl", Entry::new(Kind::Fifo, 0o600, 1_000));
-        add(b"etc/empty", Entry::file(store.add(b"").unwrap(), 0o644, -5));
-        let mut passwd = Entry::file(store.add(b"root:x:0:0::/root:/bin/sh\n").unwrap(), 0o644, 2_000);
-        passwd.xattrs.insert("user.kiln".to_string(), b"value\0with nul".to_vec());
+        add(
+            b"etc/empty",
+            Entry::file(store.add(b"").unwrap(), 0o644, -5),
+        );
+        let mut passwd = Entry::file(
+            store.add(b"root:x:0:0::/root:/bin/sh\n").unwrap(),
+            0o644,
+            2_000,
+        );
+        passwd
+            .xattrs
+            .insert("user.kiln".to_string(), b"value\0with nul".to_vec());
         add(b"etc/passwd", passwd);
         let mut sudo = Entry::file(store.add(b"sudo").unwrap(), 0o4755, 1_000);
         sudo.uid = 0;
@@ -163,7 +181,10 @@ pub(crate) mod sample {
         home.uid = 1000;
         home.gid = 1000;
         add(b"tmp", home);
-        add(&long_path(), Entry::file(store.add(b"deep file").unwrap(), 0o600, 1_000));
+        add(
+            &long_path(),
+            Entry::file(store.add(b"deep file").unwrap(), 0o600, 1_000),
+        );
         t
     }
 }

@@ -190,19 +190,31 @@ mod tests {
         match c {
             Compression::None => out.extend_from_slice(bytes),
             Compression::Gzip => {
-                flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+                flate2::read::GzDecoder::new(bytes)
+                    .read_to_end(&mut out)
+                    .unwrap();
             }
             Compression::Zstd => {
-                zstd::stream::read::Decoder::new(bytes).unwrap().read_to_end(&mut out).unwrap();
+                zstd::stream::read::Decoder::new(bytes)
+                    .unwrap()
+                    .read_to_end(&mut out)
+                    .unwrap();
             }
             Compression::Xz => {
-                liblzma::read::XzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+                liblzma::read::XzDecoder::new(bytes)
+                    .read_to_end(&mut out)
+                    .unwrap();
             }
         }
         out
     }
 
-    const ALL: [Compression; 4] = [Compression::None, Compression::Gzip, Compression::Zstd, Compression::Xz];
+    const ALL: [Compression; 4] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Zstd,
+        Compression::Xz,
+    ];
 
     #[test]
     fn names_parse_and_print() {
@@ -210,7 +222,10 @@ mod tests {
             assert_eq!(c.to_string().parse::<Compression>(), Ok(c));
         }
         let err = "bzip2".parse::<Compression>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown compression \"bzip2\" (expected none, gzip, zstd or xz)");
+        assert_eq!(
+            err.to_string(),
+            "unknown compression \"bzip2\" (expected none, gzip, zstd or xz)"
+        );
     }
 
     #[test]
@@ -230,7 +245,10 @@ mod tests {
         for c in ALL {
             let one = compress_bytes(c, &d, 1).unwrap();
             for threads in [0, 2, 4] {
-                assert!(compress_bytes(c, &d, threads).unwrap() == one, "{c} with {threads} threads");
+                assert!(
+                    compress_bytes(c, &d, threads).unwrap() == one,
+                    "{c} with {threads} threads"
+                );
             }
             // Odd-sized writes and flushes in between change nothing.
             let mut w = Compressor::new(c, Vec::new(), 3).unwrap();
@@ -260,9 +278,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.gz");
         std::fs::write(&path, &z).unwrap();
-        let t = Command::new("gzip").arg("-t").arg(&path).status().expect("gzip must be installed");
+        let t = Command::new("gzip")
+            .arg("-t")
+            .arg(&path)
+            .status()
+            .expect("gzip must be installed");
         assert!(t.success());
-        let out = Command::new("gzip").arg("-dc").arg(&path).stderr(Stdio::inherit()).output().unwrap();
+        let out = Command::new("gzip")
+            .arg("-dc")
+            .arg(&path)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
         assert!(out.stdout == d);
     }
 

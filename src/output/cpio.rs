@@ -146,7 +146,10 @@ fn write_member(
             let before = out.count;
             store.copy_to(c, out)?;
             if out.count - before != c.len() {
-                return Err(invalid(format!("{}: content store gave a short read", show(path))));
+                return Err(invalid(format!(
+                    "{}: content store gave a short read",
+                    show(path)
+                )));
             }
         }
         Kind::Symlink(target) => out.write_all(target)?,
@@ -162,7 +165,8 @@ fn write_header(out: &mut Counter<'_>, h: &Header, name: &[u8]) -> io::Result<()
     let namesize = u32::try_from(name.len() + 1)
         .map_err(|_| invalid(format!("{}: name too long for cpio", show(name))))?;
     let fields = [
-        h.ino, h.mode, h.uid, h.gid, h.nlink, h.mtime, h.size, 0, 0, h.rdev.0, h.rdev.1, namesize, 0,
+        h.ino, h.mode, h.uid, h.gid, h.nlink, h.mtime, h.size, 0, 0, h.rdev.0, h.rdev.1, namesize,
+        0,
     ];
     let mut buf = Vec::with_capacity(110 + name.len() + 4);
     buf.extend_from_slice(b"070701");
@@ -209,8 +213,10 @@ mod tests {
                 u32::from_str_radix(s, 16).unwrap()
             };
             assert_eq!(&a[pos..pos + 6], b"070701");
-            let (ino, mode, nlink, size, namesize) = (field(0), field(1), field(4), field(6), field(11));
-            let name = String::from_utf8(a[pos + 110..pos + 110 + namesize as usize - 1].to_vec()).unwrap();
+            let (ino, mode, nlink, size, namesize) =
+                (field(0), field(1), field(4), field(6), field(11));
+            let name = String::from_utf8(a[pos + 110..pos + 110 + namesize as usize - 1].to_vec())
+                .unwrap();
             pos += 110 + namesize as usize;
             pos += (4 - pos % 4) % 4;
             pos += size as usize;
@@ -234,7 +240,11 @@ mod tests {
         let by_name: BTreeMap<&str, _> = h.iter().map(|m| (m.0.as_str(), m)).collect();
         // The group: bin/ash, bin/busybox, bin/zsh share an inode; only the
         // last carries the data.
-        let (ash, bb, zsh) = (by_name["bin/ash"], by_name["bin/busybox"], by_name["bin/zsh"]);
+        let (ash, bb, zsh) = (
+            by_name["bin/ash"],
+            by_name["bin/busybox"],
+            by_name["bin/zsh"],
+        );
         assert_eq!((ash.4, ash.2, ash.3), (bb.4, 3, 0));
         assert_eq!((bb.2, bb.3), (3, 0));
         assert_eq!((zsh.4, zsh.2, zsh.3), (bb.4, 3, 32));
@@ -300,9 +310,15 @@ mod tests {
     fn dangling_hard_link_is_an_error() {
         let store = ContentStore::new().unwrap();
         let mut tree = Tree::new();
-        tree.insert(b"a".to_vec(), Entry::new(Kind::Hardlink(b"missing".to_vec()), 0o644, 0));
+        tree.insert(
+            b"a".to_vec(),
+            Entry::new(Kind::Hardlink(b"missing".to_vec()), 0o644, 0),
+        );
         let err = write_cpio(&tree, &store, &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("a: hard link target missing"), "{err}");
+        assert!(
+            err.to_string().contains("a: hard link target missing"),
+            "{err}"
+        );
     }
 
     fn gnu_cpio(args: &[&str], dir: &std::path::Path, input: &[u8]) -> String {
@@ -319,7 +335,11 @@ mod tests {
             .expect("GNU cpio must be installed (apt-get install cpio)");
         child.stdin.take().unwrap().write_all(input).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "cpio {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cpio {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -332,17 +352,43 @@ mod tests {
             let t: Vec<&str> = line.split_whitespace().collect();
             // mode nlink uid gid size|major, minor  month day year  name...
             let name_at = if t[4].ends_with(',') { 9 } else { 8 };
-            rows.insert(t[name_at..].join(" "), (t[0].to_string(), t[1].to_string(), t[2..name_at - 3].join(" ")));
+            rows.insert(
+                t[name_at..].join(" "),
+                (
+                    t[0].to_string(),
+                    t[1].to_string(),
+                    t[2..name_at - 3].join(" "),
+                ),
+            );
         }
-        let row = |n: &str| rows.get(n).cloned().unwrap_or_else(|| panic!("{n} missing: {listing}"));
-        assert_eq!(row("bin/busybox"), ("-rwxr-xr-x".into(), "3".into(), "0 0 0".into()));
-        assert_eq!(row("bin/zsh"), ("-rwxr-xr-x".into(), "3".into(), "0 0 32".into()));
+        let row = |n: &str| {
+            rows.get(n)
+                .cloned()
+                .unwrap_or_else(|| panic!("{n} missing: {listing}"))
+        };
+        assert_eq!(
+            row("bin/busybox"),
+            ("-rwxr-xr-x".into(), "3".into(), "0 0 0".into())
+        );
+        assert_eq!(
+            row("bin/zsh"),
+            ("-rwxr-xr-x".into(), "3".into(), "0 0 32".into())
+        );
         assert_eq!(row("bin/sh -> busybox").0, "lrwxrwxrwx");
-        assert_eq!(row("dev/console"), ("crw-------".into(), "1".into(), "0 5 5, 1".into()));
+        assert_eq!(
+            row("dev/console"),
+            ("crw-------".into(), "1".into(), "0 5 5, 1".into())
+        );
         assert_eq!(row("dev/sda").0, "brw-rw----");
         assert_eq!(row("dev/initctl").0, "prw-------");
-        assert_eq!(row("usr/bin/sudo"), ("-rwsr-xr-x".into(), "1".into(), "0 1000 4".into()));
-        assert_eq!(row("tmp"), ("drwxrwxrwt".into(), "2".into(), "1000 1000 0".into()));
+        assert_eq!(
+            row("usr/bin/sudo"),
+            ("-rwsr-xr-x".into(), "1".into(), "0 1000 4".into())
+        );
+        assert_eq!(
+            row("tmp"),
+            ("drwxrwxrwt".into(), "2".into(), "1000 1000 0".into())
+        );
         assert_eq!(row("etc/empty").2, "0 0 0");
         assert!(rows.contains_key(std::str::from_utf8(&sample::long_path()).unwrap()));
         assert_eq!(rows.len(), headers(&archive()).len());
@@ -352,7 +398,11 @@ mod tests {
     fn gnu_cpio_extracts_contents_and_hard_links() {
         let dir = tempfile::tempdir().unwrap();
         // Device nodes need privileges; everything else is extracted.
-        gnu_cpio(&["-i", "-d", "-H", "newc", "-f", "dev/*"], dir.path(), &archive());
+        gnu_cpio(
+            &["-i", "-d", "-H", "newc", "-f", "dev/*"],
+            dir.path(),
+            &archive(),
+        );
         let root = dir.path();
         let read = |p: &str| std::fs::read(root.join(p)).unwrap();
         assert_eq!(read("bin/ash"), b"#!busybox\nthe multi-call binary\n");
@@ -360,7 +410,10 @@ mod tests {
         assert_eq!(meta("bin/ash").ino(), meta("bin/busybox").ino());
         assert_eq!(meta("bin/zsh").ino(), meta("bin/busybox").ino());
         assert_eq!(meta("bin/busybox").nlink(), 3);
-        assert_eq!(std::fs::read_link(root.join("bin/sh")).unwrap().as_os_str(), "busybox");
+        assert_eq!(
+            std::fs::read_link(root.join("bin/sh")).unwrap().as_os_str(),
+            "busybox"
+        );
         assert_eq!(read("etc/empty"), b"");
         assert_eq!(meta("usr/bin/sudo").permissions().mode() & 0o7777, 0o4755);
         let long = String::from_utf8(sample::long_path()).unwrap();

@@ -223,7 +223,11 @@ fn start_pool(threads: usize, level: u32) -> Pool {
 
 /// Raw-deflate `data` primed with `dict`, ending byte-aligned with a sync
 /// flush and without a final block; also its CRC32.
-fn compress_block(dict: &[u8], data: &[u8], level: u32) -> (io::Result<Vec<u8>>, crc32fast::Hasher) {
+fn compress_block(
+    dict: &[u8],
+    data: &[u8],
+    level: u32,
+) -> (io::Result<Vec<u8>>, crc32fast::Hasher) {
     let mut crc = crc32fast::Hasher::new();
     crc.update(data);
     (deflate_sync(dict, data, level), crc)

@@ -55,7 +55,10 @@ pub fn write_tar_files(
 ) -> io::Result<u64> {
     let mut tree = Tree::new();
     for f in files {
-        tree.insert(f.name.to_vec(), Entry::file(f.content.clone(), f.mode, f.mtime));
+        tree.insert(
+            f.name.to_vec(),
+            Entry::file(f.content.clone(), f.mode, f.mtime),
+        );
     }
     write_tar(&tree, store, w)
 }
@@ -121,7 +124,10 @@ fn write_member(out: &mut Counter<'_>, store: &ContentStore, m: &Member<'_>) -> 
         }
     };
     if linkname.contains(&0) || m.name.contains(&0) {
-        return Err(invalid(format!("{}: name contains a NUL byte", show(&m.name))));
+        return Err(invalid(format!(
+            "{}: name contains a NUL byte",
+            show(&m.name)
+        )));
     }
 
     let split = split_name(&m.name);
@@ -190,7 +196,10 @@ fn write_member(out: &mut Counter<'_>, store: &ContentStore, m: &Member<'_>) -> 
         let before = out.count;
         store.copy_to(c, out)?;
         if out.count - before != c.len() {
-            return Err(invalid(format!("{}: content store gave a short read", show(&m.name))));
+            return Err(invalid(format!(
+                "{}: content store gave a short read",
+                show(&m.name)
+            )));
         }
         pad512(out, c.len())?;
     }
@@ -339,7 +348,10 @@ mod tests {
                 owner: (h.uid().unwrap(), h.gid().unwrap()),
                 link: e.link_name_bytes().map(|l| l.into_owned()),
                 data,
-                dev: (h.device_major().unwrap().unwrap_or(0), h.device_minor().unwrap().unwrap_or(0)),
+                dev: (
+                    h.device_major().unwrap().unwrap_or(0),
+                    h.device_minor().unwrap().unwrap_or(0),
+                ),
                 xattrs,
             };
             out.push((e.path_bytes().into_owned(), m));
@@ -363,7 +375,10 @@ mod tests {
         assert_eq!(by[&b"bin/"[..]].kind, T::Directory);
         // The first member of the group carries the data; the rest link to it.
         assert_eq!(by[&b"bin/ash"[..]].kind, T::Regular);
-        assert_eq!(by[&b"bin/ash"[..]].data, b"#!busybox\nthe multi-call binary\n");
+        assert_eq!(
+            by[&b"bin/ash"[..]].data,
+            b"#!busybox\nthe multi-call binary\n"
+        );
         for l in [&b"bin/busybox"[..], b"bin/zsh"] {
             assert_eq!(by[l].kind, T::Link);
             assert_eq!(by[l].link.as_deref(), Some(&b"bin/ash"[..]));
@@ -371,15 +386,24 @@ mod tests {
         }
         assert_eq!(by[&b"bin/sh"[..]].link.as_deref(), Some(&b"busybox"[..]));
         let console = by[&b"dev/console"[..]];
-        assert_eq!((console.kind, console.dev, console.owner, console.mode), (T::Char, (5, 1), (0, 5), 0o600));
-        assert_eq!((by[&b"dev/sda"[..]].kind, by[&b"dev/sda"[..]].dev), (T::Block, (8, 0)));
+        assert_eq!(
+            (console.kind, console.dev, console.owner, console.mode),
+            (T::Char, (5, 1), (0, 5), 0o600)
+        );
+        assert_eq!(
+            (by[&b"dev/sda"[..]].kind, by[&b"dev/sda"[..]].dev),
+            (T::Block, (8, 0))
+        );
         assert_eq!(by[&b"dev/initctl"[..]].kind, T::Fifo);
         assert_eq!(by[&b"usr/bin/sudo"[..]].mode, 0o4755);
         assert_eq!(by[&b"tmp/"[..]].owner, (1000, 1000));
         assert_eq!(by[&b"tmp/"[..]].mode, 0o1777);
         assert_eq!(by[sample::long_path().as_slice()].data, b"deep file");
         let passwd = by[&b"etc/passwd"[..]];
-        assert_eq!(passwd.xattrs.get("user.kiln").map(Vec::as_slice), Some(&b"value\0with nul"[..]));
+        assert_eq!(
+            passwd.xattrs.get("user.kiln").map(Vec::as_slice),
+            Some(&b"value\0with nul"[..])
+        );
         assert!(names.len() > 20);
     }
 
@@ -389,16 +413,15 @@ mod tests {
         let tree = sample::tree(&store);
         let mut a = Vec::new();
         write_tar(&tree, &store, &mut a).unwrap();
-        let headers: Vec<&[u8]> = a
-            .chunks(512)
-            .filter(|b| &b[257..262] == b"ustar")
-            .collect();
+        let headers: Vec<&[u8]> = a.chunks(512).filter(|b| &b[257..262] == b"ustar").collect();
         let pax: Vec<&[u8]> = headers.iter().copied().filter(|b| b[156] == b'x').collect();
         // One per path too long for ustar (the deep file and its deep
         // parents) and one for the xattr of etc/passwd.
         let too_long = tree
             .iter()
-            .filter(|(p, e)| split_name(&[p.as_slice(), if e.is_dir() { b"/" } else { b"" }].concat()).is_none())
+            .filter(|(p, e)| {
+                split_name(&[p.as_slice(), if e.is_dir() { b"/" } else { b"" }].concat()).is_none()
+            })
             .count();
         assert!(too_long >= 2);
         assert_eq!(pax.len(), too_long + 1);
@@ -410,7 +433,10 @@ mod tests {
         let store = ContentStore::new().unwrap();
         let mut tree = Tree::new();
         let name = format!("{}/{}", "p".repeat(150), "n".repeat(99));
-        tree.insert(name.clone().into_bytes(), Entry::file(store.add(b"x").unwrap(), 0o644, 0));
+        tree.insert(
+            name.clone().into_bytes(),
+            Entry::file(store.add(b"x").unwrap(), 0o644, 0),
+        );
         let mut out = Vec::new();
         write_tar(&tree, &store, &mut out).unwrap();
         assert_eq!(out[156], b'0', "no PAX header");
@@ -427,7 +453,10 @@ mod tests {
         let mut out = Vec::new();
         write_tar(&tree, &store, &mut out).unwrap();
         let body = String::from_utf8_lossy(&out[512..1024]).into_owned();
-        assert!(body.starts_with("20 mtime=8589934592\n15 uid=2097152\n"), "{body}");
+        assert!(
+            body.starts_with("20 mtime=8589934592\n15 uid=2097152\n"),
+            "{body}"
+        );
         assert_eq!(members(&out)[0].1.data, b"x");
     }
 
@@ -442,7 +471,9 @@ mod tests {
 
     #[test]
     fn prefix_option_roots_every_path_and_link() {
-        let ms = members(&archive_with(&TarOptions { prefix: b"rootfs".to_vec() }));
+        let ms = members(&archive_with(&TarOptions {
+            prefix: b"rootfs".to_vec(),
+        }));
         assert!(ms.iter().all(|m| m.0.starts_with(b"rootfs/")));
         let zsh = ms.iter().find(|m| m.0 == b"rootfs/bin/zsh").unwrap();
         assert_eq!(zsh.1.link.as_deref(), Some(&b"rootfs/bin/ash"[..]));
@@ -453,8 +484,18 @@ mod tests {
         let store = ContentStore::new().unwrap();
         let (k, i) = (store.add(b"kernel").unwrap(), store.add(b"initrd").unwrap());
         let files = [
-            TarFile { name: b"kernel", mode: 0o644, mtime: 7, content: &k },
-            TarFile { name: b"boot/initrd.img", mode: 0o600, mtime: 7, content: &i },
+            TarFile {
+                name: b"kernel",
+                mode: 0o644,
+                mtime: 7,
+                content: &k,
+            },
+            TarFile {
+                name: b"boot/initrd.img",
+                mode: 0o600,
+                mtime: 7,
+                content: &i,
+            },
         ];
         let mut out = Vec::new();
         write_tar_files(&files, &store, &mut out).unwrap();
@@ -481,7 +522,11 @@ mod tests {
             .env("TZ", "UTC")
             .output()
             .expect("GNU tar must be installed");
-        assert!(out.status.success(), "tar {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tar {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -492,7 +537,12 @@ mod tests {
             .lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") + "\n")
             .collect();
-        let has = |s: &str| assert!(listing.lines().any(|l| l.starts_with(s) || l.ends_with(s)), "{s:?} not in\n{listing}");
+        let has = |s: &str| {
+            assert!(
+                listing.lines().any(|l| l.starts_with(s) || l.ends_with(s)),
+                "{s:?} not in\n{listing}"
+            )
+        };
         has("drwxr-xr-x 0/0 0 1970-01-01 00:16 bin/");
         has("-rwxr-xr-x 0/0 32 1970-01-01 00:16 bin/ash");
         has("bin/zsh link to bin/ash");
@@ -513,21 +563,45 @@ mod tests {
         let root = dir.path().join("x");
         std::fs::create_dir(&root).unwrap();
         let root_s = root.to_str().unwrap();
-        gnu_tar(&["-x", "--xattrs", "--xattrs-include=*", "--exclude=dev/*", "-C", root_s], &archive());
+        gnu_tar(
+            &[
+                "-x",
+                "--xattrs",
+                "--xattrs-include=*",
+                "--exclude=dev/*",
+                "-C",
+                root_s,
+            ],
+            &archive(),
+        );
         let meta = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap();
         assert_eq!(meta("bin/zsh").ino(), meta("bin/ash").ino());
         assert_eq!(meta("bin/busybox").nlink(), 3);
-        assert_eq!(std::fs::read(root.join("bin/busybox")).unwrap(), b"#!busybox\nthe multi-call binary\n");
+        assert_eq!(
+            std::fs::read(root.join("bin/busybox")).unwrap(),
+            b"#!busybox\nthe multi-call binary\n"
+        );
         assert_eq!(meta("usr/bin/sudo").permissions().mode() & 0o7777, 0o4755);
         let long = String::from_utf8(sample::long_path()).unwrap();
         assert_eq!(std::fs::read(root.join(long)).unwrap(), b"deep file");
         // The xattr survived extraction (read back with GNU tar from a new archive).
         let again = Command::new("tar")
-            .args(["--xattrs", "--xattrs-include=*", "-cf", "-", "-C", root_s, "etc/passwd"])
+            .args([
+                "--xattrs",
+                "--xattrs-include=*",
+                "-cf",
+                "-",
+                "-C",
+                root_s,
+                "etc/passwd",
+            ])
             .output()
             .unwrap();
         assert!(again.status.success());
         let ms = members(&again.stdout);
-        assert_eq!(ms[0].1.xattrs.get("user.kiln").map(Vec::as_slice), Some(&b"value\0with nul"[..]));
+        assert_eq!(
+            ms[0].1.xattrs.get("user.kiln").map(Vec::as_slice),
+            Some(&b"value\0with nul"[..])
+        );
     }
 }
