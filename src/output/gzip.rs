@@ -206,7 +206,13 @@ fn start_pool(threads: usize, level: u32) -> Pool {
                     Err(_) => return,
                 };
                 let Ok(job) = job else { return };
-                let (out, crc) = compress_block(&job.dict, &job.data, level);
+                // A panic must not leave the writer waiting for this block.
+                let (out, crc) =
+                    std::panic::catch_unwind(|| compress_block(&job.dict, &job.data, level))
+                        .unwrap_or_else(|_| {
+                            let err = io::Error::other("gzip worker panicked");
+                            (Err(err), crc32fast::Hasher::new())
+                        });
                 if done_tx.send((job.index, out, crc)).is_err() {
                     return;
                 }
