@@ -166,6 +166,10 @@ fn is_cpio(head: &[u8]) -> bool {
     head.starts_with(b"070701") || head.starts_with(b"070702")
 }
 
+/// The most memory the xz decoder may use (a hostile header could ask
+/// for far more); preset 9 needs 65 MiB.
+const XZ_MEMLIMIT: u64 = 256 << 20;
+
 /// A decoder reading exactly one compressed stream from `input`.
 fn decoder<'a, R: io::Read>(
     magic: Magic,
@@ -174,7 +178,11 @@ fn decoder<'a, R: io::Read>(
     let d: Box<dyn io::Read + 'a> = match magic {
         Magic::Gzip => Box::new(flate2::bufread::GzDecoder::new(input)),
         Magic::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?.single_frame()),
-        Magic::Xz => Box::new(liblzma::bufread::XzDecoder::new(input)),
+        Magic::Xz => {
+            let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, 0)
+                .map_err(io::Error::other)?;
+            Box::new(liblzma::bufread::XzDecoder::new_stream(input, stream))
+        }
     };
     Ok(Input::new(d))
 }

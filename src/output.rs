@@ -188,3 +188,45 @@ pub(crate) mod sample {
         t
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::ContentStore;
+
+    #[test]
+    fn links_group_files_and_resolve_chains() {
+        let store = ContentStore::new().unwrap();
+        let mut t = Tree::new();
+        let link = |to: &[u8]| Entry::new(Kind::Hardlink(to.to_vec()), 0o644, 0);
+        t.insert(
+            b"b".to_vec(),
+            Entry::file(store.add(b"x").unwrap(), 0o644, 0),
+        );
+        t.insert(b"a".to_vec(), link(b"c"));
+        t.insert(b"c".to_vec(), link(b"b"));
+        t.insert(b"s".to_vec(), Entry::symlink("b", 0));
+        t.insert(b"t".to_vec(), link(b"s"));
+        let links = Links::new(&t).unwrap();
+        let group: Vec<&[u8]> = links.group_of(b"c").unwrap().to_vec();
+        assert_eq!(group, [&b"a"[..], b"b", b"c"]);
+        // A link to a symlink is an alias, not a group.
+        assert!(links.group_of(b"t").is_none());
+        assert_eq!(resolve(&t, b"t").unwrap().0, b"s");
+    }
+
+    #[test]
+    fn link_cycles_are_errors() {
+        let mut t = Tree::new();
+        t.insert(
+            b"a".to_vec(),
+            Entry::new(Kind::Hardlink(b"b".to_vec()), 0o644, 0),
+        );
+        t.insert(
+            b"b".to_vec(),
+            Entry::new(Kind::Hardlink(b"a".to_vec()), 0o644, 0),
+        );
+        let err = Links::new(&t).err().unwrap();
+        assert_eq!(err.to_string(), "a: hard links form a cycle");
+    }
+}

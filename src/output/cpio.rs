@@ -17,7 +17,10 @@
 //!
 //! Limits of the format, applied rather than failed on: extended
 //! attributes are dropped (newc has no field for them, and the kernel's
-//! unpacker would not apply them); mtimes are clamped to `0..=u32::MAX`.
+//! unpacker has no way to apply them); mtimes are clamped to
+//! `0..=u32::MAX` (the kernel applies them only with
+//! `CONFIG_INITRAMFS_PRESERVE_MTIME`). A hard link to something other than
+//! a regular file is written as a copy of it with its own inode.
 //! A file larger than 4 GiB − 1 cannot be represented and is an error.
 
 use std::collections::BTreeMap;
