@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -73,6 +74,8 @@ impl AtomicFile {
     pub fn commit(mut self) -> io::Result<Written> {
         self.buf.flush()?;
         let tmp = self.tmp.take().expect("commit called once");
+        // Temp files are created 0600; outputs are ordinary readable files.
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
         tmp.as_file().sync_all()?;
         let inner = self.buf.get_ref();
         let written = Written {
