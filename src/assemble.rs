@@ -55,9 +55,17 @@ pub fn assemble(inputs: &Inputs) -> Result<Assembled, AssembleError> {
     for i in &inputs.spec.init {
         tree.graft(b"", inputs.images[&i.reference].tree.clone());
     }
-    let kernel = inputs.spec.kernel.image.as_ref().and_then(|k| match &inputs.images[&k.reference].tree.get(b"kernel")?.kind {
-        crate::tree::Kind::File(c) => Some(c.clone()),
-        _ => None,
+    let kernel = inputs.spec.kernel.image.as_ref().and_then(|k| {
+        match &inputs.images[&k.reference].tree.get(b"kernel")?.kind {
+            crate::tree::Kind::File(c) => Some(c.clone()),
+            _ => None,
+        }
     });
-    Ok(Assembled { tree, kernel, cmdline: inputs.spec.kernel.cmdline.clone().unwrap_or_default(), ucode: None, warnings: vec![] })
+    Ok(Assembled {
+        tree,
+        kernel,
+        cmdline: inputs.spec.kernel.cmdline.clone().unwrap_or_default(),
+        ucode: None,
+        warnings: vec![],
+    })
 }

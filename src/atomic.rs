@@ -75,7 +75,8 @@ impl AtomicFile {
         self.buf.flush()?;
         let tmp = self.tmp.take().expect("commit called once");
         // Temp files are created 0600; outputs are ordinary readable files.
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
         tmp.as_file().sync_all()?;
         let inner = self.buf.get_ref();
         let written = Written {

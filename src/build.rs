@@ -220,7 +220,11 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     }
     let mut report = BuildReport { outputs, warnings };
     let sums = golden::render(&report.sums());
-    let sums_file = crate::atomic::write_file(&opts.out_dir, &format!("{}.sha256", opts.name), sums.as_bytes())?;
+    let sums_file = crate::atomic::write_file(
+        &opts.out_dir,
+        &format!("{}.sha256", opts.name),
+        sums.as_bytes(),
+    )?;
     report.outputs.push(sums_file);
     Ok(report)
 }
@@ -236,13 +240,16 @@ fn unpack_images(
 ) -> anyhow::Result<(BTreeMap<String, ImageInput>, Vec<String>)> {
     let jobs: Vec<(&String, &ResolvedImage)> = plan.images.iter().collect();
     let next = AtomicUsize::new(0);
-    let results: Mutex<BTreeMap<usize, anyhow::Result<(ImageInput, Vec<String>)>>> = Mutex::default();
+    let results: Mutex<BTreeMap<usize, anyhow::Result<(ImageInput, Vec<String>)>>> =
+        Mutex::default();
     let workers = opts.threads.clamp(1, jobs.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(reference, image)) = jobs.get(i) else { break };
+                let Some(&(reference, image)) = jobs.get(i) else {
+                    break;
+                };
                 let r = unpack_one(layout, reference, image, store, &opts.limits);
                 let failed = r.is_err();
                 results.lock().expect("results lock").insert(i, r);
@@ -289,8 +296,19 @@ fn unpack_one(
         env: image.config.env.clone(),
         working_dir: image.config.working_dir.clone(),
     };
-    let warnings = warnings.into_iter().map(|w| format!("image {}: {w}", image.name)).collect();
-    Ok((ImageInput { tree, reference: reference.to_owned(), canonical: image.name.clone(), defaults }, warnings))
+    let warnings = warnings
+        .into_iter()
+        .map(|w| format!("image {}: {w}", image.name))
+        .collect();
+    Ok((
+        ImageInput {
+            tree,
+            reference: reference.to_owned(),
+            canonical: image.name.clone(),
+            defaults,
+        },
+        warnings,
+    ))
 }
 
 /// The label holding an image's LinuxKit defaults.
@@ -305,10 +323,16 @@ fn kernel_modules(
     limits: &Limits,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Option<Tree>> {
-    let Some(image_ref) = &spec.kernel.image else { return Ok(None) };
+    let Some(image_ref) = &spec.kernel.image else {
+        return Ok(None);
+    };
     let names = assemble::kernel_file_names(&spec.kernel);
-    let Some(tar_name) = names.tar else { return Ok(None) };
-    let Some(image) = images.get(&image_ref.reference) else { return Ok(None) };
+    let Some(tar_name) = names.tar else {
+        return Ok(None);
+    };
+    let Some(image) = images.get(&image_ref.reference) else {
+        return Ok(None);
+    };
     let content = match image.tree.get(tar_name.as_bytes()).map(|e| &e.kind) {
         Some(TreeKind::File(c)) => c.clone(),
         _ => {
@@ -327,15 +351,28 @@ fn kernel_modules(
     };
     let mut unpacker = Unpacker::new(store, limits);
     unpacker
-        .apply_layer(&format!("{}:{tar_name}", image.canonical), compression, &bytes[..])
-        .with_context(|| format!("{}: unpacking {tar_name} of kernel image {}", image_ref.pos, image.canonical))?;
+        .apply_layer(
+            &format!("{}:{tar_name}", image.canonical),
+            compression,
+            &bytes[..],
+        )
+        .with_context(|| {
+            format!(
+                "{}: unpacking {tar_name} of kernel image {}",
+                image_ref.pos, image.canonical
+            )
+        })?;
     let Unpacked { tree, warnings: w } = unpacker.finish();
     warnings.extend(w);
     Ok(Some(tree))
 }
 
 /// Write every requested format to temp files; nothing is committed here.
-fn write_outputs(opts: &BuildOptions, a: &Assembled, store: &ContentStore) -> anyhow::Result<Vec<AtomicFile>> {
+fn write_outputs(
+    opts: &BuildOptions,
+    a: &Assembled,
+    store: &ContentStore,
+) -> anyhow::Result<Vec<AtomicFile>> {
     let dir = &opts.out_dir;
     let name = &opts.name;
     let mut pending = Vec::new();
@@ -343,8 +380,14 @@ fn write_outputs(opts: &BuildOptions, a: &Assembled, store: &ContentStore) -> an
     formats.sort();
     formats.dedup();
 
-    let needs_initrd = formats.iter().any(|f| matches!(f, Format::KernelInitrd | Format::TarKernelInitrd));
-    let initrd = if needs_initrd { Some(initrd(a, store, opts)?) } else { None };
+    let needs_initrd = formats
+        .iter()
+        .any(|f| matches!(f, Format::KernelInitrd | Format::TarKernelInitrd));
+    let initrd = if needs_initrd {
+        Some(initrd(a, store, opts)?)
+    } else {
+        None
+    };
 
     for format in formats {
         match format {
@@ -369,14 +412,34 @@ fn write_outputs(opts: &BuildOptions, a: &Assembled, store: &ContentStore) -> an
                 let initrd = initrd.as_ref().expect("initrd written for this format");
                 let cmdline = store.add(a.cmdline.as_bytes())?;
                 let mut files = vec![
-                    TarFile { name: b"cmdline", mode: 0o644, mtime: opts.epoch, content: &cmdline },
-                    TarFile { name: b"initrd.img", mode: 0o644, mtime: opts.epoch, content: initrd },
+                    TarFile {
+                        name: b"cmdline",
+                        mode: 0o644,
+                        mtime: opts.epoch,
+                        content: &cmdline,
+                    },
+                    TarFile {
+                        name: b"initrd.img",
+                        mode: 0o644,
+                        mtime: opts.epoch,
+                        content: initrd,
+                    },
                 ];
                 if let Some(kernel) = &a.kernel {
-                    files.push(TarFile { name: b"kernel", mode: 0o644, mtime: opts.epoch, content: kernel });
+                    files.push(TarFile {
+                        name: b"kernel",
+                        mode: 0o644,
+                        mtime: opts.epoch,
+                        content: kernel,
+                    });
                 }
                 if let Some(ucode) = &a.ucode {
-                    files.push(TarFile { name: b"ucode.cpio", mode: 0o644, mtime: opts.epoch, content: ucode });
+                    files.push(TarFile {
+                        name: b"ucode.cpio",
+                        mode: 0o644,
+                        mtime: opts.epoch,
+                        content: ucode,
+                    });
                 }
                 let mut f = AtomicFile::create(dir, &format!("{name}-initrd.tar"))?;
                 write_tar_files(&files, store, &mut f)?;
@@ -390,7 +453,10 @@ fn write_outputs(opts: &BuildOptions, a: &Assembled, store: &ContentStore) -> an
             Format::Docker => {
                 let mut tree = a.tree.clone();
                 let dockerfile = store.add(DOCKERFILE.as_bytes())?;
-                tree.insert(b"Dockerfile".to_vec(), Entry::file(dockerfile, 0o644, opts.epoch));
+                tree.insert(
+                    b"Dockerfile".to_vec(),
+                    Entry::file(dockerfile, 0o644, opts.epoch),
+                );
                 let mut f = AtomicFile::create(dir, &format!("{name}.docker"))?;
                 write_tar(&tree, store, &mut f)?;
                 pending.push(f);
@@ -409,8 +475,13 @@ const DOCKERFILE: &str = "\nFROM scratch\n\nCOPY . ./\n\nENTRYPOINT [\"/bin/rc.i
 fn initrd(a: &Assembled, store: &ContentStore, opts: &BuildOptions) -> anyhow::Result<Content> {
     let mut tree = a.tree.clone();
     tree.remove_children(b"boot");
-    let tmp = tempfile::tempfile_in(&opts.out_dir).context("creating a temp file in the output directory")?;
-    let mut c = Compressor::new(opts.compression, std::io::BufWriter::with_capacity(1 << 20, tmp), opts.threads)?;
+    let tmp = tempfile::tempfile_in(&opts.out_dir)
+        .context("creating a temp file in the output directory")?;
+    let mut c = Compressor::new(
+        opts.compression,
+        std::io::BufWriter::with_capacity(1 << 20, tmp),
+        opts.threads,
+    )?;
     write_cpio(&tree, store, &mut c)?;
     let mut tmp = c.finish()?.into_inner().map_err(|e| e.into_error())?;
     tmp.seek(SeekFrom::Start(0))?;

@@ -1,1 +1,380 @@
-//! Integration tests: cli.
+//! Integration tests: the `kiln` binary end to end — builds from a layout
+//! written in code, golden hashes, reproducibility under a perturbed
+//! environment, exit codes and atomic outputs.
+
+mod fixture;
+mod golden_cases;
+mod repro;
+
+use std::path::Path;
+
+use crate::support::{kiln, stderr, stdout, TestDir};
+use fixture::{system_layout, write_case, CASE_BASIC};
+
+/// Files in `dir`, sorted, excluding the given names.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn build_writes_kernel_initrd_cmdline_and_sums() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out = t.kiln(&["build", "-o", "out", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        listing(&t.join("out")),
+        [
+            "basic-cmdline",
+            "basic-initrd.img",
+            "basic-kernel",
+            "basic.sha256"
+        ]
+    );
+    assert_eq!(t.read("out/basic-cmdline"), b"console=ttyS0 quiet");
+    assert_eq!(t.read("out/basic-kernel"), fixture::KERNEL_BYTES);
+    // The sums file is what sha256sum -c accepts, and what stdout printed.
+    let sums = String::from_utf8(t.read("out/basic.sha256")).unwrap();
+    assert_eq!(sums.lines().count(), 3);
+    for line in sums.lines() {
+        let (hash, name) = line.split_once("  ").unwrap();
+        assert_eq!(
+            kiln::golden::hash_file(&t.join("out").join(name)).unwrap(),
+            hash
+        );
+        assert!(stdout(&out).contains(hash));
+    }
+}
+
+#[test]
+fn inspect_lists_the_initrd_layout() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out = t.kiln(&["build", "-o", "out", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = t.kiln(&["inspect", "out/basic-initrd.img"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    insta::assert_snapshot!("inspect_basic_initrd", stdout(&out));
+}
+
+#[test]
+fn initrd_matches_what_gnu_cpio_sees() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out = t.kiln(&["build", "--compress", "none", "-o", "out", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = stdout(&t.kiln(&["inspect", "out/basic-initrd.img"]));
+    let ours: Vec<String> = listed
+        .lines()
+        .map(|l| {
+            l.splitn(6, ' ')
+                .nth(5)
+                .unwrap()
+                .split(" -> ")
+                .next()
+                .unwrap()
+                .split(" => ")
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let cpio = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("cpio -t --quiet < out/basic-initrd.img")
+        .current_dir(t.path())
+        .output()
+        .expect("cpio (Debian package cpio) must be installed");
+    assert!(
+        cpio.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpio.stderr)
+    );
+    let theirs: Vec<String> = String::from_utf8_lossy(&cpio.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ours, theirs);
+    assert!(
+        theirs
+            .iter()
+            .any(|p| p == "containers/services/web/config.json"),
+        "{theirs:?}"
+    );
+}
+
+#[test]
+fn every_tar_format_is_written() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out = t.kiln(&[
+        "build",
+        "-f",
+        "tar",
+        "-f",
+        "tar-kernel-initrd",
+        "-f",
+        "docker",
+        "-o",
+        "out",
+        "basic.yml",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        listing(&t.join("out")),
+        [
+            "basic-initrd.tar",
+            "basic.docker",
+            "basic.sha256",
+            "basic.tar"
+        ]
+    );
+    let names = |file: &str| -> Vec<String> {
+        let f = std::fs::File::open(t.join("out").join(file)).unwrap();
+        tar::Archive::new(f)
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(
+        names("basic-initrd.tar"),
+        ["cmdline", "initrd.img", "kernel"]
+    );
+    let full = names("basic.tar");
+    assert!(
+        full.contains(&"boot/kernel".to_owned()) && full.contains(&"boot/cmdline".to_owned()),
+        "{full:?}"
+    );
+    let docker = names("basic.docker");
+    assert!(docker.contains(&"Dockerfile".to_owned()));
+    assert_eq!(docker.len(), full.len() + 1);
+}
+
+#[test]
+fn golden_mismatch_exits_3_naming_each_output() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out = t.kiln(&["build", "-o", "out", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sums = String::from_utf8(t.read("out/basic.sha256")).unwrap();
+    let zero = "0".repeat(64);
+    let wrong: String = sums
+        .lines()
+        .map(|l| {
+            if l.ends_with("basic-kernel") {
+                format!("{zero}  basic-kernel\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    t.write("golden.sha256", &wrong);
+    let out = t.kiln(&[
+        "build",
+        "-o",
+        "out",
+        "--golden",
+        "golden.sha256",
+        "basic.yml",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("basic-kernel: sha256 "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("basic-initrd.img"),
+        "only differing outputs are named"
+    );
+    let out = t.kiln(&["verify", "out/basic.sha256", "--golden", "golden.sha256"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("basic-kernel"));
+    let out = t.kiln(&["verify", "out/basic.sha256", "--golden", "out/basic.sha256"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A tampered output fails verification against its own sums.
+    t.write("out/basic-cmdline", "console=tty0");
+    let out = t.kiln(&["verify", "out/basic.sha256", "--golden", "out/basic.sha256"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("basic-cmdline"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_yaml_exits_1_with_position() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    t.write("bad.yml", "kernel:\n  image: kiln.test/kernel:1\nservices:\n  - name: x\n    image: kiln.test/web:1\n    capabilities: [CAP_FLY]\n");
+    let out = t.kiln(&["build", "bad.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.yml:6:20") && err.contains("CAP_FLY"),
+        "{err}"
+    );
+    let out = t.kiln(&["validate", "bad.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn missing_image_exits_1_with_closest_names() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    t.write("m.yml", "init:\n  - kiln.test/inti:1\n");
+    let out = t.kiln(&["validate", "m.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("m.yml:2:5")
+            && err.contains("kiln.test/inti:1")
+            && err.contains("kiln.test/init:1"),
+        "{err}"
+    );
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out = t.kiln(&["validate", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn layout_from_env_and_flag() {
+    let t = TestDir::new();
+    system_layout(&t.join("elsewhere"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out = t.kiln(&["validate", "basic.yml"]);
+    assert_eq!(out.status.code(), Some(1), "no ./oci-layout here");
+    let out = crate::support::kiln_env(
+        t.path(),
+        &["validate", "basic.yml"],
+        &[("KILN_LAYOUT", "elsewhere")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = t.kiln(&["validate", "--layout", "elsewhere", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn failed_build_keeps_previous_outputs_and_leaves_no_temp_files() {
+    let t = TestDir::new();
+    let layout = t.join("oci-layout");
+    system_layout(&layout);
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out = t.kiln(&["build", "-o", "out", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before: Vec<Vec<u8>> = listing(&t.join("out"))
+        .iter()
+        .map(|n| t.read(Path::new("out").join(n)))
+        .collect();
+    // Damage the last byte of the largest blob (a layer): the digest check
+    // fails only after the stream was read, i.e. mid-build.
+    let largest = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| (std::fs::metadata(p).unwrap().len(), p.clone()))
+        .unwrap();
+    crate::support::corrupt_byte(&largest, -1);
+    let out = t.kiln(&[
+        "build",
+        "-f",
+        "kernel+initrd",
+        "-f",
+        "tar",
+        "-o",
+        "out",
+        "basic.yml",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let digest = largest.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        stderr(&out).contains(&digest),
+        "error names the blob: {}",
+        stderr(&out)
+    );
+    let after: Vec<Vec<u8>> = listing(&t.join("out"))
+        .iter()
+        .map(|n| t.read(Path::new("out").join(n)))
+        .collect();
+    assert_eq!(
+        listing(&t.join("out")),
+        [
+            "basic-cmdline",
+            "basic-initrd.img",
+            "basic-kernel",
+            "basic.sha256"
+        ]
+    );
+    assert_eq!(before, after);
+}
+
+#[test]
+fn bad_environment_values_are_user_errors() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    for (k, v) in [("SOURCE_DATE_EPOCH", "yesterday"), ("KILN_THREADS", "0")] {
+        let out =
+            crate::support::kiln_env(t.path(), &["build", "-o", "out", "basic.yml"], &[(k, v)]);
+        assert_eq!(out.status.code(), Some(1), "{k}={v}");
+        assert!(stderr(&out).contains(k), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn flate2_uses_the_pinned_pure_rust_backend() {
+    // The gzip bytes depend on the deflate implementation: it must be
+    // zlib-rs (pinned by Cargo.lock), never a C zlib some dependency
+    // switched on through feature unification.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "kiln",
+            "-e",
+            "features",
+            "-i",
+            "flate2",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(root)
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("flate2 feature \"zlib-rs\""), "{text}");
+    for c_backend in [
+        "\"zlib\"",
+        "\"zlib-ng\"",
+        "\"zlib-ng-compat\"",
+        "\"cloudflare_zlib\"",
+        "\"miniz_oxide\"",
+    ] {
+        assert!(
+            !text.contains(&format!("flate2 feature {c_backend}")),
+            "flate2 backend {c_backend} enabled:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn unknown_format_is_rejected_by_the_cli() {
+    let t = TestDir::new();
+    let out = kiln(t.path(), &["build", "-f", "iso-bios", "x.yml"]);
+    assert_eq!(out.status.code(), Some(1), "usage errors are bad input");
+    assert!(stderr(&out).contains("iso-bios"));
+}

@@ -1,0 +1,161 @@
+//! Reproducibility: the same YAML and layout give the same bytes whatever
+//! the working directory, umask, TZ, locale, thread count or the order of
+//! entries in the layout's index.json; SOURCE_DATE_EPOCH changes only the
+//! generated entries.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::fixture::{system_layout, write_case, CASE_BASIC};
+use crate::support::TestDir;
+
+const FORMATS: &[&str] = &[
+    "-f",
+    "kernel+initrd",
+    "-f",
+    "tar-kernel-initrd",
+    "-f",
+    "tar",
+    "-f",
+    "docker",
+];
+
+/// Run kiln through `sh` so the umask can be set, with the given environment.
+fn build(cwd: &Path, yml: &str, layout: &str, out: &Path, umask: &str, env: &[(&str, &str)]) {
+    let mut args = vec!["build", "--name", "r", "--layout", layout, "-o"];
+    let out_s = out.to_str().unwrap();
+    args.push(out_s);
+    args.extend_from_slice(FORMATS);
+    args.push(yml);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(&args);
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Reverse the order of `manifests` in index.json (same images, other order).
+fn reverse_index(layout: &Path) {
+    let p = layout.join("index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    index["manifests"].as_array_mut().unwrap().reverse();
+    std::fs::write(&p, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+}
+
+#[test]
+fn same_bytes_under_a_perturbed_environment() {
+    let t = TestDir::new();
+    system_layout(&t.join("layout-a"));
+    system_layout(&t.join("nested/dir/layout-b"));
+    reverse_index(&t.join("nested/dir/layout-b"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    t.write("nested/dir/basic.yml", CASE_BASIC);
+
+    let a = t.join("out-a");
+    build(
+        t.path(),
+        "basic.yml",
+        "layout-a",
+        &a,
+        "022",
+        &[("TZ", "UTC"), ("LANG", "C"), ("KILN_THREADS", "1")],
+    );
+    let b = t.join("out-b");
+    build(
+        &t.join("nested/dir"),
+        "./basic.yml",
+        "layout-b",
+        &b,
+        "077",
+        &[
+            ("TZ", "Pacific/Kiritimati"),
+            ("LANG", "de_DE.UTF-8"),
+            ("LC_ALL", "tr_TR.UTF-8"),
+            ("KILN_THREADS", "4"),
+        ],
+    );
+    let (oa, ob) = (outputs(&a), outputs(&b));
+    assert_eq!(oa.len(), 7);
+    for ((na, ba), (nb, bb)) in oa.iter().zip(&ob) {
+        assert_eq!(na, nb);
+        assert!(ba == bb, "{na} differs between the two builds");
+    }
+}
+
+#[test]
+fn source_date_epoch_changes_only_generated_entries() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let unset = t.join("unset");
+    build(t.path(), "basic.yml", "oci-layout", &unset, "022", &[]);
+    let default = t.join("default");
+    build(
+        t.path(),
+        "basic.yml",
+        "oci-layout",
+        &default,
+        "022",
+        &[("SOURCE_DATE_EPOCH", "1492533000")],
+    );
+    let set = t.join("set");
+    build(
+        t.path(),
+        "basic.yml",
+        "oci-layout",
+        &set,
+        "022",
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
+
+    assert!(
+        outputs(&unset) == outputs(&default),
+        "unset means LinuxKit's default epoch"
+    );
+    let read = |d: &Path, n: &str| std::fs::read(d.join(n)).unwrap();
+    // Bytes from the images and the YAML do not move…
+    assert!(read(&unset, "r-kernel") == read(&set, "r-kernel"));
+    assert!(read(&unset, "r-cmdline") == read(&set, "r-cmdline"));
+    // …generated entries (config.json, files:, directories) do.
+    assert!(read(&unset, "r-initrd.img") != read(&set, "r-initrd.img"));
+    assert!(read(&unset, "r.tar") != read(&set, "r.tar"));
+
+    // In the tar, exactly the entries kiln generated carry the epoch; entries
+    // from image layers keep their own mtime.
+    let f = std::fs::File::open(set.join("r.tar")).unwrap();
+    let mut archive = tar::Archive::new(f);
+    for e in archive.entries().unwrap() {
+        let e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mtime = e.header().mtime().unwrap();
+        if path.ends_with("config.json") || path == "etc/motd" || path == "boot/cmdline" {
+            assert_eq!(mtime, 1_700_000_000, "{path}");
+        }
+        if path == "usr/bin/runc" || path == "containers/services/web/lower/bin/web" {
+            assert_eq!(mtime, crate::support::DEFAULT_MTIME, "{path}");
+        }
+    }
+}
