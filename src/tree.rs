@@ -162,54 +162,59 @@ impl ContentStore {
     /// Stream `reader` into the store. If `limit` is set and the reader
     /// yields more than that many bytes, fails with `InvalidData`.
     pub fn add_reader(&self, reader: &mut dyn Read, limit: Option<u64>) -> io::Result<Content> {
-        let mut inner = self.inner.lock().expect("content store poisoned");
-        let start = inner.len;
-        inner.file.seek(SeekFrom::Start(start))?;
-        let mut hasher = Sha256::new();
-        let mut total: u64 = 0;
         // One buffer per thread: allocating and zeroing it per file costs as
         // much as the copy for small files.
         thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHUNK]);
         }
-        BUF.with_borrow_mut(|buf| -> io::Result<()> {
-            loop {
-                let n = match reader.read(buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                total += n as u64;
-                if let Some(limit) = limit {
-                    if total > limit {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("content exceeds the limit of {limit} bytes"),
-                        ));
-                    }
+        BUF.with_borrow_mut(|buf| {
+            let mut hasher = Sha256::new();
+            // The first chunk is read without holding the lock, so threads
+            // unpacking different images decompress in parallel; most files
+            // fit in it and take the lock only to append.
+            let first = read_chunk(reader, buf, 0, limit)?;
+            hasher.update(&buf[..first]);
+            if first < buf.len() {
+                let sha256: [u8; 32] = hasher.finalize().into();
+                let mut inner = self.inner.lock().expect("content store poisoned");
+                if let Some(&(offset, len)) = inner.by_hash.get(&sha256) {
+                    return Ok(Content {
+                        offset,
+                        len,
+                        sha256,
+                    });
                 }
+                let start = inner.len;
+                inner.file.seek(SeekFrom::Start(start))?;
+                inner.file.write_all(&buf[..first])?;
+                return Ok(inner.commit(start, first as u64, sha256));
+            }
+            // A large file: stream it in under the lock, so it is contiguous.
+            let mut inner = self.inner.lock().expect("content store poisoned");
+            let start = inner.len;
+            inner.file.seek(SeekFrom::Start(start))?;
+            inner.file.write_all(&buf[..first])?;
+            let mut total = first as u64;
+            loop {
+                let n = read_chunk(reader, buf, total, limit)?;
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
                 hasher.update(&buf[..n]);
                 inner.file.write_all(&buf[..n])?;
             }
-            Ok(())
-        })?;
-        let sha256: [u8; 32] = hasher.finalize().into();
-        if let Some(&(offset, len)) = inner.by_hash.get(&sha256) {
-            // Already stored: forget the copy just written.
-            inner.file.set_len(start)?;
-            return Ok(Content {
-                offset,
-                len,
-                sha256,
-            });
-        }
-        inner.len = start + total;
-        inner.by_hash.insert(sha256, (start, total));
-        Ok(Content {
-            offset: start,
-            len: total,
-            sha256,
+            let sha256: [u8; 32] = hasher.finalize().into();
+            if let Some(&(offset, len)) = inner.by_hash.get(&sha256) {
+                // Already stored: forget the copy just written.
+                inner.file.set_len(start)?;
+                return Ok(Content {
+                    offset,
+                    len,
+                    sha256,
+                });
+            }
+            Ok(inner.commit(start, total, sha256))
         })
     }
 
@@ -236,6 +241,48 @@ impl ContentStore {
             pos += want as u64;
         }
         Ok(())
+    }
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// Fill `buf` from `reader` as far as it goes; fails with `InvalidData` if
+/// `already + n` passes `limit`. Returns the number of bytes read (0 at EOF).
+fn read_chunk(
+    reader: &mut dyn Read,
+    buf: &mut [u8],
+    already: u64,
+    limit: Option<u64>,
+) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(limit) = limit {
+        if already + n as u64 > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("content exceeds the limit of {limit} bytes"),
+            ));
+        }
+    }
+    Ok(n)
+}
+
+impl StoreInner {
+    fn commit(&mut self, start: u64, len: u64, sha256: [u8; 32]) -> Content {
+        self.len = start + len;
+        self.by_hash.insert(sha256, (start, len));
+        Content {
+            offset: start,
+            len,
+            sha256,
+        }
     }
 }
 
@@ -426,6 +473,27 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(store.read(&a).unwrap(), b"hello");
         assert_eq!(store.read(&b).unwrap(), b"world!");
+    }
+
+    #[test]
+    fn store_round_trips_large_contents_and_dedups_them() {
+        let store = ContentStore::new().unwrap();
+        let big: Vec<u8> = (0..CHUNK * 3 + 17).map(|i| (i % 251) as u8).collect();
+        let exact = vec![7u8; CHUNK];
+        let a = store.add(&big).unwrap();
+        let e = store.add(&exact).unwrap();
+        let small = store.add(b"after").unwrap();
+        let again = store.add(&big).unwrap();
+        assert_eq!(a, again);
+        assert_eq!(store.read(&a).unwrap(), big);
+        assert_eq!(store.read(&e).unwrap(), exact);
+        assert_eq!(store.read(&small).unwrap(), b"after");
+        let err = store
+            .add_reader(&mut &big[..], Some(CHUNK as u64 + 1))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // A failed add leaves the store usable.
+        assert_eq!(store.read(&store.add(b"later").unwrap()).unwrap(), b"later");
     }
 
     #[test]

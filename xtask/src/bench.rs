@@ -125,7 +125,6 @@ fn synth(scale: f64) -> (Vec<SynthImage>, u64, usize) {
                 } else {
                     rng.below(12 * 1024) as usize
                 };
-                let len = (len as f64 * scale.max(0.01)) as usize;
                 let class = rng.below(3);
                 let bytes = file_bytes(&mut rng, class, len);
                 total += bytes.len() as u64;
