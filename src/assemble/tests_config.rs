@@ -1,0 +1,1 @@
+//! Tests for config.json and runtime.json.
