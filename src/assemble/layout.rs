@@ -241,17 +241,17 @@ pub fn add_containers(
     let spec = inputs.spec;
     // canonical image → the first extracted root.
     let mut extracted: BTreeMap<String, String> = BTreeMap::new();
-    let sections: [(&'static str, &[Image], bool); 3] = [
-        ("onboot", &spec.onboot, true),
-        ("onshutdown", &spec.onshutdown, true),
-        ("services", &spec.services, false),
+    let sections: [(&'static str, &'static str, &[Image], bool); 3] = [
+        ("onboot", "onboot", &spec.onboot, true),
+        ("onshutdown", "onshutdown", &spec.onshutdown, true),
+        ("services", "service", &spec.services, false),
     ];
-    for (section, images, numbered) in sections {
+    for (section, singular, images, numbered) in sections {
         for (i, image) in images.iter().enumerate() {
             if !usable_name(&image.name) {
                 return Err(AssembleError::BadName {
                     pos: image.pos.clone(),
-                    section,
+                    section: singular,
                     name: image.name.clone(),
                 });
             }

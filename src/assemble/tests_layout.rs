@@ -1,1 +1,511 @@
-//! Tests for the tree layout.
+//! Tests for the assembled tree: kernel, init, volumes, container bundles
+//! (readonly, writable, de-duplicated), image filtering and `files:`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::spec::{FileEntry, FileSource, IdSpec, Image, ImageRef, MetadataFormat, Pos, Volume};
+
+const EPOCH: i64 = 1_000;
+
+fn pos(line: usize) -> Pos {
+    Pos {
+        file: Arc::from("test.yml"),
+        line,
+        col: 3,
+    }
+}
+
+fn r(reference: &str, line: usize) -> ImageRef {
+    ImageRef {
+        reference: reference.into(),
+        pos: pos(line),
+    }
+}
+
+fn container(name: &str, reference: &str, line: usize) -> Image {
+    Image {
+        name: name.into(),
+        image: r(reference, line + 1),
+        pos: pos(line),
+        ..Image::default()
+    }
+}
+
+struct Fixture {
+    store: ContentStore,
+    spec: Spec,
+    images: BTreeMap<String, ImageInput>,
+    modules: Option<Tree>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            store: ContentStore::new().unwrap(),
+            spec: Spec::default(),
+            images: BTreeMap::new(),
+            modules: None,
+        }
+    }
+
+    fn file(&self, bytes: &[u8], mode: u32) -> Entry {
+        Entry::file(self.store.add(bytes).unwrap(), mode, 5)
+    }
+
+    /// An image whose tree holds `files` (path, contents) plus their parents.
+    fn image(&mut self, reference: &str, canonical: &str, files: &[(&str, &str)]) {
+        let mut tree = Tree::new();
+        for (path, contents) in files {
+            let e = self.file(contents.as_bytes(), 0o644);
+            tree.insert_with_parents(path.as_bytes().to_vec(), e, 0o755, 5);
+        }
+        self.images.insert(
+            reference.into(),
+            ImageInput {
+                tree,
+                reference: reference.into(),
+                canonical: canonical.into(),
+                defaults: ImageDefaults::default(),
+            },
+        );
+    }
+
+    fn tree_mut(&mut self, reference: &str) -> &mut Tree {
+        &mut self.images.get_mut(reference).unwrap().tree
+    }
+
+    fn run(&self) -> Result<Assembled, AssembleError> {
+        assemble(&Inputs {
+            spec: &self.spec,
+            images: &self.images,
+            kernel_modules: self.modules.clone(),
+            store: &self.store,
+            epoch: EPOCH,
+        })
+    }
+
+    fn read(&self, tree: &Tree, path: &str) -> String {
+        match &tree.get(path.as_bytes()).unwrap_or_else(|| panic!("{path} missing")).kind {
+            Kind::File(c) => String::from_utf8(self.store.read(c).unwrap()).unwrap(),
+            other => panic!("{path} is {other:?}"),
+        }
+    }
+}
+
+fn mode(tree: &Tree, path: &str) -> u32 {
+    tree.get(path.as_bytes()).unwrap_or_else(|| panic!("{path} missing")).mode
+}
+
+fn has(tree: &Tree, path: &str) -> bool {
+    tree.get(path.as_bytes()).is_some()
+}
+
+fn link(tree: &Tree, path: &str) -> String {
+    match &tree.get(path.as_bytes()).unwrap().kind {
+        Kind::Symlink(t) => String::from_utf8(t.clone()).unwrap(),
+        other => panic!("{path} is {other:?}"),
+    }
+}
+
+fn kernel_fixture() -> Fixture {
+    let mut f = Fixture::new();
+    f.image(
+        "linuxkit/kernel:6.6",
+        "docker.io/linuxkit/kernel:6.6",
+        &[("kernel", "KERNEL"), ("kernel.tar", "TAR"), ("ucode.cpio", "UCODE")],
+    );
+    f.spec.kernel = crate::spec::Kernel {
+        image: Some(r("linuxkit/kernel:6.6", 2)),
+        cmdline: Some("console=ttyS0".into()),
+        pos: Some(pos(1)),
+        ..Default::default()
+    };
+    let mut modules = Tree::new();
+    modules.insert_with_parents(b"lib/modules/6.6/x.ko".to_vec(), f.file(b"KO", 0o644), 0o755, 5);
+    f.modules = Some(modules);
+    f
+}
+
+// ---- kernel -------------------------------------------------------------------
+
+#[test]
+fn kernel_file_name_defaults() {
+    let k = |tar: Option<&str>, binary: Option<&str>| crate::spec::Kernel {
+        tar: tar.map(str::to_string),
+        binary: binary.map(str::to_string),
+        ..Default::default()
+    };
+    let d = kernel_file_names(&k(None, None));
+    assert_eq!((d.binary.as_str(), d.tar.as_deref(), d.ucode), ("kernel", Some("kernel.tar"), None));
+    assert_eq!(kernel_file_names(&k(Some("none"), None)).tar, None);
+    assert_eq!(kernel_file_names(&k(Some(""), None)).tar, None);
+    assert_eq!(kernel_file_names(&k(Some("m.tar"), Some("bzImage"))).binary, "bzImage");
+}
+
+#[test]
+fn kernel_cmdline_ucode_and_modules() {
+    let mut f = kernel_fixture();
+    f.spec.kernel.ucode = Some("ucode.cpio".into());
+    let out = f.run().unwrap();
+    assert_eq!(f.read(&out.tree, "boot/kernel"), "KERNEL");
+    assert_eq!(f.read(&out.tree, "boot/cmdline"), "console=ttyS0");
+    assert_eq!(f.read(&out.tree, "boot/ucode.cpio"), "UCODE");
+    assert_eq!(mode(&out.tree, "boot"), 0o755);
+    assert_eq!(out.tree.get(b"boot/cmdline").unwrap().mtime, EPOCH);
+    assert_eq!(f.read(&out.tree, "lib/modules/6.6/x.ko"), "KO");
+    assert_eq!(out.cmdline, "console=ttyS0");
+    assert_eq!(f.store.read(&out.kernel.unwrap()).unwrap(), b"KERNEL");
+    assert_eq!(f.store.read(&out.ucode.unwrap()).unwrap(), b"UCODE");
+    // Nothing else of the kernel image lands in the tree.
+    assert!(!has(&out.tree, "kernel.tar") && !has(&out.tree, "etc"));
+}
+
+#[test]
+fn error_kernel_binary_missing_names_image_and_file() {
+    let mut f = kernel_fixture();
+    f.spec.kernel.binary = Some("bzImage".into());
+    let e = f.run().unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "test.yml:1:3: kernel binary \"bzImage\" not found in kernel image docker.io/linuxkit/kernel:6.6"
+    );
+}
+
+#[test]
+fn error_kernel_tar_and_ucode_missing() {
+    let mut f = kernel_fixture();
+    f.spec.kernel.tar = Some("modules.tar".into());
+    let e = f.run().unwrap_err().to_string();
+    assert!(e.starts_with("test.yml:1:3: kernel tar \"modules.tar\" not found"), "{e}");
+    f.spec.kernel.tar = Some("none".into());
+    f.spec.kernel.ucode = Some("intel.cpio".into());
+    let e = f.run().unwrap_err().to_string();
+    assert!(e.starts_with("test.yml:1:3: kernel ucode \"intel.cpio\" not found"), "{e}");
+}
+
+#[test]
+fn error_image_not_provided() {
+    let mut f = Fixture::new();
+    f.spec.init = vec![r("linuxkit/init:1", 7)];
+    let e = f.run().unwrap_err().to_string();
+    assert!(e.starts_with("test.yml:7:3: image \"linuxkit/init:1\" was not unpacked"), "{e}");
+}
+
+// ---- init and image filtering ----------------------------------------------------
+
+#[test]
+fn init_images_in_order_later_wins_with_resolv_symlink() {
+    let mut f = Fixture::new();
+    f.image("init", "docker.io/linuxkit/init", &[("bin/a", "one"), ("etc/hostname", "h"), ("Dockerfile", "x")]);
+    f.image("runc", "docker.io/linuxkit/runc", &[("bin/a", "two"), ("etc/resolv.conf", "nameserver 1.1.1.1")]);
+    f.tree_mut("init").insert(b"etc".to_vec(), Entry::dir(0o750, 5));
+    f.tree_mut("init").insert(b"dev/console".to_vec(), Entry::new(Kind::Char { major: 5, minor: 1 }, 0o600, 5));
+    f.tree_mut("runc").insert(b"etc".to_vec(), Entry::dir(0o751, 5));
+    f.spec.init = vec![r("init", 3), r("runc", 4)];
+    let out = f.run().unwrap();
+    let t = &out.tree;
+    assert_eq!(f.read(t, "bin/a"), "two");
+    assert_eq!(link(t, "etc/resolv.conf"), "/run/resolvconf/resolv.conf");
+    assert_eq!(f.read(t, "etc/hosts"), layout::HOSTS);
+    assert_eq!(mode(t, "etc/hosts"), 0o644);
+    assert_eq!(link(t, "etc/mtab"), "/proc/mounts");
+    // Excluded names are gone; mount points exist; an image's dir keeps its mode.
+    assert!(!has(t, "etc/hostname") && !has(t, "Dockerfile") && !has(t, "dev/console"));
+    for d in ["dev", "dev/pts", "dev/shm", "proc", "sys"] {
+        assert_eq!(mode(t, d), 0o755, "{d}");
+    }
+    assert_eq!(mode(t, "etc"), 0o751);
+}
+
+#[test]
+fn init_apk_databases_are_merged() {
+    let mut f = Fixture::new();
+    f.image("a", "docker.io/a", &[("lib/apk/db/installed", "P:a")]);
+    f.image("b", "docker.io/b", &[("lib/apk/db/installed", "P:b")]);
+    f.spec.init = vec![r("a", 3), r("b", 4)];
+    let out = f.run().unwrap();
+    assert_eq!(f.read(&out.tree, "lib/apk/db/installed"), "P:a\n\nP:b\n\n");
+    // A single database is left as it is.
+    f.spec.init = vec![r("a", 3)];
+    assert_eq!(f.read(&f.run().unwrap().tree, "lib/apk/db/installed"), "P:a");
+}
+
+#[test]
+fn image_resolv_symlink_and_hosts_dir_are_replaced() {
+    let mut f = Fixture::new();
+    f.image("alpine", "docker.io/library/alpine:latest", &[("bin/sh", "sh")]);
+    let t = f.tree_mut("alpine");
+    t.insert(b"etc".to_vec(), Entry::dir(0o755, 5));
+    t.insert(b"etc/resolv.conf".to_vec(), Entry::symlink("../run/resolv.conf", 5));
+    t.insert(b"etc/hosts".to_vec(), Entry::dir(0o755, 5));
+    t.insert(b"etc/hosts/x".to_vec(), Entry::dir(0o755, 5));
+    f.spec.services = vec![container("svc", "alpine", 10)];
+    let out = f.run().unwrap();
+    let root = "containers/services/svc/lower";
+    assert_eq!(f.read(&out.tree, &format!("{root}/etc/resolv.conf")), layout::RESOLV);
+    assert_eq!(f.read(&out.tree, &format!("{root}/etc/hosts")), layout::HOSTS);
+    assert!(!has(&out.tree, &format!("{root}/etc/hosts/x")));
+}
+
+// ---- containers -----------------------------------------------------------------
+
+#[test]
+fn bundles_numbered_and_readonly_vs_writable_layout() {
+    let mut f = Fixture::new();
+    f.image("alpine", "docker.io/library/alpine:latest", &[("bin/sh", "sh")]);
+    f.image("busybox", "docker.io/library/busybox:latest", &[("bin/busybox", "bb")]);
+    let mut ro = container("sysctl", "alpine", 10);
+    ro.readonly = Some(true);
+    f.spec.onboot = vec![container("first", "busybox", 8), ro];
+    f.spec.onshutdown = vec![container("bye", "busybox", 12)];
+    f.spec.services = vec![container("getty", "busybox", 14)];
+    let out = f.run().unwrap();
+    let t = &out.tree;
+    // Readonly: the image is the rootfs, no lower/tmp.
+    let p = "containers/onboot/001-sysctl";
+    assert_eq!(f.read(t, &format!("{p}/rootfs/bin/sh")), "sh");
+    assert!(!has(t, &format!("{p}/lower")) && !has(t, &format!("{p}/tmp")));
+    let rt: serde_json::Value = serde_json::from_str(&f.read(t, &format!("{p}/runtime.json"))).unwrap();
+    assert_eq!(
+        rt["mounts"][0],
+        json!({"destination": "/containers/onboot/001-sysctl/rootfs", "source": "/containers/onboot/001-sysctl/rootfs", "options": ["bind"]})
+    );
+    let cfg: serde_json::Value = serde_json::from_str(&f.read(t, &format!("{p}/config.json"))).unwrap();
+    assert_eq!(cfg["root"]["readonly"], true);
+    // Writable: lower + empty tmp and rootfs.
+    let p = "containers/onboot/000-first";
+    assert_eq!(f.read(t, &format!("{p}/lower/bin/busybox")), "bb");
+    assert!(t.get(format!("{p}/tmp").as_bytes()).unwrap().is_dir());
+    assert_eq!(t.children_of(format!("{p}/rootfs").as_bytes()).count(), 0);
+    assert_eq!(mode(t, &format!("{p}/config.json")), 0o644);
+    assert_eq!(t.get(format!("{p}/runtime.json").as_bytes()).unwrap().mtime, EPOCH);
+    assert_eq!(mode(t, "containers"), 0o755);
+    // Later containers with the same image share the first copy.
+    for p in ["containers/onshutdown/000-bye", "containers/services/getty"] {
+        assert!(!has(t, &format!("{p}/lower")), "{p} has its own copy");
+        assert!(has(t, &format!("{p}/tmp")) && has(t, &format!("{p}/rootfs")));
+        let rt: serde_json::Value = serde_json::from_str(&f.read(t, &format!("{p}/runtime.json"))).unwrap();
+        assert_eq!(rt["mounts"][2]["options"][0], "lowerdir=/containers/onboot/000-first/lower");
+    }
+    // Container images get a plain resolv.conf, not the symlink.
+    assert_eq!(f.read(t, "containers/onboot/000-first/lower/etc/resolv.conf"), layout::RESOLV);
+}
+
+#[test]
+fn readonly_dedup_binds_the_first_root() {
+    let mut f = Fixture::new();
+    f.image("alpine", "docker.io/library/alpine:latest", &[("bin/sh", "sh")]);
+    let mut a = container("a", "alpine", 10);
+    a.readonly = Some(true);
+    let mut b = container("b", "alpine", 12);
+    b.readonly = Some(true);
+    f.spec.services = vec![a, b];
+    let out = f.run().unwrap();
+    let t = &out.tree;
+    assert!(t.get(b"containers/services/b/rootfs").unwrap().is_dir());
+    assert_eq!(t.children_of(b"containers/services/b/rootfs").count(), 0);
+    let rt: serde_json::Value = serde_json::from_str(&f.read(t, "containers/services/b/runtime.json")).unwrap();
+    assert_eq!(rt["mounts"][0]["source"], "/containers/services/a/rootfs");
+}
+
+#[test]
+fn error_bad_container_name_and_config_error_name_position() {
+    let mut f = Fixture::new();
+    f.image("alpine", "docker.io/library/alpine:latest", &[]);
+    f.spec.services = vec![container("../x", "alpine", 10)];
+    let e = f.run().unwrap_err().to_string();
+    assert!(e.starts_with("test.yml:10:3: service name \"../x\""), "{e}");
+    let mut c = container("c", "alpine", 10);
+    c.binds = Some(vec!["a:b:c:d".into()]);
+    f.spec.services = vec![c];
+    let e = f.run().unwrap_err().to_string();
+    assert!(e.starts_with("test.yml:10:3: container \"c\": cannot parse bind \"a:b:c:d\""), "{e}");
+}
+
+// ---- volumes ------------------------------------------------------------------------
+
+fn volume(name: &str, image: Option<ImageRef>) -> Volume {
+    Volume {
+        name: name.into(),
+        image,
+        readonly: false,
+        format: None,
+        platforms: vec![],
+        pos: pos(20),
+    }
+}
+
+#[test]
+fn volumes_blank_and_from_image() {
+    let mut f = Fixture::new();
+    f.image("alpine", "docker.io/library/alpine:latest", &[("data/x", "x")]);
+    f.spec.volumes = vec![volume("blank", None), volume("full", Some(r("alpine", 21)))];
+    let out = f.run().unwrap();
+    let t = &out.tree;
+    for sub in ["lower", "tmp", "merged"] {
+        assert!(t.get(format!("containers/volumes/blank/{sub}").as_bytes()).unwrap().is_dir());
+    }
+    assert_eq!(t.children_of(b"containers/volumes/blank/lower").count(), 0);
+    assert_eq!(f.read(t, "containers/volumes/full/lower/data/x"), "x");
+    assert_eq!(link(t, "containers/volumes/full/lower/etc/resolv.conf"), layout::RESOLV_LINK);
+}
+
+#[test]
+fn error_volume_format_oci() {
+    let mut f = Fixture::new();
+    let mut v = volume("v", None);
+    v.format = Some("oci".into());
+    f.spec.volumes = vec![v];
+    let e = f.run().unwrap_err().to_string();
+    assert!(e.starts_with("test.yml:20:3: volume \"v\": format \"oci\""), "{e}");
+}
+
+// ---- files -----------------------------------------------------------------------------
+
+fn file(path: &str, source: FileSource) -> FileEntry {
+    FileEntry {
+        path: path.into(),
+        pos: pos(40),
+        source,
+        optional: false,
+        mode: None,
+        uid: None,
+        gid: None,
+    }
+}
+
+#[test]
+fn files_modes_parents_owners() {
+    let mut f = Fixture::new();
+    f.image("init", "docker.io/linuxkit/init", &[("etc/os-release", "x")]);
+    f.spec.init = vec![r("init", 3)];
+    f.spec.services = vec![];
+    f.spec.onboot = vec![container("dhcpcd", "init", 8)];
+    let mut owned = file("var/lib/app/conf", FileSource::Contents("hi".into()));
+    owned.mode = Some(0o640);
+    owned.uid = Some(IdSpec::Name("dhcpcd".into()));
+    owned.gid = Some(IdSpec::Name("42".into()));
+    let mut dir = file("etc", FileSource::Directory);
+    dir.mode = Some(0o700);
+    f.spec.files = vec![
+        file("/etc/app/secret", FileSource::Contents("s".into())),
+        owned,
+        file("etc/empty", FileSource::Empty),
+        file("etc/dirs/d", FileSource::Directory),
+        file("etc/link", FileSource::Symlink("/etc/os-release".into())),
+    ];
+    let out = f.run().unwrap();
+    let t = &out.tree;
+    // Defaults 0600 / 0700; an existing dir (etc) keeps its mode.
+    assert_eq!(mode(t, "etc"), 0o755);
+    assert_eq!(mode(t, "etc/app"), 0o700);
+    assert_eq!(mode(t, "etc/app/secret"), 0o600);
+    assert_eq!(f.read(t, "etc/app/secret"), "s");
+    assert_eq!(mode(t, "etc/dirs"), 0o700);
+    assert!(t.get(b"etc/dirs/d").unwrap().is_dir());
+    assert_eq!(f.read(t, "etc/empty"), "");
+    assert_eq!(link(t, "etc/link"), "/etc/os-release");
+    assert_eq!(mode(t, "etc/link"), 0o600);
+    // Parents get mode + search bits and the file's owner.
+    let e = t.get(b"var/lib/app/conf").unwrap();
+    assert_eq!((e.mode, e.uid, e.gid, e.mtime), (0o640, 100, 42, EPOCH));
+    let p = t.get(b"var/lib").unwrap();
+    assert_eq!((p.mode, p.uid, p.gid), (0o750, 100, 42));
+    // `directory: true` over an existing dir changes its mode, keeps children.
+    f.spec.files = vec![dir];
+    let out = f.run().unwrap();
+    assert_eq!(mode(&out.tree, "etc"), 0o700);
+    assert!(has(&out.tree, "etc/os-release"));
+}
+
+#[test]
+fn files_dir_mode_adds_search_bits() {
+    assert_eq!(files::dir_mode(0o600), 0o700);
+    assert_eq!(files::dir_mode(0o644), 0o755);
+    assert_eq!(files::dir_mode(0o640), 0o750);
+    assert_eq!(files::dir_mode(0o4000), 0o4000);
+}
+
+#[test]
+fn files_source_and_optional() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("motd");
+    std::fs::write(&src, b"welcome").unwrap();
+    let mut f = Fixture::new();
+    let mut optional = file("etc/missing", FileSource::Source(dir.path().join("nope")));
+    optional.optional = true;
+    f.spec.files = vec![file("etc/motd", FileSource::Source(src)), optional];
+    let out = f.run().unwrap();
+    assert_eq!(f.read(&out.tree, "etc/motd"), "welcome");
+    assert!(!has(&out.tree, "etc/missing"));
+}
+
+#[test]
+fn files_metadata_json_and_yaml_expand_references() {
+    let mut f = Fixture::new();
+    f.image("alpine", "docker.io/library/alpine:latest", &[]);
+    f.spec.services = vec![container("svc", "alpine", 10)];
+    f.spec.raw = json!({"services": [{"name": "svc", "image": "alpine"}], "volumes": [{"name": "v", "image": "alpine"}]});
+    f.spec.files = vec![
+        file("etc/linuxkit.json", FileSource::Metadata(MetadataFormat::Json)),
+        file("etc/linuxkit.yml", FileSource::Metadata(MetadataFormat::Yaml)),
+    ];
+    let out = f.run().unwrap();
+    assert_eq!(
+        f.read(&out.tree, "etc/linuxkit.json"),
+        "{\n    \"services\": [\n        {\n            \"image\": \"docker.io/library/alpine:latest\",\n            \"name\": \"svc\"\n        }\n    ],\n    \"volumes\": [\n        {\n            \"image\": \"alpine\",\n            \"name\": \"v\"\n        }\n    ]\n}"
+    );
+    assert_eq!(
+        f.read(&out.tree, "etc/linuxkit.yml"),
+        "services:\n  - image: docker.io/library/alpine:latest\n    name: svc\nvolumes:\n  - image: alpine\n    name: v\n"
+    );
+}
+
+fn file_err(f: &Fixture) -> String {
+    let e = f.run().unwrap_err().to_string();
+    assert!(e.starts_with("test.yml:40:3: files: "), "{e}");
+    e
+}
+
+#[test]
+fn error_files_cases_name_position() {
+    let mut f = Fixture::new();
+    f.image("init", "docker.io/linuxkit/init", &[("etc/passwd", "root")]);
+    f.spec.init = vec![r("init", 3)];
+    f.spec.files = vec![file("etc/passwd/x", FileSource::Contents("x".into()))];
+    assert!(file_err(&f).contains("parent \"etc/passwd\" is not a directory"));
+    f.spec.files = vec![file("etc/resolv.conf/x", FileSource::Empty)];
+    assert!(file_err(&f).contains("parent \"etc/resolv.conf\" is not a directory"));
+    f.spec.files = vec![file("etc", FileSource::Empty)];
+    assert!(file_err(&f).contains("\"etc\" is a non-empty directory"));
+    f.spec.files = vec![file("/", FileSource::Empty)];
+    assert!(file_err(&f).contains("the path is empty"));
+    f.spec.files = vec![file("a/../../b", FileSource::Empty)];
+    assert!(file_err(&f).contains("`..`"));
+    let mut owned = file("etc/x", FileSource::Empty);
+    owned.uid = Some(IdSpec::Name("nobody".into()));
+    f.spec.files = vec![owned];
+    assert!(file_err(&f).contains("uid: cannot find id \"nobody\""));
+    f.spec.files = vec![file("etc/x", FileSource::Source("/nonexistent/kiln/source".into()))];
+    assert!(file_err(&f).contains("cannot read source /nonexistent/kiln/source"));
+    let dir = tempfile::tempdir().unwrap();
+    f.spec.files = vec![file("etc/x", FileSource::Source(dir.path().to_path_buf()))];
+    assert!(file_err(&f).contains("is a directory"));
+}
+
+#[test]
+fn assembly_is_deterministic() {
+    let mut f = kernel_fixture();
+    f.image("alpine", "docker.io/library/alpine:latest", &[("bin/sh", "sh")]);
+    f.spec.init = vec![r("alpine", 3)];
+    f.spec.services = vec![container("a", "alpine", 10), container("b", "alpine", 12)];
+    f.spec.files = vec![file("etc/x", FileSource::Contents("x".into()))];
+    let a = f.run().unwrap();
+    let b = f.run().unwrap();
+    assert_eq!(a.tree, b.tree);
+    assert!(a.tree.iter().all(|(_, e)| e.mtime == EPOCH || e.mtime == 5));
+}
