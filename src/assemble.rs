@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use crate::spec::{self, Pos, Spec};
-use crate::tree::{ContentStore, Content, Entry, Kind, Tree};
+use crate::tree::{Content, ContentStore, Entry, Kind, Tree};
 
 mod files;
 mod ids;
@@ -38,9 +38,7 @@ pub use files::FileError;
 pub use ids::IdMap;
 pub use merge::Origin;
 pub use oci_types::{to_go_json, OciSpec, RuntimeJson, OCI_VERSION};
-pub use runtime_config::{
-    config_json, oci_spec, runtime_json, runtime_spec, Bundle, ConfigError,
-};
+pub use runtime_config::{config_json, oci_spec, runtime_json, runtime_spec, Bundle, ConfigError};
 pub use yaml_out::to_yaml;
 
 /// One image the spec names, unpacked.
@@ -115,7 +113,9 @@ pub enum AssembleError {
         what: &'static str,
         err: String,
     },
-    #[error("{pos}: image {reference:?} was not unpacked (it is missing from the assemble inputs)")]
+    #[error(
+        "{pos}: image {reference:?} was not unpacked (it is missing from the assemble inputs)"
+    )]
     ImageMissing { pos: Pos, reference: String },
     #[error("{pos}: kernel {what} {file:?} not found in kernel image {image}")]
     KernelFileMissing {
@@ -210,7 +210,10 @@ pub fn assemble(inputs: &Inputs) -> Result<Assembled, AssembleError> {
     })
 }
 
-fn image_input<'a>(inputs: &'a Inputs, r: &spec::ImageRef) -> Result<&'a ImageInput, AssembleError> {
+fn image_input<'a>(
+    inputs: &'a Inputs,
+    r: &spec::ImageRef,
+) -> Result<&'a ImageInput, AssembleError> {
     inputs
         .images
         .get(&r.reference)
@@ -238,7 +241,12 @@ fn place_kernel(
 ) -> Result<(Content, Option<Content>), AssembleError> {
     let input = image_input(inputs, kref)?;
     let names = kernel_file_names(&inputs.spec.kernel);
-    let pos = inputs.spec.kernel.pos.clone().unwrap_or_else(|| kref.pos.clone());
+    let pos = inputs
+        .spec
+        .kernel
+        .pos
+        .clone()
+        .unwrap_or_else(|| kref.pos.clone());
     let find = |what: &'static str, file: &str| -> Result<Option<(Content, u32)>, AssembleError> {
         let key = crate::tree::normalize(file.as_bytes()).0;
         let mut entry = match input.tree.get(&key) {
@@ -264,7 +272,8 @@ fn place_kernel(
         what,
         file: file.to_string(),
     };
-    let (kernel, kernel_mode) = find("binary", &names.binary)?.ok_or_else(|| missing("binary", &names.binary))?;
+    let (kernel, kernel_mode) =
+        find("binary", &names.binary)?.ok_or_else(|| missing("binary", &names.binary))?;
     let ucode = match &names.ucode {
         Some(u) => Some(find("ucode", u)?.ok_or_else(|| missing("ucode", u))?),
         None => None,
@@ -282,14 +291,27 @@ fn place_kernel(
     }
     let epoch = inputs.epoch;
     tree.insert(b"boot".to_vec(), Entry::dir(0o755, epoch));
-    tree.insert(b"boot/kernel".to_vec(), Entry::file(kernel.clone(), kernel_mode, epoch));
+    tree.insert(
+        b"boot/kernel".to_vec(),
+        Entry::file(kernel.clone(), kernel_mode, epoch),
+    );
     let cmd = store(inputs, &pos, "boot/cmdline", cmdline.as_bytes())?;
     tree.insert(b"boot/cmdline".to_vec(), Entry::file(cmd, 0o644, epoch));
     if let Some((c, mode)) = &ucode {
-        tree.insert(b"boot/ucode.cpio".to_vec(), Entry::file(c.clone(), *mode, epoch));
+        tree.insert(
+            b"boot/ucode.cpio".to_vec(),
+            Entry::file(c.clone(), *mode, epoch),
+        );
     }
     if let Some(modules) = &inputs.kernel_modules {
-        layout::overlay(tree, b"", modules.clone(), epoch, warnings, "kernel modules");
+        layout::overlay(
+            tree,
+            b"",
+            modules.clone(),
+            epoch,
+            warnings,
+            "kernel modules",
+        );
     }
     Ok((kernel, ucode.map(|(c, _)| c)))
 }

@@ -47,11 +47,7 @@ pub enum FileError {
 }
 
 /// Add every `files:` entry to `tree`, in order.
-pub fn add_files(
-    tree: &mut Tree,
-    inputs: &Inputs,
-    ids: &IdMap,
-) -> Result<(), AssembleError> {
+pub fn add_files(tree: &mut Tree, inputs: &Inputs, ids: &IdMap) -> Result<(), AssembleError> {
     for f in &inputs.spec.files {
         add_file(tree, inputs, ids, f).map_err(|problem| AssembleError::File {
             pos: f.pos.clone(),
@@ -128,7 +124,12 @@ fn add_file(tree: &mut Tree, inputs: &Inputs, ids: &IdMap, f: &FileEntry) -> Res
             if file.metadata().map_err(unreadable)?.is_dir() {
                 return Err(FileError::SourceIsDir(path.clone()));
             }
-            Kind::File(inputs.store.add_reader(&mut file, None).map_err(unreadable)?)
+            Kind::File(
+                inputs
+                    .store
+                    .add_reader(&mut file, None)
+                    .map_err(unreadable)?,
+            )
         }
     };
     // Parents: create the missing ones, refuse a non-directory in the way.

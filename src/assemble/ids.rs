@@ -36,7 +36,9 @@ impl IdMap {
         let mut map = IdMap::default();
         for (i, name) in names.into_iter().enumerate() {
             let id = FIRST_ID.saturating_add(u32::try_from(i).unwrap_or(u32::MAX));
-            if map.ids.insert(name.to_string(), id).is_some() && !map.duplicates.iter().any(|d| d == name) {
+            if map.ids.insert(name.to_string(), id).is_some()
+                && !map.duplicates.iter().any(|d| d == name)
+            {
                 map.duplicates.push(name.to_string());
             }
         }
@@ -106,6 +108,9 @@ mod tests {
         assert_eq!(map.resolve(Some(&name("1000"))), Ok(1000));
         assert_eq!(map.resolve(Some(&name("nobody"))), Err("nobody".into()));
         assert_eq!(map.resolve(Some(&name("-1"))), Err("-1".into()));
-        assert_eq!(map.resolve(Some(&name("99999999999"))), Err("99999999999".into()));
+        assert_eq!(
+            map.resolve(Some(&name("99999999999"))),
+            Err("99999999999".into())
+        );
     }
 }

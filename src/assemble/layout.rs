@@ -123,7 +123,11 @@ pub fn filter_image(
     tree.insert(b"etc/hosts".to_vec(), Entry::file(hosts, 0o644, epoch));
     tree.remove_subtree(b"etc/resolv.conf");
     let resolv_entry = match resolv {
-        Resolv::File => Entry::file(store(inputs, pos, "etc/resolv.conf", RESOLV.as_bytes())?, 0o644, epoch),
+        Resolv::File => Entry::file(
+            store(inputs, pos, "etc/resolv.conf", RESOLV.as_bytes())?,
+            0o644,
+            epoch,
+        ),
         Resolv::Symlink => Entry::new(Kind::Symlink(RESOLV_LINK.into()), 0o644, epoch),
     };
     tree.insert(b"etc/resolv.conf".to_vec(), resolv_entry);
@@ -142,7 +146,11 @@ pub fn filter_image(
 const APK_DB: &[u8] = b"lib/apk/db/installed";
 
 /// The init images, in order, at the root; their APK databases merged.
-pub fn add_init(tree: &mut Tree, inputs: &Inputs, warnings: &mut Vec<String>) -> Result<(), AssembleError> {
+pub fn add_init(
+    tree: &mut Tree,
+    inputs: &Inputs,
+    warnings: &mut Vec<String>,
+) -> Result<(), AssembleError> {
     let spec = inputs.spec;
     let Some(first) = spec.init.first() else {
         return Ok(());
@@ -151,7 +159,11 @@ pub fn add_init(tree: &mut Tree, inputs: &Inputs, warnings: &mut Vec<String>) ->
     let mut dbs = Vec::new();
     for r in &spec.init {
         let input = image_input(inputs, r)?;
-        if let Some(Entry { kind: Kind::File(c), .. }) = input.tree.get(APK_DB) {
+        if let Some(Entry {
+            kind: Kind::File(c),
+            ..
+        }) = input.tree.get(APK_DB)
+        {
             let bytes = inputs.store.read(c).map_err(|err| AssembleError::Store {
                 pos: r.pos.clone(),
                 what: format!("{} of {}", show(APK_DB), input.canonical),
@@ -159,7 +171,14 @@ pub fn add_init(tree: &mut Tree, inputs: &Inputs, warnings: &mut Vec<String>) ->
             })?;
             dbs.push(bytes);
         }
-        overlay(&mut init, b"", input.tree.clone(), inputs.epoch, warnings, &format!("init image {}", input.canonical));
+        overlay(
+            &mut init,
+            b"",
+            input.tree.clone(),
+            inputs.epoch,
+            warnings,
+            &format!("init image {}", input.canonical),
+        );
     }
     if dbs.len() > 1 {
         let mut merged = Vec::new();
@@ -184,7 +203,10 @@ fn own_dirs(tree: &mut Tree, path: &str, epoch: i64) {
     let mut end = 0;
     let bytes = path.as_bytes();
     loop {
-        let next = bytes[end..].iter().position(|&b| b == b'/').map(|i| end + i);
+        let next = bytes[end..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map(|i| end + i);
         let dir = &bytes[..next.unwrap_or(bytes.len())];
         if !tree.get(dir).is_some_and(Entry::is_dir) {
             tree.remove_subtree(dir);
@@ -199,7 +221,11 @@ fn own_dirs(tree: &mut Tree, path: &str, epoch: i64) {
 
 /// `containers/volumes/<name>/{lower,tmp,merged}`, `lower` holding the
 /// volume's image if it has one.
-pub fn add_volumes(tree: &mut Tree, inputs: &Inputs, warnings: &mut Vec<String>) -> Result<(), AssembleError> {
+pub fn add_volumes(
+    tree: &mut Tree,
+    inputs: &Inputs,
+    warnings: &mut Vec<String>,
+) -> Result<(), AssembleError> {
     for vol in &inputs.spec.volumes {
         if !usable_name(&vol.name) {
             return Err(AssembleError::BadName {
@@ -208,7 +234,11 @@ pub fn add_volumes(tree: &mut Tree, inputs: &Inputs, warnings: &mut Vec<String>)
                 name: vol.name.clone(),
             });
         }
-        if let Some(f) = vol.format.as_deref().filter(|f| !f.is_empty() && *f != "filesystem") {
+        if let Some(f) = vol
+            .format
+            .as_deref()
+            .filter(|f| !f.is_empty() && *f != "filesystem")
+        {
             return Err(AssembleError::VolumeFormat {
                 pos: vol.pos.clone(),
                 name: vol.name.clone(),
@@ -222,7 +252,14 @@ pub fn add_volumes(tree: &mut Tree, inputs: &Inputs, warnings: &mut Vec<String>)
             let input = image_input(inputs, r)?;
             let mut t = input.tree.clone();
             filter_image(&mut t, Resolv::Symlink, inputs, &r.pos)?;
-            overlay(tree, lower.as_bytes(), t, inputs.epoch, warnings, &format!("volume {}", vol.name));
+            overlay(
+                tree,
+                lower.as_bytes(),
+                t,
+                inputs.epoch,
+                warnings,
+                &format!("volume {}", vol.name),
+            );
         }
         for sub in ["tmp", "merged"] {
             own_dirs(tree, &format!("{dir}/{sub}"), inputs.epoch);
@@ -286,7 +323,14 @@ fn add_bundle(
             let mut t = input.tree.clone();
             filter_image(&mut t, Resolv::File, inputs, &image.pos)?;
             own_dirs(tree, &own_root, epoch);
-            overlay(tree, own_root.as_bytes(), t, epoch, warnings, &format!("container {}", image.name));
+            overlay(
+                tree,
+                own_root.as_bytes(),
+                t,
+                epoch,
+                warnings,
+                &format!("container {}", image.name),
+            );
             extracted.insert(input.canonical.clone(), own_root.clone());
             own_root
         }
@@ -294,16 +338,29 @@ fn add_bundle(
     let volumes = &inputs.spec.volumes;
     let config = config_json(image, &input.defaults, ids, volumes)?;
     let c = store(inputs, &image.pos, &format!("{dir}/config.json"), &config)?;
-    tree.insert(format!("{dir}/config.json").into_bytes(), Entry::file(c, 0o644, epoch));
+    tree.insert(
+        format!("{dir}/config.json").into_bytes(),
+        Entry::file(c, 0o644, epoch),
+    );
     if !readonly {
         own_dirs(tree, &format!("{dir}/tmp"), epoch);
     }
-    if !tree.get(format!("{dir}/rootfs").as_bytes()).is_some_and(Entry::is_dir) {
+    if !tree
+        .get(format!("{dir}/rootfs").as_bytes())
+        .is_some_and(Entry::is_dir)
+    {
         own_dirs(tree, &format!("{dir}/rootfs"), epoch);
     }
-    let bundle = Bundle { dir: dir.clone(), root, readonly };
+    let bundle = Bundle {
+        dir: dir.clone(),
+        root,
+        readonly,
+    };
     let rt = runtime_json(image, &input.defaults, &bundle)?;
     let c = store(inputs, &image.pos, &format!("{dir}/runtime.json"), &rt)?;
-    tree.insert(format!("{dir}/runtime.json").into_bytes(), Entry::file(c, 0o644, epoch));
+    tree.insert(
+        format!("{dir}/runtime.json").into_bytes(),
+        Entry::file(c, 0o644, epoch),
+    );
     Ok(())
 }

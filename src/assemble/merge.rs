@@ -97,7 +97,10 @@ fn pick<'a, T>(yaml: &'a Option<T>, label: Option<&'a Option<T>>) -> Option<&'a 
 }
 
 /// Like [`pick`] for lists, remembering whether the YAML or the label won.
-fn pick_tagged<T: Clone>(yaml: &Option<Vec<T>>, label: Option<&Option<Vec<T>>>) -> Vec<(T, Origin)> {
+fn pick_tagged<T: Clone>(
+    yaml: &Option<Vec<T>>,
+    label: Option<&Option<Vec<T>>>,
+) -> Vec<(T, Origin)> {
     if let Some(v) = yaml {
         return v.iter().map(|x| (x.clone(), Origin::Yaml)).collect();
     }
@@ -210,12 +213,12 @@ pub fn effective(image: &Image, defaults: &ImageDefaults) -> Effective {
             .unwrap_or_default(),
         resources: pick(&image.resources, label.map(|l| &l.resources)).cloned(),
         devices: pick_tagged(&image.devices, label.map(|l| &l.devices)),
-        cgroups_path: pick(&image.cgroups_path, label_opt(label, |l| &l.cgroups_path))
+        cgroups_path: pick(&image.cgroups_path, label.map(|l| &l.cgroups_path))
             .cloned()
             .unwrap_or_default(),
         rootfs_propagation: pick(
             &image.rootfs_propagation,
-            label_opt(label, |l| &l.rootfs_propagation),
+            label.map(|l| &l.rootfs_propagation),
         )
         .cloned()
         .unwrap_or_default(),
@@ -234,10 +237,6 @@ pub fn effective(image: &Image, defaults: &ImageDefaults) -> Effective {
     }
 }
 
-fn label_opt<'a, T>(label: Option<&'a Image>, f: fn(&Image) -> &Option<T>) -> Option<&'a Option<T>> {
-    label.map(f)
-}
-
 fn effective_runtime(image: &Image, label: Option<&Image>) -> EffectiveRuntime {
     let y = image.runtime.as_ref();
     let l = label.and_then(|l| l.runtime.as_ref());
@@ -246,10 +245,14 @@ fn effective_runtime(image: &Image, label: Option<&Image>) -> EffectiveRuntime {
         l: Option<&'a crate::spec::Runtime>,
         f: fn(&crate::spec::Runtime) -> &Option<T>,
     ) -> Option<&'a T> {
-        y.and_then(|r| f(r).as_ref()).or_else(|| l.and_then(|r| f(r).as_ref()))
+        y.and_then(|r| f(r).as_ref())
+            .or_else(|| l.and_then(|r| f(r).as_ref()))
     }
     let ns = |f: fn(&crate::spec::BindNs) -> &Option<String>| -> String {
-        let get = |r: Option<&crate::spec::Runtime>| r.and_then(|r| r.bind_ns.as_ref()).and_then(|b| f(b).clone());
+        let get = |r: Option<&crate::spec::Runtime>| {
+            r.and_then(|r| r.bind_ns.as_ref())
+                .and_then(|b| f(b).clone())
+        };
         get(y).or_else(|| get(l)).unwrap_or_default()
     };
     EffectiveRuntime {

@@ -86,7 +86,11 @@ fn ordered_object(map: &serde_json::Map<String, serde_json::Value>, context: &st
     for (k, v) in map {
         if !order.contains(&k.as_str()) {
             // Children of rdma are keyed by device name: order them as rdma entries.
-            let child = if context == "rdma" { "rdma entry" } else { k.as_str() };
+            let child = if context == "rdma" {
+                "rdma entry"
+            } else {
+                k.as_str()
+            };
             fields.push((k.clone(), ordered(v, child)));
         }
     }

@@ -20,7 +20,9 @@ use crate::spec::{self, Image, Volume};
 /// What is wrong with one container's settings.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("unknown capability {cap:?} in {origin} (expected e.g. CAP_NET_ADMIN, `all` or `none`)")]
+    #[error(
+        "unknown capability {cap:?} in {origin} (expected e.g. CAP_NET_ADMIN, `all` or `none`)"
+    )]
     UnknownCapability { cap: String, origin: Origin },
     #[error("cannot parse bind {bind:?} from {origin}: expected source:destination[:options]")]
     BadBind { bind: String, origin: Origin },
@@ -42,7 +44,9 @@ pub enum ConfigError {
     MountDestination { kind: String, origin: Origin },
     #[error("bind {bind:?}: no volume named {volume:?} (binds whose source is not absolute name a volume)")]
     NoVolume { bind: String, volume: String },
-    #[error("bind {bind:?}: volume {volume:?} is read-only, so the bind must be read-only (`:ro`)")]
+    #[error(
+        "bind {bind:?}: volume {volume:?} is read-only, so the bind must be read-only (`:ro`)"
+    )]
     ReadonlyVolume { bind: String, volume: String },
     #[error("resources must be a mapping, not {0}")]
     Resources(String),
@@ -267,12 +271,26 @@ pub(crate) fn mounts(eff: &Effective, volumes: &[Volume]) -> Result<Vec<OciMount
     };
     let mut map: BTreeMap<String, OciMount> = BTreeMap::new();
     for m in [
-        mount("/proc", "proc", strs(&["nosuid", "nodev", "noexec", "relatime"])),
-        mount("/dev", "tmpfs", ro(strs(&["nosuid", "strictatime", "mode=755", "size=65536k"]))),
+        mount(
+            "/proc",
+            "proc",
+            strs(&["nosuid", "nodev", "noexec", "relatime"]),
+        ),
+        mount(
+            "/dev",
+            "tmpfs",
+            ro(strs(&["nosuid", "strictatime", "mode=755", "size=65536k"])),
+        ),
         mount(
             "/dev/pts",
             "devpts",
-            strs(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]),
+            strs(&[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+            ]),
         ),
         mount("/sys", "sysfs", ro(strs(&["nosuid", "noexec", "nodev"]))),
         mount(
@@ -384,7 +402,12 @@ fn resolve_volume(m: &mut OciMount, text: &str, volumes: &[Volume]) -> Result<()
 fn full_mount(m: &spec::Mount, origin: Origin) -> Result<OciMount, ConfigError> {
     let source = m.source.clone().unwrap_or_default();
     let mut kind = m.kind.clone().unwrap_or_default();
-    if kind.is_empty() && matches!(source.as_str(), "mqueue" | "devpts" | "proc" | "sysfs" | "cgroup") {
+    if kind.is_empty()
+        && matches!(
+            source.as_str(),
+            "mqueue" | "devpts" | "proc" | "sysfs" | "cgroup"
+        )
+    {
         kind = source.clone();
     }
     if kind.is_empty() && m.destination == "/dev" {
@@ -410,7 +433,11 @@ fn full_mount(m: &spec::Mount, origin: Origin) -> Result<OciMount, ConfigError> 
     }
     Ok(OciMount {
         destination,
-        source: if source.is_empty() { kind.clone() } else { source },
+        source: if source.is_empty() {
+            kind.clone()
+        } else {
+            source
+        },
         kind,
         options: m.options.clone(),
     })
@@ -488,8 +515,22 @@ pub(crate) fn capabilities(eff: &Effective) -> Result<Capabilities, ConfigError>
 }
 
 const RLIMITS: &[&str] = &[
-    "CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS",
-    "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME",
+    "CPU",
+    "FSIZE",
+    "DATA",
+    "STACK",
+    "CORE",
+    "RSS",
+    "NPROC",
+    "NOFILE",
+    "MEMLOCK",
+    "AS",
+    "LOCKS",
+    "SIGPENDING",
+    "MSGQUEUE",
+    "NICE",
+    "RTPRIO",
+    "RTTIME",
 ];
 
 /// `name,soft,hard`; the name case-insensitive with optional `RLIMIT_`;

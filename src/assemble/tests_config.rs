@@ -83,7 +83,10 @@ fn args_yaml_over_label_over_entrypoint_cmd() {
         ..ImageDefaults::default()
     };
     let mut img = image("c");
-    assert_eq!(config(&img, &d)["process"]["args"], json!(["/init", "--flag"]));
+    assert_eq!(
+        config(&img, &d)["process"]["args"],
+        json!(["/init", "--flag"])
+    );
     d.label = Some(Image {
         command: s(&["/label"]),
         ..Image::default()
@@ -226,12 +229,22 @@ fn scalar_fields_yaml_over_label_over_default() {
     assert_eq!(v["hostname"], "label");
     assert_eq!(v["linux"]["cgroupsPath"], "/label");
     assert_eq!(v["linux"]["rootfsPropagation"], "shared");
-    assert_eq!(v["process"]["user"], json!({"uid": 5, "gid": 6, "additionalGids": [7]}));
+    assert_eq!(
+        v["process"]["user"],
+        json!({"uid": 5, "gid": 6, "additionalGids": [7]})
+    );
     assert_eq!(v["linux"]["sysctl"], json!({"a": "1"}));
     assert_eq!(v["annotations"], json!({"x": "1"}));
     assert_eq!(v["linux"]["maskedPaths"], json!(["/m"]));
     assert_eq!(v["linux"]["readonlyPaths"], json!(["/r"]));
-    assert_eq!(mount_for(&v, "/dev")["options"].as_array().unwrap().last().unwrap(), "ro");
+    assert_eq!(
+        mount_for(&v, "/dev")["options"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        "ro"
+    );
 
     let mut img = image("c");
     img.readonly = Some(false);
@@ -247,9 +260,16 @@ fn scalar_fields_yaml_over_label_over_default() {
     assert!(v["process"].get("noNewPrivileges").is_none());
     assert_eq!(v["process"]["oomScoreAdj"], 0);
     assert_eq!(v["hostname"], "yaml");
-    assert!(v["linux"].get("cgroupsPath").is_none(), "explicit empty wins");
+    assert!(
+        v["linux"].get("cgroupsPath").is_none(),
+        "explicit empty wins"
+    );
     assert_eq!(v["process"]["user"]["uid"], 1);
-    assert_eq!(v["linux"]["sysctl"], json!({"b": "2"}), "maps replaced, not merged");
+    assert_eq!(
+        v["linux"]["sysctl"],
+        json!({"b": "2"}),
+        "maps replaced, not merged"
+    );
     assert!(v.get("annotations").is_none());
 }
 
@@ -321,11 +341,17 @@ fn default_mounts_sorted_with_exact_options() {
 fn bind_parsing() {
     use super::runtime_config::parse_bind;
     let b = parse_bind("/var:/var").unwrap();
-    assert_eq!((b.source.as_str(), b.destination.as_str()), ("/var", "/var"));
+    assert_eq!(
+        (b.source.as_str(), b.destination.as_str()),
+        ("/var", "/var")
+    );
     assert_eq!(b.options, ["rw", "rbind", "rshared"]);
     assert_eq!(parse_bind("/a:/b:ro").unwrap().options, ["ro", "rbind"]);
     // rbind is never doubled; an explicit `bind` stays non-recursive.
-    assert_eq!(parse_bind("/a:/b:rshared,rbind").unwrap().options, ["rshared", "rbind"]);
+    assert_eq!(
+        parse_bind("/a:/b:rshared,rbind").unwrap().options,
+        ["rshared", "rbind"]
+    );
     assert_eq!(parse_bind("/a:/b:bind,ro").unwrap().options, ["bind", "ro"]);
     assert!(parse_bind("/a").is_none());
     assert!(parse_bind("/a:/b:ro:x").is_none());
@@ -337,7 +363,10 @@ fn tmpfs_parsing() {
     let t = parse_tmpfs("/run").unwrap();
     assert_eq!((t.kind.as_str(), t.source.as_str()), ("tmpfs", "tmpfs"));
     assert!(t.options.is_empty());
-    assert_eq!(parse_tmpfs("/tmp:size=1m,mode=1777").unwrap().options, ["size=1m", "mode=1777"]);
+    assert_eq!(
+        parse_tmpfs("/tmp:size=1m,mode=1777").unwrap().options,
+        ["size=1m", "mode=1777"]
+    );
     assert!(parse_tmpfs("/a:b:c").is_none());
 }
 
@@ -405,9 +434,18 @@ fn volume_names_in_binds_and_mounts_are_rewritten() {
         options: vec!["rw".into()],
     }]);
     let v = config_with(&img, &ImageDefaults::default(), &IdMap::default(), &vols);
-    assert_eq!(mount_for(&v, "/data")["source"], "/containers/volumes/data/merged");
-    assert_eq!(mount_for(&v, "/ro")["source"], "/containers/volumes/ro/merged");
-    assert_eq!(mount_for(&v, "/m")["source"], "/containers/volumes/data/merged");
+    assert_eq!(
+        mount_for(&v, "/data")["source"],
+        "/containers/volumes/data/merged"
+    );
+    assert_eq!(
+        mount_for(&v, "/ro")["source"],
+        "/containers/volumes/ro/merged"
+    );
+    assert_eq!(
+        mount_for(&v, "/m")["source"],
+        "/containers/volumes/data/merged"
+    );
 
     img.binds = s(&["ro:/ro"]);
     let e = err_with(&img, &ImageDefaults::default(), &IdMap::default(), &vols);
@@ -449,7 +487,10 @@ fn namespace_rules() {
     // An empty yaml value falls through to the label.
     let d = label(|l| l.net = Some("new".into()));
     img.net = Some(String::new());
-    assert_eq!(config(&img, &d)["linux"]["namespaces"][0], json!({"type": "network"}));
+    assert_eq!(
+        config(&img, &d)["linux"]["namespaces"][0],
+        json!({"type": "network"})
+    );
 }
 
 #[test]
@@ -457,17 +498,26 @@ fn capability_all_none_sorting_and_ambient() {
     let mut img = image("c");
     img.capabilities = s(&["all"]);
     let caps = &config(&img, &ImageDefaults::default())["process"]["capabilities"];
-    assert_eq!(caps["effective"].as_array().unwrap().len(), spec::CAPABILITIES.len());
+    assert_eq!(
+        caps["effective"].as_array().unwrap().len(),
+        spec::CAPABILITIES.len()
+    );
     // `["all", X]` (label `[all]` plus `.add`) is all.
     let d = label(|l| l.capabilities = s(&["all"]));
     let mut img = image("c");
     img.capabilities_add = s(&["CAP_SYS_ADMIN"]);
     let caps = &config(&img, &d)["process"]["capabilities"];
-    assert_eq!(caps["bounding"].as_array().unwrap().len(), spec::CAPABILITIES.len());
+    assert_eq!(
+        caps["bounding"].as_array().unwrap().len(),
+        spec::CAPABILITIES.len()
+    );
     // none → no capabilities at all, object kept.
     let mut img = image("c");
     img.capabilities = s(&["NONE"]);
-    assert_eq!(config(&img, &ImageDefaults::default())["process"]["capabilities"], json!({}));
+    assert_eq!(
+        config(&img, &ImageDefaults::default())["process"]["capabilities"],
+        json!({})
+    );
     // ambient joins the bounding set; effective and ambient are sorted.
     img.capabilities = s(&["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_SYS_ADMIN"]);
     img.ambient = s(&["CAP_NET_RAW", "CAP_KILL"]);
@@ -484,13 +534,22 @@ fn capability_all_none_sorting_and_ambient() {
 fn rlimit_parsing() {
     use super::runtime_config::rlimit;
     let r = rlimit(" nofile , 100, unlimited", Origin::Yaml).unwrap();
-    assert_eq!((r.kind.as_str(), r.soft, r.hard), ("RLIMIT_NOFILE", 100, u64::MAX));
+    assert_eq!(
+        (r.kind.as_str(), r.soft, r.hard),
+        ("RLIMIT_NOFILE", 100, u64::MAX)
+    );
     let r = rlimit("RLIMIT_CORE,0,UNLIMITED", Origin::Yaml).unwrap();
-    assert_eq!((r.kind.as_str(), r.soft, r.hard), ("RLIMIT_CORE", 0, u64::MAX));
+    assert_eq!(
+        (r.kind.as_str(), r.soft, r.hard),
+        ("RLIMIT_CORE", 0, u64::MAX)
+    );
     assert!(rlimit("nofile,100", Origin::Yaml).is_err());
     assert!(rlimit("nofile,1,-2", Origin::Yaml).is_err());
     let e = rlimit("bogus,1,2", Origin::Label).unwrap_err().to_string();
-    assert!(e.contains("unknown limit RLIMIT_BOGUS") && e.contains("label"), "{e}");
+    assert!(
+        e.contains("unknown limit RLIMIT_BOGUS") && e.contains("label"),
+        "{e}"
+    );
     let mut img = image("c");
     img.rlimits = s(&["nofile,1,2", "core,3,4"]);
     assert_eq!(
@@ -505,15 +564,22 @@ fn ids_from_container_names_and_numbers() {
     let mut img = image("c");
     img.uid = Some(IdSpec::Name("c".into()));
     img.gid = Some(IdSpec::Name("1000".into()));
-    img.additional_gids = Some(vec![IdSpec::Name("first".into()), IdSpec::Name("root".into())]);
+    img.additional_gids = Some(vec![
+        IdSpec::Name("first".into()),
+        IdSpec::Name("root".into()),
+    ]);
     let v = config_with(&img, &ImageDefaults::default(), &ids, &[]);
-    assert_eq!(v["process"]["user"], json!({"uid": 101, "gid": 1000, "additionalGids": [100, 0]}));
+    assert_eq!(
+        v["process"]["user"],
+        json!({"uid": 101, "gid": 1000, "additionalGids": [100, 0]})
+    );
 }
 
 #[test]
 fn devices_and_cgroup_rules() {
     let mut img = image("c");
-    img.resources = Some(json!({"memory": {"limit": 1000}, "devices": [{"allow": false, "access": "rwm"}]}));
+    img.resources =
+        Some(json!({"memory": {"limit": 1000}, "devices": [{"allow": false, "access": "rwm"}]}));
     img.devices = Some(vec![
         Device {
             path: "all".into(),
@@ -546,7 +612,10 @@ fn devices_and_cgroup_rules() {
             "memory": {"limit": 1000}
         })
     );
-    assert_eq!(config(&image("c"), &ImageDefaults::default())["linux"]["resources"], json!({}));
+    assert_eq!(
+        config(&image("c"), &ImageDefaults::default())["linux"]["resources"],
+        json!({})
+    );
 }
 
 // ---- errors -----------------------------------------------------------------
@@ -555,7 +624,10 @@ fn devices_and_cgroup_rules() {
 fn error_unknown_capability_from_label_names_label_and_position() {
     let d = label(|l| l.capabilities = s(&["CAP_BOGUS"]));
     let e = err(&image("c"), &d);
-    assert!(e.contains("unknown capability \"CAP_BOGUS\" in the image label"), "{e}");
+    assert!(
+        e.contains("unknown capability \"CAP_BOGUS\" in the image label"),
+        "{e}"
+    );
     let mut img = image("c");
     img.ambient = s(&["net_admin"]);
     assert!(err(&img, &ImageDefaults::default()).contains("\"net_admin\" in the yaml"));
@@ -581,7 +653,8 @@ fn error_bad_bind_tmpfs_mount() {
         kind: Some("nfs".into()),
         ..Mount::default()
     }]);
-    assert!(err(&img, &ImageDefaults::default()).contains("\"nfs\" from the yaml is missing destination"));
+    assert!(err(&img, &ImageDefaults::default())
+        .contains("\"nfs\" from the yaml is missing destination"));
 }
 
 #[test]
@@ -594,7 +667,9 @@ fn error_bad_rlimit_uid_device() {
     assert!(err(&img, &ImageDefaults::default()).contains("uid: cannot find id \"nobody\""));
     let mut img = image("c");
     img.additional_gids = Some(vec![IdSpec::Name("wheel".into())]);
-    assert!(err(&img, &ImageDefaults::default()).contains("additionalGids: cannot find id \"wheel\""));
+    assert!(
+        err(&img, &ImageDefaults::default()).contains("additionalGids: cannot find id \"wheel\"")
+    );
     let d = label(|l| {
         l.devices = Some(vec![Device {
             path: "/dev/tty".into(),
@@ -762,7 +837,9 @@ fn snapshot_config_minimal() {
         env: s(&["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]),
         ..ImageDefaults::default()
     };
-    insta::assert_snapshot!(text(config_json(&image("c"), &d, &IdMap::default(), &[]).unwrap()));
+    insta::assert_snapshot!(text(
+        config_json(&image("c"), &d, &IdMap::default(), &[]).unwrap()
+    ));
 }
 
 #[test]

@@ -89,7 +89,11 @@ impl Fixture {
     }
 
     fn read(&self, tree: &Tree, path: &str) -> String {
-        match &tree.get(path.as_bytes()).unwrap_or_else(|| panic!("{path} missing")).kind {
+        match &tree
+            .get(path.as_bytes())
+            .unwrap_or_else(|| panic!("{path} missing"))
+            .kind
+        {
             Kind::File(c) => String::from_utf8(self.store.read(c).unwrap()).unwrap(),
             other => panic!("{path} is {other:?}"),
         }
@@ -97,7 +101,9 @@ impl Fixture {
 }
 
 fn mode(tree: &Tree, path: &str) -> u32 {
-    tree.get(path.as_bytes()).unwrap_or_else(|| panic!("{path} missing")).mode
+    tree.get(path.as_bytes())
+        .unwrap_or_else(|| panic!("{path} missing"))
+        .mode
 }
 
 fn has(tree: &Tree, path: &str) -> bool {
@@ -116,7 +122,11 @@ fn kernel_fixture() -> Fixture {
     f.image(
         "linuxkit/kernel:6.6",
         "docker.io/linuxkit/kernel:6.6",
-        &[("kernel", "KERNEL"), ("kernel.tar", "TAR"), ("ucode.cpio", "UCODE")],
+        &[
+            ("kernel", "KERNEL"),
+            ("kernel.tar", "TAR"),
+            ("ucode.cpio", "UCODE"),
+        ],
     );
     f.spec.kernel = crate::spec::Kernel {
         image: Some(r("linuxkit/kernel:6.6", 2)),
@@ -125,7 +135,12 @@ fn kernel_fixture() -> Fixture {
         ..Default::default()
     };
     let mut modules = Tree::new();
-    modules.insert_with_parents(b"lib/modules/6.6/x.ko".to_vec(), f.file(b"KO", 0o644), 0o755, 5);
+    modules.insert_with_parents(
+        b"lib/modules/6.6/x.ko".to_vec(),
+        f.file(b"KO", 0o644),
+        0o755,
+        5,
+    );
     f.modules = Some(modules);
     f
 }
@@ -140,10 +155,16 @@ fn kernel_file_name_defaults() {
         ..Default::default()
     };
     let d = kernel_file_names(&k(None, None));
-    assert_eq!((d.binary.as_str(), d.tar.as_deref(), d.ucode), ("kernel", Some("kernel.tar"), None));
+    assert_eq!(
+        (d.binary.as_str(), d.tar.as_deref(), d.ucode),
+        ("kernel", Some("kernel.tar"), None)
+    );
     assert_eq!(kernel_file_names(&k(Some("none"), None)).tar, None);
     assert_eq!(kernel_file_names(&k(Some(""), None)).tar, None);
-    assert_eq!(kernel_file_names(&k(Some("m.tar"), Some("bzImage"))).binary, "bzImage");
+    assert_eq!(
+        kernel_file_names(&k(Some("m.tar"), Some("bzImage"))).binary,
+        "bzImage"
+    );
 }
 
 #[test]
@@ -180,11 +201,17 @@ fn error_kernel_tar_and_ucode_missing() {
     let mut f = kernel_fixture();
     f.spec.kernel.tar = Some("modules.tar".into());
     let e = f.run().unwrap_err().to_string();
-    assert!(e.starts_with("test.yml:1:3: kernel tar \"modules.tar\" not found"), "{e}");
+    assert!(
+        e.starts_with("test.yml:1:3: kernel tar \"modules.tar\" not found"),
+        "{e}"
+    );
     f.spec.kernel.tar = Some("none".into());
     f.spec.kernel.ucode = Some("intel.cpio".into());
     let e = f.run().unwrap_err().to_string();
-    assert!(e.starts_with("test.yml:1:3: kernel ucode \"intel.cpio\" not found"), "{e}");
+    assert!(
+        e.starts_with("test.yml:1:3: kernel ucode \"intel.cpio\" not found"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -192,7 +219,10 @@ fn error_image_not_provided() {
     let mut f = Fixture::new();
     f.spec.init = vec![r("linuxkit/init:1", 7)];
     let e = f.run().unwrap_err().to_string();
-    assert!(e.starts_with("test.yml:7:3: image \"linuxkit/init:1\" was not unpacked"), "{e}");
+    assert!(
+        e.starts_with("test.yml:7:3: image \"linuxkit/init:1\" was not unpacked"),
+        "{e}"
+    );
 }
 
 // ---- init and image filtering ----------------------------------------------------
@@ -200,11 +230,24 @@ fn error_image_not_provided() {
 #[test]
 fn init_images_in_order_later_wins_with_resolv_symlink() {
     let mut f = Fixture::new();
-    f.image("init", "docker.io/linuxkit/init", &[("bin/a", "one"), ("etc/hostname", "h"), ("Dockerfile", "x")]);
-    f.image("runc", "docker.io/linuxkit/runc", &[("bin/a", "two"), ("etc/resolv.conf", "nameserver 1.1.1.1")]);
-    f.tree_mut("init").insert(b"etc".to_vec(), Entry::dir(0o750, 5));
-    f.tree_mut("init").insert(b"dev/console".to_vec(), Entry::new(Kind::Char { major: 5, minor: 1 }, 0o600, 5));
-    f.tree_mut("runc").insert(b"etc".to_vec(), Entry::dir(0o751, 5));
+    f.image(
+        "init",
+        "docker.io/linuxkit/init",
+        &[("bin/a", "one"), ("etc/hostname", "h"), ("Dockerfile", "x")],
+    );
+    f.image(
+        "runc",
+        "docker.io/linuxkit/runc",
+        &[("bin/a", "two"), ("etc/resolv.conf", "nameserver 1.1.1.1")],
+    );
+    f.tree_mut("init")
+        .insert(b"etc".to_vec(), Entry::dir(0o750, 5));
+    f.tree_mut("init").insert(
+        b"dev/console".to_vec(),
+        Entry::new(Kind::Char { major: 5, minor: 1 }, 0o600, 5),
+    );
+    f.tree_mut("runc")
+        .insert(b"etc".to_vec(), Entry::dir(0o751, 5));
     f.spec.init = vec![r("init", 3), r("runc", 4)];
     let out = f.run().unwrap();
     let t = &out.tree;
@@ -231,23 +274,39 @@ fn init_apk_databases_are_merged() {
     assert_eq!(f.read(&out.tree, "lib/apk/db/installed"), "P:a\n\nP:b\n\n");
     // A single database is left as it is.
     f.spec.init = vec![r("a", 3)];
-    assert_eq!(f.read(&f.run().unwrap().tree, "lib/apk/db/installed"), "P:a");
+    assert_eq!(
+        f.read(&f.run().unwrap().tree, "lib/apk/db/installed"),
+        "P:a"
+    );
 }
 
 #[test]
 fn image_resolv_symlink_and_hosts_dir_are_replaced() {
     let mut f = Fixture::new();
-    f.image("alpine", "docker.io/library/alpine:latest", &[("bin/sh", "sh")]);
+    f.image(
+        "alpine",
+        "docker.io/library/alpine:latest",
+        &[("bin/sh", "sh")],
+    );
     let t = f.tree_mut("alpine");
     t.insert(b"etc".to_vec(), Entry::dir(0o755, 5));
-    t.insert(b"etc/resolv.conf".to_vec(), Entry::symlink("../run/resolv.conf", 5));
+    t.insert(
+        b"etc/resolv.conf".to_vec(),
+        Entry::symlink("../run/resolv.conf", 5),
+    );
     t.insert(b"etc/hosts".to_vec(), Entry::dir(0o755, 5));
     t.insert(b"etc/hosts/x".to_vec(), Entry::dir(0o755, 5));
     f.spec.services = vec![container("svc", "alpine", 10)];
     let out = f.run().unwrap();
     let root = "containers/services/svc/lower";
-    assert_eq!(f.read(&out.tree, &format!("{root}/etc/resolv.conf")), layout::RESOLV);
-    assert_eq!(f.read(&out.tree, &format!("{root}/etc/hosts")), layout::HOSTS);
+    assert_eq!(
+        f.read(&out.tree, &format!("{root}/etc/resolv.conf")),
+        layout::RESOLV
+    );
+    assert_eq!(
+        f.read(&out.tree, &format!("{root}/etc/hosts")),
+        layout::HOSTS
+    );
     assert!(!has(&out.tree, &format!("{root}/etc/hosts/x")));
 }
 
@@ -256,8 +315,16 @@ fn image_resolv_symlink_and_hosts_dir_are_replaced() {
 #[test]
 fn bundles_numbered_and_readonly_vs_writable_layout() {
     let mut f = Fixture::new();
-    f.image("alpine", "docker.io/library/alpine:latest", &[("bin/sh", "sh")]);
-    f.image("busybox", "docker.io/library/busybox:latest", &[("bin/busybox", "bb")]);
+    f.image(
+        "alpine",
+        "docker.io/library/alpine:latest",
+        &[("bin/sh", "sh")],
+    );
+    f.image(
+        "busybox",
+        "docker.io/library/busybox:latest",
+        &[("bin/busybox", "bb")],
+    );
     let mut ro = container("sysctl", "alpine", 10);
     ro.readonly = Some(true);
     f.spec.onboot = vec![container("first", "busybox", 8), ro];
@@ -269,12 +336,14 @@ fn bundles_numbered_and_readonly_vs_writable_layout() {
     let p = "containers/onboot/001-sysctl";
     assert_eq!(f.read(t, &format!("{p}/rootfs/bin/sh")), "sh");
     assert!(!has(t, &format!("{p}/lower")) && !has(t, &format!("{p}/tmp")));
-    let rt: serde_json::Value = serde_json::from_str(&f.read(t, &format!("{p}/runtime.json"))).unwrap();
+    let rt: serde_json::Value =
+        serde_json::from_str(&f.read(t, &format!("{p}/runtime.json"))).unwrap();
     assert_eq!(
         rt["mounts"][0],
         json!({"destination": "/containers/onboot/001-sysctl/rootfs", "source": "/containers/onboot/001-sysctl/rootfs", "options": ["bind"]})
     );
-    let cfg: serde_json::Value = serde_json::from_str(&f.read(t, &format!("{p}/config.json"))).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&f.read(t, &format!("{p}/config.json"))).unwrap();
     assert_eq!(cfg["root"]["readonly"], true);
     // Writable: lower + empty tmp and rootfs.
     let p = "containers/onboot/000-first";
@@ -282,23 +351,37 @@ fn bundles_numbered_and_readonly_vs_writable_layout() {
     assert!(t.get(format!("{p}/tmp").as_bytes()).unwrap().is_dir());
     assert_eq!(t.children_of(format!("{p}/rootfs").as_bytes()).count(), 0);
     assert_eq!(mode(t, &format!("{p}/config.json")), 0o644);
-    assert_eq!(t.get(format!("{p}/runtime.json").as_bytes()).unwrap().mtime, EPOCH);
+    assert_eq!(
+        t.get(format!("{p}/runtime.json").as_bytes()).unwrap().mtime,
+        EPOCH
+    );
     assert_eq!(mode(t, "containers"), 0o755);
     // Later containers with the same image share the first copy.
     for p in ["containers/onshutdown/000-bye", "containers/services/getty"] {
         assert!(!has(t, &format!("{p}/lower")), "{p} has its own copy");
         assert!(has(t, &format!("{p}/tmp")) && has(t, &format!("{p}/rootfs")));
-        let rt: serde_json::Value = serde_json::from_str(&f.read(t, &format!("{p}/runtime.json"))).unwrap();
-        assert_eq!(rt["mounts"][2]["options"][0], "lowerdir=/containers/onboot/000-first/lower");
+        let rt: serde_json::Value =
+            serde_json::from_str(&f.read(t, &format!("{p}/runtime.json"))).unwrap();
+        assert_eq!(
+            rt["mounts"][2]["options"][0],
+            "lowerdir=/containers/onboot/000-first/lower"
+        );
     }
     // Container images get a plain resolv.conf, not the symlink.
-    assert_eq!(f.read(t, "containers/onboot/000-first/lower/etc/resolv.conf"), layout::RESOLV);
+    assert_eq!(
+        f.read(t, "containers/onboot/000-first/lower/etc/resolv.conf"),
+        layout::RESOLV
+    );
 }
 
 #[test]
 fn readonly_dedup_binds_the_first_root() {
     let mut f = Fixture::new();
-    f.image("alpine", "docker.io/library/alpine:latest", &[("bin/sh", "sh")]);
+    f.image(
+        "alpine",
+        "docker.io/library/alpine:latest",
+        &[("bin/sh", "sh")],
+    );
     let mut a = container("a", "alpine", 10);
     a.readonly = Some(true);
     let mut b = container("b", "alpine", 12);
@@ -308,7 +391,8 @@ fn readonly_dedup_binds_the_first_root() {
     let t = &out.tree;
     assert!(t.get(b"containers/services/b/rootfs").unwrap().is_dir());
     assert_eq!(t.children_of(b"containers/services/b/rootfs").count(), 0);
-    let rt: serde_json::Value = serde_json::from_str(&f.read(t, "containers/services/b/runtime.json")).unwrap();
+    let rt: serde_json::Value =
+        serde_json::from_str(&f.read(t, "containers/services/b/runtime.json")).unwrap();
     assert_eq!(rt["mounts"][0]["source"], "/containers/services/a/rootfs");
 }
 
@@ -323,7 +407,10 @@ fn error_bad_container_name_and_config_error_name_position() {
     c.binds = Some(vec!["a:b:c:d".into()]);
     f.spec.services = vec![c];
     let e = f.run().unwrap_err().to_string();
-    assert!(e.starts_with("test.yml:10:3: container \"c\": cannot parse bind \"a:b:c:d\""), "{e}");
+    assert!(
+        e.starts_with("test.yml:10:3: container \"c\": cannot parse bind \"a:b:c:d\""),
+        "{e}"
+    );
 }
 
 // ---- volumes ------------------------------------------------------------------------
@@ -342,16 +429,26 @@ fn volume(name: &str, image: Option<ImageRef>) -> Volume {
 #[test]
 fn volumes_blank_and_from_image() {
     let mut f = Fixture::new();
-    f.image("alpine", "docker.io/library/alpine:latest", &[("data/x", "x")]);
+    f.image(
+        "alpine",
+        "docker.io/library/alpine:latest",
+        &[("data/x", "x")],
+    );
     f.spec.volumes = vec![volume("blank", None), volume("full", Some(r("alpine", 21)))];
     let out = f.run().unwrap();
     let t = &out.tree;
     for sub in ["lower", "tmp", "merged"] {
-        assert!(t.get(format!("containers/volumes/blank/{sub}").as_bytes()).unwrap().is_dir());
+        assert!(t
+            .get(format!("containers/volumes/blank/{sub}").as_bytes())
+            .unwrap()
+            .is_dir());
     }
     assert_eq!(t.children_of(b"containers/volumes/blank/lower").count(), 0);
     assert_eq!(f.read(t, "containers/volumes/full/lower/data/x"), "x");
-    assert_eq!(link(t, "containers/volumes/full/lower/etc/resolv.conf"), layout::RESOLV_LINK);
+    assert_eq!(
+        link(t, "containers/volumes/full/lower/etc/resolv.conf"),
+        layout::RESOLV_LINK
+    );
 }
 
 #[test]
@@ -361,7 +458,10 @@ fn error_volume_format_oci() {
     v.format = Some("oci".into());
     f.spec.volumes = vec![v];
     let e = f.run().unwrap_err().to_string();
-    assert!(e.starts_with("test.yml:20:3: volume \"v\": format \"oci\""), "{e}");
+    assert!(
+        e.starts_with("test.yml:20:3: volume \"v\": format \"oci\""),
+        "{e}"
+    );
 }
 
 // ---- files -----------------------------------------------------------------------------
@@ -381,7 +481,11 @@ fn file(path: &str, source: FileSource) -> FileEntry {
 #[test]
 fn files_modes_parents_owners() {
     let mut f = Fixture::new();
-    f.image("init", "docker.io/linuxkit/init", &[("etc/os-release", "x")]);
+    f.image(
+        "init",
+        "docker.io/linuxkit/init",
+        &[("etc/os-release", "x")],
+    );
     f.spec.init = vec![r("init", 3)];
     f.spec.services = vec![];
     f.spec.onboot = vec![container("dhcpcd", "init", 8)];
@@ -451,8 +555,14 @@ fn files_metadata_json_and_yaml_expand_references() {
     f.spec.services = vec![container("svc", "alpine", 10)];
     f.spec.raw = json!({"services": [{"name": "svc", "image": "alpine"}], "volumes": [{"name": "v", "image": "alpine"}]});
     f.spec.files = vec![
-        file("etc/linuxkit.json", FileSource::Metadata(MetadataFormat::Json)),
-        file("etc/linuxkit.yml", FileSource::Metadata(MetadataFormat::Yaml)),
+        file(
+            "etc/linuxkit.json",
+            FileSource::Metadata(MetadataFormat::Json),
+        ),
+        file(
+            "etc/linuxkit.yml",
+            FileSource::Metadata(MetadataFormat::Yaml),
+        ),
     ];
     let out = f.run().unwrap();
     assert_eq!(
@@ -490,7 +600,10 @@ fn error_files_cases_name_position() {
     owned.uid = Some(IdSpec::Name("nobody".into()));
     f.spec.files = vec![owned];
     assert!(file_err(&f).contains("uid: cannot find id \"nobody\""));
-    f.spec.files = vec![file("etc/x", FileSource::Source("/nonexistent/kiln/source".into()))];
+    f.spec.files = vec![file(
+        "etc/x",
+        FileSource::Source("/nonexistent/kiln/source".into()),
+    )];
     assert!(file_err(&f).contains("cannot read source /nonexistent/kiln/source"));
     let dir = tempfile::tempdir().unwrap();
     f.spec.files = vec![file("etc/x", FileSource::Source(dir.path().to_path_buf()))];
@@ -500,7 +613,11 @@ fn error_files_cases_name_position() {
 #[test]
 fn assembly_is_deterministic() {
     let mut f = kernel_fixture();
-    f.image("alpine", "docker.io/library/alpine:latest", &[("bin/sh", "sh")]);
+    f.image(
+        "alpine",
+        "docker.io/library/alpine:latest",
+        &[("bin/sh", "sh")],
+    );
     f.spec.init = vec![r("alpine", 3)];
     f.spec.services = vec![container("a", "alpine", 10), container("b", "alpine", 12)];
     f.spec.files = vec![file("etc/x", FileSource::Contents("x".into()))];

@@ -45,7 +45,11 @@ fn lines(v: &Value) -> Vec<String> {
                 if is_block(item) {
                     let sub = lines(item);
                     for (i, l) in sub.into_iter().enumerate() {
-                        out.push(if i == 0 { format!("- {l}") } else { format!("  {l}") });
+                        out.push(if i == 0 {
+                            format!("- {l}")
+                        } else {
+                            format!("  {l}")
+                        });
                     }
                 } else {
                     out.push(format!("- {}", scalar(item)));
@@ -166,7 +170,10 @@ onboot:
     #[test]
     fn nested_sequences_and_scalars() {
         let v = serde_json::json!([[1, "2"], {}, "-x", "1.5", "a:b"]);
-        assert_eq!(to_yaml(&v), "- - 1\n  - \"2\"\n- {}\n- \"-x\"\n- \"1.5\"\n- a:b\n");
+        assert_eq!(
+            to_yaml(&v),
+            "- - 1\n  - \"2\"\n- {}\n- \"-x\"\n- \"1.5\"\n- a:b\n"
+        );
         assert_eq!(to_yaml(&serde_json::json!("\u{7f}")), "\"\\u007f\"\n");
     }
 }
