@@ -24,6 +24,7 @@ mod files;
 mod ids;
 mod layout;
 mod merge;
+mod mounts;
 mod oci_types;
 mod resources;
 mod runtime_config;
@@ -32,7 +33,11 @@ mod yaml_out;
 #[cfg(test)]
 mod tests_config;
 #[cfg(test)]
+mod tests_files;
+#[cfg(test)]
 mod tests_layout;
+#[cfg(test)]
+mod tests_snapshots;
 
 pub use files::FileError;
 pub use ids::IdMap;
