@@ -464,3 +464,38 @@ fn error_volume_format_oci() {
         "{e}"
     );
 }
+
+#[test]
+fn later_layer_replacing_a_directory_drops_its_contents_with_a_warning() {
+    let mut f = Fixture::new();
+    f.image("a", "docker.io/a", &[("lib/x", "x")]);
+    f.image("b", "docker.io/b", &[("usr/lib/y", "y")]);
+    f.tree_mut("b")
+        .insert(b"lib".to_vec(), Entry::symlink("usr/lib", 5));
+    // c has no entry for its parent directories (a sparse layer).
+    f.image("c", "docker.io/c", &[]);
+    let z = f.file(b"z", 0o644);
+    f.tree_mut("c").insert(b"usr/lib/y/z".to_vec(), z);
+    f.spec.init = vec![r("a", 3), r("b", 4), r("c", 5)];
+    let out = f.run().unwrap();
+    assert_eq!(link(&out.tree, "lib"), "usr/lib");
+    assert!(!has(&out.tree, "lib/x"));
+    // c's `usr/lib/y/z` turns b's file `usr/lib/y` into a directory.
+    assert!(out.tree.get(b"usr/lib/y").unwrap().is_dir());
+    assert_eq!(f.read(&out.tree, "usr/lib/y/z"), "z");
+    assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
+    assert!(out.warnings[0].contains("lib replaces a non-empty directory"));
+    assert!(out.warnings[1].contains("replaces the non-directory usr/lib/y"));
+}
+
+#[test]
+fn duplicate_container_names_warn() {
+    let mut f = Fixture::new();
+    f.image("alpine", "docker.io/library/alpine:latest", &[]);
+    f.spec.onboot = vec![container("x", "alpine", 8), container("x", "alpine", 9)];
+    let out = f.run().unwrap();
+    assert!(has(&out.tree, "containers/onboot/000-x/config.json"));
+    assert!(has(&out.tree, "containers/onboot/001-x/config.json"));
+    assert_eq!(out.warnings.len(), 1);
+    assert!(out.warnings[0].contains("\"x\" is used more than once"));
+}
