@@ -240,8 +240,7 @@ fn unpack_images(
 ) -> anyhow::Result<(BTreeMap<String, ImageInput>, Vec<String>)> {
     let jobs: Vec<(&String, &ResolvedImage)> = plan.images.iter().collect();
     let next = AtomicUsize::new(0);
-    let results: Mutex<BTreeMap<usize, anyhow::Result<(ImageInput, Vec<String>)>>> =
-        Mutex::default();
+    let results: Mutex<BTreeMap<usize, anyhow::Result<UnpackedImage>>> = Mutex::default();
     let workers = opts.threads.clamp(1, jobs.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -270,13 +269,16 @@ fn unpack_images(
     Ok((images, warnings))
 }
 
+/// One unpacked image and its warnings.
+type UnpackedImage = (ImageInput, Vec<String>);
+
 fn unpack_one(
     layout: &Layout,
     reference: &str,
     image: &ResolvedImage,
     store: &ContentStore,
     limits: &Limits,
-) -> anyhow::Result<(ImageInput, Vec<String>)> {
+) -> anyhow::Result<UnpackedImage> {
     let mut unpacker = Unpacker::new(store, limits);
     for layer in &image.layers {
         let reader = layout.open_layer(image, layer)?;
