@@ -266,7 +266,7 @@ fn every_key_is_typed() {
         f[5].source,
         FileSource::Source(dir.path().join("missing.txt"))
     );
-    assert_eq!(f[6].source, FileSource::Empty);
+    assert_eq!(f[6].source, FileSource::Contents(String::new()));
 
     let v = &spec.volumes[0];
     assert_eq!(v.name, "vol_1");
@@ -280,7 +280,7 @@ fn every_key_is_typed() {
     assert_eq!(
         spec.warnings[0],
         format!(
-            "{}:112:1: `trust:` is ignored: kiln checks digest pins and signatures instead",
+            "{}:113:1: `trust:` is ignored: kiln checks digest pins and signatures instead",
             path.display()
         )
     );
@@ -533,4 +533,12 @@ fn alias_bomb_fails_fast() {
         "{:?}",
         start.elapsed()
     );
+}
+
+#[test]
+fn file_without_content_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "f.yml", "files:\n  - path: etc/x\n    mode: \"0644\"\n");
+    let err = load(std::slice::from_ref(&path)).unwrap_err().to_string();
+    assert!(err.ends_with("f.yml:2:5: files[0]: no content: give one of `contents`, `source`, `metadata`, `symlink` or `directory: true`"), "{err}");
 }

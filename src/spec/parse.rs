@@ -244,7 +244,11 @@ fn file_entry(node: &Node, path: &str, base_dir: &Path) -> Result<FileEntry, Spe
     };
     let clean = check_file_path(&raw_path, path_node, &join(path, "path"))?;
     let source = match sources.pop() {
-        None => FileSource::Empty,
+        // LinuxKit refuses an entry with no content: almost always a typo.
+        None => {
+            let msg = "no content: give one of `contents`, `source`, `metadata`, `symlink` or `directory: true`";
+            return Err(error(node, path, msg));
+        }
         Some((key, v, FileSource::Source(host))) => {
             if !optional {
                 if let Err(e) = std::fs::File::open(&host) {
