@@ -23,7 +23,7 @@ use crate::output::cpio::write_cpio;
 use crate::output::tar::{write_tar, write_tar_files, TarFile};
 use crate::resolve::Plan;
 use crate::spec::Spec;
-use crate::tree::{Content, ContentStore, Entry, Kind as TreeKind, Tree};
+use crate::tree::{ContentStore, Entry, Kind as TreeKind, Tree};
 use crate::unpack::{Compression, Limits, Unpacked, Unpacker};
 
 /// Output formats of this stage of the project (LinuxKit's names).
@@ -385,7 +385,7 @@ fn write_outputs(
     let needs_initrd = formats
         .iter()
         .any(|f| matches!(f, Format::KernelInitrd | Format::TarKernelInitrd));
-    let initrd = if needs_initrd {
+    let mut initrd = if needs_initrd {
         Some(initrd(a, store, opts)?)
     } else {
         None
@@ -394,7 +394,7 @@ fn write_outputs(
     for format in formats {
         match format {
             Format::KernelInitrd => {
-                let initrd = initrd.as_ref().expect("initrd written for this format");
+                let initrd = initrd.as_mut().expect("initrd written for this format");
                 if let Some(kernel) = &a.kernel {
                     let mut f = AtomicFile::create(dir, &format!("{name}-kernel"))?;
                     store.copy_to(kernel, &mut f)?;
@@ -404,14 +404,17 @@ fn write_outputs(
                 if let Some(ucode) = &a.ucode {
                     store.copy_to(ucode, &mut f)?;
                 }
-                store.copy_to(initrd, &mut f)?;
+                initrd.seek(SeekFrom::Start(0))?;
+                std::io::copy(initrd, &mut f)?;
                 pending.push(f);
                 let mut f = AtomicFile::create(dir, &format!("{name}-cmdline"))?;
                 f.write_all(a.cmdline.as_bytes())?;
                 pending.push(f);
             }
             Format::TarKernelInitrd => {
-                let initrd = initrd.as_ref().expect("initrd written for this format");
+                let file = initrd.as_mut().expect("initrd written for this format");
+                file.seek(SeekFrom::Start(0))?;
+                let initrd = &store.add_reader(file, None)?;
                 let cmdline = store.add(a.cmdline.as_bytes())?;
                 let mut files = vec![
                     TarFile {
@@ -472,9 +475,14 @@ fn write_outputs(
 /// `docker build - < NAME.docker` gives an image that runs the init.
 const DOCKERFILE: &str = "\nFROM scratch\n\nCOPY . ./\n\nENTRYPOINT [\"/bin/rc.init\"]\n";
 
-/// The compressed initrd (without microcode) in the content store: the
-/// assembled tree minus the files under `boot/`, which travel beside it.
-fn initrd(a: &Assembled, store: &ContentStore, opts: &BuildOptions) -> anyhow::Result<Content> {
+/// The compressed initrd (without microcode), in an unnamed temp file in
+/// the output directory: the assembled tree minus the files under `boot/`,
+/// which travel beside it.
+fn initrd(
+    a: &Assembled,
+    store: &ContentStore,
+    opts: &BuildOptions,
+) -> anyhow::Result<std::fs::File> {
     let mut tree = a.tree.clone();
     tree.remove_children(b"boot");
     let tmp = tempfile::tempfile_in(&opts.out_dir)
@@ -485,7 +493,5 @@ fn initrd(a: &Assembled, store: &ContentStore, opts: &BuildOptions) -> anyhow::R
         opts.threads,
     )?;
     write_cpio(&tree, store, &mut c)?;
-    let mut tmp = c.finish()?.into_inner().map_err(|e| e.into_error())?;
-    tmp.seek(SeekFrom::Start(0))?;
-    Ok(store.add_reader(&mut tmp, None)?)
+    Ok(c.finish()?.into_inner().map_err(|e| e.into_error())?)
 }

@@ -56,7 +56,12 @@ struct LayoutArgs {
 #[derive(clap::Args)]
 struct BuildArgs {
     /// Output format; repeat or separate with commas for several [default: kernel+initrd]
-    #[arg(short = 'f', long = "format", value_name = "FORMAT", value_delimiter = ',')]
+    #[arg(
+        short = 'f',
+        long = "format",
+        value_name = "FORMAT",
+        value_delimiter = ','
+    )]
     formats: Vec<Format>,
     /// Output directory
     #[arg(short = 'o', long = "dir", value_name = "DIR", default_value = ".")]

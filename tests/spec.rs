@@ -538,7 +538,11 @@ fn alias_bomb_fails_fast() {
 #[test]
 fn file_without_content_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "f.yml", "files:\n  - path: etc/x\n    mode: \"0644\"\n");
+    let path = write(
+        dir.path(),
+        "f.yml",
+        "files:\n  - path: etc/x\n    mode: \"0644\"\n",
+    );
     let err = load(std::slice::from_ref(&path)).unwrap_err().to_string();
     assert!(err.ends_with("f.yml:2:5: files[0]: no content: give one of `contents`, `source`, `metadata`, `symlink` or `directory: true`"), "{err}");
 }

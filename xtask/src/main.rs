@@ -16,6 +16,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
+        Some("bench-generate") => bench::generate(&args[1..]),
         Some("demo-layout") => demo::run(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <bench [--quick] | demo-layout [DIR]>");
