@@ -80,6 +80,9 @@ struct BuildArgs {
     /// Print the result as JSON on stdout
     #[arg(long)]
     json: bool,
+    /// Refuse an image whose layers unpack to more than this many bytes
+    #[arg(long, value_name = "BYTES", default_value_t = kiln::unpack::Limits::default().max_total_bytes)]
+    max_image_bytes: u64,
     /// LinuxKit YAML files, merged in order
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
@@ -149,7 +152,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 compression: args.compress,
                 epoch: build::source_date_epoch()?,
                 threads: build::threads_from_env()?,
-                limits: Default::default(),
+                limits: kiln::unpack::Limits {
+                    max_total_bytes: args.max_image_bytes,
+                    max_file_bytes: args.max_image_bytes,
+                    ..Default::default()
+                },
             };
             let report = build::build(&opts)?;
             for w in &report.warnings {

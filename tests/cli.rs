@@ -378,3 +378,52 @@ fn unknown_format_is_rejected_by_the_cli() {
     assert_eq!(out.status.code(), Some(1), "usage errors are bad input");
     assert!(stderr(&out).contains("iso-bios"));
 }
+
+#[test]
+fn hostile_layers_are_bad_input_naming_the_layer() {
+    use crate::support::{write_layout, LayerBuilder, TestImage};
+    let t = TestDir::new();
+    let truncated = LayerBuilder::new()
+        .truncated_file("etc/big", 4096, "short")
+        .build();
+    let escaping = LayerBuilder::new()
+        .file("../../../etc/evil", "x", 0o644)
+        .build();
+    write_layout(
+        &t.join("oci-layout"),
+        &[
+            TestImage::new("kiln.test/truncated:1").layer(truncated),
+            TestImage::new("kiln.test/escaping:1").layer(escaping),
+        ],
+    );
+    t.write("t.yml", "init:\n  - kiln.test/truncated:1\n");
+    let out = t.kiln(&["build", "-o", "out", "t.yml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sha256:") && stderr(&out).contains("etc/big"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!t.join("out/t-initrd.img").exists());
+
+    // `..` stays inside the image root, with a warning naming the path.
+    t.write("e.yml", "init:\n  - kiln.test/escaping:1\n");
+    let out = t.kiln(&["build", "-o", "out", "e.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning") && stderr(&out).contains("../../../etc/evil"),
+        "{}",
+        stderr(&out)
+    );
+    let listing = stdout(&t.kiln(&["inspect", "out/e-initrd.img"]));
+    assert!(
+        listing.lines().any(|l| l.ends_with(" etc/evil")),
+        "{listing}"
+    );
+    assert!(!t.path().parent().unwrap().join("etc/evil").exists());
+
+    // The size bound is configurable and enforced.
+    let out = t.kiln(&["build", "-o", "out", "--max-image-bytes", "1000", "e.yml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1000"), "{}", stderr(&out));
+}
