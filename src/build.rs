@@ -136,6 +136,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<crate::unpack::UnpackError>()
             || cause.is::<crate::assemble::AssembleError>()
             || cause.is::<crate::inspect::InspectError>()
+            || cause.is::<crate::run::RunError>()
         {
             return 1;
         }

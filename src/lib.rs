@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod oci;
 pub mod output;
 pub mod resolve;
+pub mod run;
 pub mod spec;
 pub mod tree;
 pub mod unpack;

@@ -33,6 +33,9 @@ enum Command {
         /// An initrd (cpio, optionally compressed) or tar
         file: PathBuf,
     },
+    /// Boot a built image
+    #[command(subcommand)]
+    Run(RunCommand),
     /// Check outputs listed in a NAME.sha256 file against a golden file
     Verify {
         /// The NAME.sha256 file a build wrote
@@ -41,6 +44,48 @@ enum Command {
         #[arg(long)]
         golden: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum RunCommand {
+    /// Boot under qemu (serial console on stdio); exits with the guest's verdict
+    Qemu(QemuArgs),
+}
+
+#[derive(clap::Args)]
+struct QemuArgs {
+    /// Memory
+    #[arg(long, default_value = "1024M")]
+    mem: String,
+    /// Virtual CPUs
+    #[arg(long, default_value_t = 1)]
+    cpus: u32,
+    /// kvm or tcg [default: kvm if a probe shows it works, else tcg]
+    #[arg(long)]
+    accel: Option<String>,
+    /// Boot with UEFI firmware (OVMF) even for formats that boot under BIOS
+    #[arg(long)]
+    uefi: bool,
+    /// Extra disk: FILE[,format=raw|qcow2]; repeatable
+    #[arg(long = "disk", value_name = "FILE[,format=F]")]
+    disks: Vec<String>,
+    /// Forward a host port to the guest (user networking); repeatable
+    #[arg(long, value_name = "HOST:GUEST[/udp]")]
+    publish: Vec<String>,
+    /// Metadata file attached as a read-only disk
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// Kill the guest after this many seconds (exit 124)
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// Also copy the serial console to this file
+    #[arg(long, value_name = "FILE")]
+    console_log: Option<PathBuf>,
+    /// Append to the kernel command line (direct kernel boot)
+    #[arg(long)]
+    cmdline: Option<String>,
+    /// A build name (DIR/NAME) or an image file
+    target: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -187,6 +232,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rows = kiln::inspect::inspect(&file)?;
             print!("{}", kiln::inspect::format_listing(&rows));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(RunCommand::Qemu(q)) => {
+            let opts = kiln::run::QemuOptions {
+                mem: q.mem,
+                cpus: q.cpus,
+                accel: q.accel,
+                uefi: q.uefi,
+                disks: q.disks,
+                publish: q.publish,
+                data: q.data,
+                timeout: q.timeout.map(std::time::Duration::from_secs),
+                console_log: q.console_log,
+                cmdline_append: q.cmdline,
+            };
+            Ok(match kiln::run::run(&q.target, &opts)? {
+                Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
+                None => {
+                    eprintln!("kiln: guest timed out");
+                    ExitCode::from(124)
+                }
+            })
         }
         Command::Verify { file, golden } => {
             let now = kiln::golden::rehash(&file)?;

@@ -1,0 +1,559 @@
+//! `kiln run qemu`: boot what `kiln build` wrote, like `linuxkit run qemu`.
+//!
+//! Takes a build name or path; finds the artefacts (`NAME-kernel` +
+//! `NAME-initrd.img` + `NAME-cmdline` for direct kernel boot, or an ISO,
+//! raw/qcow2 disk or UKI), picks SeaBIOS or OVMF to match, and runs
+//! `qemu-system-x86_64` with the serial console on stdio (and optionally
+//! copied to a log file). Never writes firmware variables in place: OVMF's
+//! variable store is copied to a temp file per run. The guest's verdict is
+//! the exit status: a clean poweroff is 0, a value written to the
+//! `isa-debug-exit` port (0xf4) is `(value << 1) | 1`.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A bootable artefact set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Boot {
+    KernelInitrd {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        cmdline: String,
+    },
+    Iso {
+        path: PathBuf,
+        efi: bool,
+    },
+    Disk {
+        path: PathBuf,
+        format: &'static str,
+        efi: bool,
+    },
+    Uki {
+        path: PathBuf,
+    },
+}
+
+impl Boot {
+    fn needs_uefi(&self) -> bool {
+        matches!(
+            self,
+            Boot::Iso { efi: true, .. } | Boot::Disk { efi: true, .. } | Boot::Uki { .. }
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("nothing to boot at {0}: expected NAME-kernel + NAME-initrd.img, NAME.iso, NAME-efi.iso, NAME-efi.img, NAME-bios.img, NAME.qcow2, NAME-efi.qcow2 or NAME.efi")]
+    NotFound(PathBuf),
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: io::Error },
+    #[error("{0} not found: install the Debian package `{1}`")]
+    Missing(String, &'static str),
+    #[error("bad option {0}")]
+    BadOption(String),
+}
+
+/// Options of one run.
+#[derive(Clone, Debug)]
+pub struct QemuOptions {
+    pub mem: String,
+    pub cpus: u32,
+    /// `kvm`, `tcg`, or `None` to probe.
+    pub accel: Option<String>,
+    pub uefi: bool,
+    /// `FILE[,size=S][,format=F]`
+    pub disks: Vec<String>,
+    /// `HOST:GUEST` TCP port forwards (user networking).
+    pub publish: Vec<String>,
+    /// A metadata file, attached as a raw virtio disk (`/dev/vdX`).
+    pub data: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+    pub console_log: Option<PathBuf>,
+    /// Extra kernel command line for direct kernel boot.
+    pub cmdline_append: Option<String>,
+}
+
+impl Default for QemuOptions {
+    fn default() -> QemuOptions {
+        QemuOptions {
+            mem: "1024M".into(),
+            cpus: 1,
+            accel: None,
+            uefi: false,
+            disks: Vec::new(),
+            publish: Vec::new(),
+            data: None,
+            timeout: None,
+            console_log: None,
+            cmdline_append: None,
+        }
+    }
+}
+
+const QEMU: &str = "qemu-system-x86_64";
+const OVMF_CODE: &[&str] = &[
+    "/usr/share/OVMF/OVMF_CODE_4M.fd",
+    "/usr/share/OVMF/OVMF_CODE.fd",
+];
+
+/// Find what to boot for `target`: a build name (`out/linuxkit`) or a file.
+pub fn find_boot(target: &Path) -> Result<Boot, RunError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |err| RunError::Io { path, err }
+    };
+    if target.is_file() {
+        let name = target.to_string_lossy();
+        return Ok(if name.ends_with(".iso") {
+            Boot::Iso {
+                path: target.to_owned(),
+                efi: name.ends_with("-efi.iso"),
+            }
+        } else if name.ends_with(".qcow2") {
+            Boot::Disk {
+                path: target.to_owned(),
+                format: "qcow2",
+                efi: name.ends_with("-efi.qcow2"),
+            }
+        } else if name.ends_with(".efi") {
+            Boot::Uki {
+                path: target.to_owned(),
+            }
+        } else if name.ends_with("-kernel") {
+            return find_boot(Path::new(name.trim_end_matches("-kernel")));
+        } else {
+            Boot::Disk {
+                path: target.to_owned(),
+                format: "raw",
+                efi: name.ends_with("-efi.img"),
+            }
+        });
+    }
+    let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", target.display()));
+    let (kernel, initrd) = (with("-kernel"), with("-initrd.img"));
+    if kernel.is_file() && initrd.is_file() {
+        let cmdline_path = with("-cmdline");
+        let cmdline = if cmdline_path.exists() {
+            std::fs::read_to_string(&cmdline_path).map_err(io_err(&cmdline_path))?
+        } else {
+            String::new()
+        };
+        return Ok(Boot::KernelInitrd {
+            kernel,
+            initrd,
+            cmdline: cmdline.trim().to_owned(),
+        });
+    }
+    for (suffix, make) in [
+        (
+            ".iso",
+            (|p| Boot::Iso {
+                path: p,
+                efi: false,
+            }) as fn(PathBuf) -> Boot,
+        ),
+        ("-efi.iso", |p| Boot::Iso { path: p, efi: true }),
+        ("-efi.img", |p| Boot::Disk {
+            path: p,
+            format: "raw",
+            efi: true,
+        }),
+        ("-bios.img", |p| Boot::Disk {
+            path: p,
+            format: "raw",
+            efi: false,
+        }),
+        (".qcow2", |p| Boot::Disk {
+            path: p,
+            format: "qcow2",
+            efi: false,
+        }),
+        ("-efi.qcow2", |p| Boot::Disk {
+            path: p,
+            format: "qcow2",
+            efi: true,
+        }),
+        (".efi", |p| Boot::Uki { path: p }),
+    ] {
+        let p = with(suffix);
+        if p.is_file() {
+            return Ok(make(p));
+        }
+    }
+    Err(RunError::NotFound(target.to_owned()))
+}
+
+/// The qemu argument list for `boot` (pure; firmware paths given).
+pub fn qemu_args(
+    boot: &Boot,
+    opts: &QemuOptions,
+    accel: &str,
+    ovmf: Option<(&Path, &Path)>,
+) -> Result<Vec<String>, RunError> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    push(&[
+        "-machine",
+        "q35",
+        "-accel",
+        accel,
+        "-m",
+        &opts.mem,
+        "-smp",
+        &opts.cpus.to_string(),
+    ]);
+    push(&[
+        "-nographic",
+        "-nodefaults",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+    ]);
+    push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    push(&["-device", "virtio-rng-pci"]);
+    let mut netdev = String::from("user,id=net0");
+    for p in &opts.publish {
+        let (host, guest) = p
+            .split_once(':')
+            .ok_or_else(|| RunError::BadOption(format!("--publish {p} (want HOST:GUEST)")))?;
+        let (guest, proto) = guest.split_once('/').unwrap_or((guest, "tcp"));
+        for port in [host, guest] {
+            port.parse::<u16>()
+                .map_err(|_| RunError::BadOption(format!("--publish {p}: {port} is not a port")))?;
+        }
+        netdev.push_str(&format!(",hostfwd={proto}::{host}-:{guest}"));
+    }
+    push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+    if let Some((code, vars)) = ovmf {
+        let code = format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            code.display()
+        );
+        let vars = format!("if=pflash,format=raw,unit=1,file={}", vars.display());
+        push(&["-drive", &code, "-drive", &vars]);
+    }
+    match boot {
+        Boot::KernelInitrd {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            let mut line = cmdline.clone();
+            if let Some(extra) = &opts.cmdline_append {
+                line = format!("{line} {extra}").trim().to_owned();
+            }
+            push(&[
+                "-kernel",
+                &kernel.to_string_lossy(),
+                "-initrd",
+                &initrd.to_string_lossy(),
+                "-append",
+                &line,
+            ]);
+        }
+        Boot::Iso { path, .. } => {
+            push(&[
+                "-drive",
+                &format!("file={},media=cdrom,readonly=on", path.display()),
+                "-boot",
+                "d",
+            ]);
+        }
+        Boot::Disk { path, format, .. } => {
+            push(&[
+                "-drive",
+                &format!(
+                    "file={},format={format},if=virtio,snapshot=on",
+                    path.display()
+                ),
+            ]);
+        }
+        Boot::Uki { path } => {
+            // OVMF boots \EFI\BOOT\BOOTX64.EFI from a FAT directory qemu exposes.
+            let dir = path.with_extension("esp");
+            push(&[
+                "-drive",
+                &format!(
+                    "file=fat:rw:{},format=raw,if=virtio,snapshot=on",
+                    dir.display()
+                ),
+            ]);
+        }
+    }
+    for d in &opts.disks {
+        let mut parts = d.split(',');
+        let file = parts.next().unwrap_or_default();
+        let mut format = "raw".to_string();
+        for p in parts {
+            match p.split_once('=') {
+                Some(("format", f)) => format = f.to_string(),
+                Some(("size", _)) => {}
+                _ => return Err(RunError::BadOption(format!("--disk {d}"))),
+            }
+        }
+        push(&["-drive", &format!("file={file},format={format},if=virtio")]);
+    }
+    if let Some(data) = &opts.data {
+        push(&[
+            "-drive",
+            &format!("file={},format=raw,if=virtio,readonly=on", data.display()),
+        ]);
+    }
+    Ok(a)
+}
+
+/// A 64 KiB firmware whose reset vector writes 1 to the debug-exit port:
+/// qemu exits at once with status 3 if the accelerator runs guest code.
+fn probe_firmware() -> Vec<u8> {
+    let mut rom = vec![0xf4u8; 64 * 1024]; // hlt everywhere
+                                           // At the reset vector (top 16 bytes): mov al,1; out 0xf4,al; hlt
+    rom[0xfff0..0xfff5].copy_from_slice(&[0xb0, 0x01, 0xe6, 0xf4, 0xf4]);
+    rom
+}
+
+/// Whether KVM actually runs guest code here (on some machines `/dev/kvm`
+/// exists but guests hang): boot [`probe_firmware`] with a short timeout.
+pub fn kvm_works() -> bool {
+    if File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return false;
+    }
+    let Ok(dir) = tempfile::tempdir() else {
+        return false;
+    };
+    let rom = dir.path().join("probe.rom");
+    if std::fs::write(&rom, probe_firmware()).is_err() {
+        return false;
+    }
+    let child = Command::new(QEMU)
+        .args([
+            "-accel",
+            "kvm",
+            "-machine",
+            "q35",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-bios"])
+        .arg(&rom)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.code() == Some(3),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
+
+/// Boot `target` and return qemu's exit status (the guest's verdict), or
+/// `None` if the timeout killed it.
+pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
+    let boot = find_boot(target)?;
+    which(QEMU).ok_or(RunError::Missing(QEMU.into(), "qemu-system-x86"))?;
+    let accel = match &opts.accel {
+        Some(a) => a.clone(),
+        None if kvm_works() => "kvm".into(),
+        None => "tcg".into(),
+    };
+    let tmp = tempfile::tempdir().map_err(|err| RunError::Io {
+        path: std::env::temp_dir(),
+        err,
+    })?;
+    let mut ovmf = None;
+    if opts.uefi || boot.needs_uefi() {
+        let code = OVMF_CODE
+            .iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+            .ok_or(RunError::Missing("OVMF firmware".into(), "ovmf"))?;
+        let vars_src = Path::new(&code.to_string_lossy().replace("CODE", "VARS")).to_owned();
+        let vars = tmp.path().join("OVMF_VARS.fd");
+        std::fs::copy(&vars_src, &vars).map_err(|err| RunError::Io {
+            path: vars_src.clone(),
+            err,
+        })?;
+        ovmf = Some((code.to_owned(), vars));
+    }
+    if let Boot::Uki { path } = &boot {
+        let esp = path.with_extension("esp").join("EFI/BOOT");
+        std::fs::create_dir_all(&esp).map_err(|err| RunError::Io {
+            path: esp.clone(),
+            err,
+        })?;
+        std::fs::copy(path, esp.join("BOOTX64.EFI")).map_err(|err| RunError::Io {
+            path: path.clone(),
+            err,
+        })?;
+    }
+    let args = qemu_args(
+        &boot,
+        opts,
+        &accel,
+        ovmf.as_ref().map(|(c, v)| (c.as_path(), v.as_path())),
+    )?;
+    let mut child = Command::new(QEMU)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|err| RunError::Io {
+            path: QEMU.into(),
+            err,
+        })?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut log = match &opts.console_log {
+        Some(p) => Some(File::create(p).map_err(|err| RunError::Io {
+            path: p.clone(),
+            err,
+        })?),
+        None => None,
+    };
+    let pump = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut out = io::stdout();
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = out.write_all(&buf[..n]);
+            let _ = out.flush();
+            if let Some(l) = log.as_mut() {
+                let _ = l.write_all(&buf[..n]);
+            }
+        }
+    });
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let status = loop {
+        match child.try_wait().map_err(|err| RunError::Io {
+            path: QEMU.into(),
+            err,
+        })? {
+            Some(s) => break Some(s),
+            None if deadline.is_some_and(|d| Instant::now() >= d) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let _ = pump.join();
+    Ok(status.map(|s| s.code().unwrap_or(128)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_kernel_initrd_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        for (n, c) in [
+            ("x-kernel", "k"),
+            ("x-initrd.img", "i"),
+            ("x-cmdline", "console=ttyS0\n"),
+        ] {
+            std::fs::write(d.path().join(n), c).unwrap();
+        }
+        let b = find_boot(&d.path().join("x")).unwrap();
+        assert_eq!(
+            b,
+            Boot::KernelInitrd {
+                kernel: d.path().join("x-kernel"),
+                initrd: d.path().join("x-initrd.img"),
+                cmdline: "console=ttyS0".into()
+            }
+        );
+        assert!(matches!(
+            find_boot(&d.path().join("y")),
+            Err(RunError::NotFound(_))
+        ));
+        std::fs::write(d.path().join("y-efi.iso"), "").unwrap();
+        assert!(matches!(
+            find_boot(&d.path().join("y")).unwrap(),
+            Boot::Iso { efi: true, .. }
+        ));
+    }
+
+    #[test]
+    fn qemu_args_for_direct_boot() {
+        let b = Boot::KernelInitrd {
+            kernel: "k".into(),
+            initrd: "i".into(),
+            cmdline: "console=ttyS0".into(),
+        };
+        let opts = QemuOptions {
+            publish: vec!["8080:80".into()],
+            cmdline_append: Some("quiet".into()),
+            ..QemuOptions::default()
+        };
+        let a = qemu_args(&b, &opts, "tcg", None).unwrap().join(" ");
+        assert!(a.contains("-accel tcg -m 1024M -smp 1"), "{a}");
+        assert!(
+            a.contains("-kernel k -initrd i -append console=ttyS0 quiet"),
+            "{a}"
+        );
+        assert!(a.contains("hostfwd=tcp::8080-:80"), "{a}");
+        assert!(!a.contains("pflash"));
+        let bad = QemuOptions {
+            publish: vec!["x".into()],
+            ..QemuOptions::default()
+        };
+        assert!(qemu_args(&b, &bad, "tcg", None).is_err());
+    }
+
+    #[test]
+    fn uefi_firmware_is_a_copy() {
+        let b = Boot::Iso {
+            path: "a-efi.iso".into(),
+            efi: true,
+        };
+        let a = qemu_args(
+            &b,
+            &QemuOptions::default(),
+            "tcg",
+            Some((Path::new("/fw/CODE.fd"), Path::new("/tmp/x/VARS.fd"))),
+        )
+        .unwrap()
+        .join(" ");
+        assert!(a.contains("readonly=on,file=/fw/CODE.fd"), "{a}");
+        assert!(a.contains("unit=1,file=/tmp/x/VARS.fd"), "{a}");
+    }
+
+    #[test]
+    fn probe_firmware_has_a_reset_vector() {
+        let rom = probe_firmware();
+        assert_eq!(rom.len(), 65536);
+        assert_eq!(&rom[0xfff0..0xfff4], &[0xb0, 0x01, 0xe6, 0xf4]);
+    }
+}
