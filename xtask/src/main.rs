@@ -3,11 +3,14 @@
 //! - `bench`: build a deterministic ~300 MB synthetic image with the release
 //!   kiln and print wall time, throughput and peak memory next to
 //!   `gzip -n -6` on the same uncompressed cpio, measured in the same run.
+//! - `boot-test [--all] [CASE...]`: build, golden-check and boot the cases
+//!   under qemu, checking the serial console.
 //! - `demo-layout DIR`: write a small OCI layout the examples build from.
 
 use std::path::{Path, PathBuf};
 
 mod bench;
+mod boot;
 mod demo;
 
 fn main() -> anyhow::Result<()> {
@@ -18,8 +21,9 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::run(&args[1..]),
         Some("bench-generate") => bench::generate(&args[1..]),
         Some("demo-layout") => demo::run(&args[1..]),
+        Some("boot-test") => boot::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <bench [--quick] | demo-layout [DIR]>");
+            eprintln!("usage: cargo xtask <bench [--quick] | boot-test [--all] [CASE...] | demo-layout [DIR]>");
             std::process::exit(2);
         }
     }

@@ -1,0 +1,251 @@
+//! `cargo xtask boot-test [--all] [CASE...]`: build each case, check its
+//! hashes against `golden/`, boot it under qemu and check the console.
+//!
+//! A case is a LinuxKit YAML file with a sibling `.expect` file, in
+//! `examples/` or `tests/boot/`. The `.expect` file has one directive a line:
+//! `expect: TEXT` (must appear, in this order), `forbid: TEXT` (must never
+//! appear), `timeout: SECONDS`, `formats: kernel+initrd …`, and `ci: yes`
+//! (run without `--all`). The guest reports its own verdict: the check
+//! container prints what it found and powers off, so the harness never has
+//! to guess from a timeout.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+struct Case {
+    name: String,
+    yml: PathBuf,
+    expect: Vec<String>,
+    forbid: Vec<String>,
+    timeout: u64,
+    formats: Vec<String>,
+    ci: bool,
+}
+
+fn parse_expect(name: &str, yml: &Path, text: &str) -> anyhow::Result<Case> {
+    let mut case = Case {
+        name: name.to_owned(),
+        yml: yml.to_owned(),
+        expect: Vec::new(),
+        forbid: vec!["Kernel panic".into(), "kiln-init: panic".into()],
+        timeout: 120,
+        formats: vec!["kernel+initrd".into()],
+        ci: false,
+    };
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once(':')
+            .with_context(|| format!("{name}.expect:{}: want KEY: VALUE", i + 1))?;
+        let value = value.trim().to_owned();
+        match key {
+            "expect" => case.expect.push(value),
+            "forbid" => case.forbid.push(value),
+            "timeout" => {
+                case.timeout = value
+                    .parse()
+                    .with_context(|| format!("{name}.expect:{}: timeout", i + 1))?
+            }
+            "formats" => case.formats = value.split_whitespace().map(str::to_owned).collect(),
+            "ci" => case.ci = value == "yes",
+            other => bail!("{name}.expect:{}: unknown directive {other:?}", i + 1),
+        }
+    }
+    Ok(case)
+}
+
+fn discover() -> anyhow::Result<Vec<Case>> {
+    let mut cases = Vec::new();
+    for dir in ["examples", "tests/boot"] {
+        let Ok(rd) = fs::read_dir(dir) else { continue };
+        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths {
+            if p.extension().is_some_and(|e| e == "expect") {
+                let name = p
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let yml = p.with_extension("yml");
+                if !yml.is_file() {
+                    bail!("{} has no {}", p.display(), yml.display());
+                }
+                cases.push(parse_expect(&name, &yml, &fs::read_to_string(&p)?)?);
+            }
+        }
+    }
+    Ok(cases)
+}
+
+/// Where each marker was found: Ok(()) or the first missing/forbidden one.
+fn check_console(console: &str, case: &Case) -> Result<(), String> {
+    for f in &case.forbid {
+        if console.contains(f.as_str()) {
+            return Err(format!("forbidden marker seen: {f:?}"));
+        }
+    }
+    let mut at = 0;
+    for e in &case.expect {
+        match console[at..].find(e.as_str()) {
+            Some(i) => at += i + e.len(),
+            None => {
+                return Err(if console.contains(e.as_str()) {
+                    format!("marker out of order: {e:?}")
+                } else {
+                    format!("missing marker: {e:?}")
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+fn output_name(format: &str, case: &str) -> String {
+    match format {
+        "kernel+initrd" => case.to_owned(),
+        "iso-bios" => format!("{case}.iso"),
+        "iso-efi" => format!("{case}-efi.iso"),
+        "raw-efi" => format!("{case}-efi.img"),
+        "raw-bios" => format!("{case}-bios.img"),
+        "uki" => format!("{case}.efi"),
+        other => format!("{case}.{other}"),
+    }
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let all = args.iter().any(|a| a == "--all");
+    let wanted: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "kiln"])
+        .status()?;
+    if !status.success() {
+        bail!("cargo build --release failed");
+    }
+    let kiln = fs::canonicalize("target/release/kiln")?;
+    let mut cases = discover()?;
+    cases.retain(|c| {
+        if wanted.is_empty() {
+            all || c.ci
+        } else {
+            wanted.iter().any(|w| **w == c.name)
+        }
+    });
+    if cases.is_empty() {
+        bail!("no boot-test case selected");
+    }
+    let mut failures = 0;
+    for case in &cases {
+        let out = PathBuf::from("target/boot").join(&case.name);
+        let _ = fs::remove_dir_all(&out);
+        fs::create_dir_all(&out)?;
+        let golden = PathBuf::from("golden").join(format!("{}.sha256", case.name));
+        let mut build = Command::new(&kiln);
+        build
+            .arg("build")
+            .arg("-o")
+            .arg(&out)
+            .args(["--name", &case.name]);
+        for f in &case.formats {
+            build.args(["-f", f]);
+        }
+        build
+            .arg("--golden")
+            .arg(&golden)
+            .arg(&case.yml)
+            .env_remove("SOURCE_DATE_EPOCH");
+        let b = build.output()?;
+        if !b.status.success() {
+            failures += case.formats.len();
+            println!(
+                "FAIL {:<24} build    {}",
+                case.name,
+                String::from_utf8_lossy(&b.stderr).trim()
+            );
+            continue;
+        }
+        for format in &case.formats {
+            let target = out.join(output_name(format, &case.name));
+            let log = out.join(format!("{format}.console"));
+            let start = Instant::now();
+            let r = Command::new(&kiln)
+                .args([
+                    "run",
+                    "qemu",
+                    "--timeout",
+                    &case.timeout.to_string(),
+                    "--console-log",
+                ])
+                .arg(&log)
+                .arg(&target)
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            let secs = start.elapsed().as_secs_f64();
+            let console = fs::read_to_string(&log).unwrap_or_default();
+            let verdict = match (r.code(), check_console(&console, case)) {
+                (_, Err(e)) => Err(e),
+                (Some(0), Ok(())) => Ok(()),
+                (Some(124), Ok(())) => Err(format!("timed out after {}s", case.timeout)),
+                (code, Ok(())) => Err(format!("qemu exited with {code:?}")),
+            };
+            match verdict {
+                Ok(()) => println!("PASS {:<24} {:<14} {secs:6.1}s", case.name, format),
+                Err(e) => {
+                    failures += 1;
+                    println!("FAIL {:<24} {:<14} {secs:6.1}s  {e}", case.name, format);
+                    let lines: Vec<&str> = console.lines().collect();
+                    for l in &lines[lines.len().saturating_sub(40)..] {
+                        println!("    | {l}");
+                    }
+                }
+            }
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} boot test(s) failed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(text: &str) -> Case {
+        parse_expect("c", Path::new("c.yml"), text).unwrap()
+    }
+
+    #[test]
+    fn markers_must_appear_in_order() {
+        let c = case("expect: a\nexpect: b\n");
+        assert!(check_console("x a y b z", &c).is_ok());
+        assert_eq!(
+            check_console("b a", &c).unwrap_err(),
+            "marker out of order: \"b\""
+        );
+        assert_eq!(check_console("a", &c).unwrap_err(), "missing marker: \"b\"");
+    }
+
+    #[test]
+    fn forbidden_markers_fail() {
+        let c = case("expect: a\nforbid: oops\n");
+        assert!(check_console("a oops", &c).unwrap_err().contains("oops"));
+        assert!(check_console("a Kernel panic - not syncing", &c).is_err());
+    }
+
+    #[test]
+    fn directives_parse() {
+        let c = case("# comment\ntimeout: 30\nformats: kernel+initrd iso-bios\nci: yes\n");
+        assert_eq!(c.timeout, 30);
+        assert_eq!(c.formats, ["kernel+initrd", "iso-bios"]);
+        assert!(c.ci);
+        assert!(parse_expect("c", Path::new("c.yml"), "bogus: 1").is_err());
+    }
+}
