@@ -307,12 +307,39 @@ pub fn qemu_args(
     Ok(a)
 }
 
-/// A 64 KiB firmware whose reset vector writes 1 to the debug-exit port:
-/// qemu exits at once with status 3 if the accelerator runs guest code.
+/// A 64 KiB firmware that switches the CPU to 32-bit protected mode and
+/// writes 1 to the debug-exit port: qemu exits at once with status 3 if the
+/// accelerator runs guest code. A real-mode-only probe is not enough: on
+/// some hosts KVM runs real mode and hangs at the switch, as a kernel does.
 fn probe_firmware() -> Vec<u8> {
+    const BASE: u32 = 0xffff_0000; // where the top 64 KiB of the 4 GiB space maps
+    const CODE: usize = 0xf000;
+    const GDT: usize = 0xe000;
+    const GDTR: usize = 0xe100;
     let mut rom = vec![0xf4u8; 64 * 1024]; // hlt everywhere
-                                           // At the reset vector (top 16 bytes): mov al,1; out 0xf4,al; hlt
-    rom[0xfff0..0xfff5].copy_from_slice(&[0xb0, 0x01, 0xe6, 0xf4, 0xf4]);
+                                           // Null, flat 4 GiB code (0x08) and data (0x10) descriptors.
+    let gdt: [u8; 24] = [
+        0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0x9a, 0xcf, 0, 0xff, 0xff, 0, 0, 0, 0x92,
+        0xcf, 0,
+    ];
+    rom[GDT..GDT + 24].copy_from_slice(&gdt);
+    rom[GDTR..GDTR + 2].copy_from_slice(&23u16.to_le_bytes());
+    rom[GDTR + 2..GDTR + 6].copy_from_slice(&(BASE + GDT as u32).to_le_bytes());
+    let mut c = vec![0xfa]; // cli
+    c.extend([0x66, 0x2e, 0x0f, 0x01, 0x16]); // lgdt cs:[GDTR] (32-bit base)
+    c.extend((GDTR as u16).to_le_bytes());
+    c.extend([0x0f, 0x20, 0xc0, 0x66, 0x83, 0xc8, 0x01, 0x0f, 0x22, 0xc0]); // cr0 |= PE
+    let target = BASE + (CODE + c.len() + 8) as u32;
+    c.extend([0x66, 0xea]); // jmp far 0x08:target
+    c.extend(target.to_le_bytes());
+    c.extend(0x08u16.to_le_bytes());
+    c.extend([0x66, 0xb8, 0x10, 0x00, 0x8e, 0xd8]); // mov ax,0x10; mov ds,ax
+    c.extend([0xb0, 0x01, 0xe6, 0xf4, 0xf4]); // mov al,1; out 0xf4,al; hlt
+    rom[CODE..CODE + c.len()].copy_from_slice(&c);
+    // Reset vector: jmp near CODE (relative to the next instruction).
+    let rel = (CODE as u16).wrapping_sub(0xfff3);
+    rom[0xfff0] = 0xe9;
+    rom[0xfff1..0xfff3].copy_from_slice(&rel.to_le_bytes());
     rom
 }
 
@@ -551,9 +578,30 @@ mod tests {
     }
 
     #[test]
-    fn probe_firmware_has_a_reset_vector() {
+    fn probe_firmware_runs_under_tcg() {
+        // The probe must report success where guest code does run; TCG
+        // always runs it (qemu is installed by .ci/run for the boot tests).
         let rom = probe_firmware();
         assert_eq!(rom.len(), 65536);
-        assert_eq!(&rom[0xfff0..0xfff4], &[0xb0, 0x01, 0xe6, 0xf4]);
+        assert_eq!(rom[0xfff0], 0xe9);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probe.rom");
+        std::fs::write(&path, &rom).unwrap();
+        let status = Command::new(QEMU)
+            .args([
+                "-accel",
+                "tcg",
+                "-machine",
+                "q35",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-no-reboot",
+            ])
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-bios"])
+            .arg(&path)
+            .status()
+            .expect("qemu-system-x86_64 (Debian qemu-system-x86) must be installed");
+        assert_eq!(status.code(), Some(3));
     }
 }
