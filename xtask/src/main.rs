@@ -4,11 +4,14 @@
 //!   kiln and print wall time, throughput and peak memory next to
 //!   `gzip -n -6` on the same uncompressed cpio, measured in the same run.
 //! - `demo-layout DIR`: write a small OCI layout the examples build from.
+//! - `vendor [--debs DIR] [--check | --fetch-only]`: verify the pinned Debian
+//!   packages and rebuild (or check) the committed `oci-layout/` from them.
 
 use std::path::{Path, PathBuf};
 
 mod bench;
 mod demo;
+mod vendor;
 
 fn main() -> anyhow::Result<()> {
     let root = project_root();
@@ -18,8 +21,9 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::run(&args[1..]),
         Some("bench-generate") => bench::generate(&args[1..]),
         Some("demo-layout") => demo::run(&args[1..]),
+        Some("vendor") => vendor::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <bench [--quick] | demo-layout [DIR]>");
+            eprintln!("usage: cargo xtask <bench [--quick] | demo-layout [DIR] | vendor [--debs DIR] [--check | --fetch-only]>");
             std::process::exit(2);
         }
     }
