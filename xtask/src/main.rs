@@ -6,12 +6,15 @@
 //! - `boot-test [--all] [CASE...]`: build, golden-check and boot the cases
 //!   under qemu, checking the serial console.
 //! - `demo-layout DIR`: write a small OCI layout the examples build from.
+//! - `vendor [--debs DIR] [--check | --fetch-only]`: verify the pinned Debian
+//!   packages and rebuild (or check) the committed `oci-layout/` from them.
 
 use std::path::{Path, PathBuf};
 
 mod bench;
 mod boot;
 mod demo;
+mod vendor;
 
 fn main() -> anyhow::Result<()> {
     let root = project_root();
@@ -22,8 +25,11 @@ fn main() -> anyhow::Result<()> {
         Some("bench-generate") => bench::generate(&args[1..]),
         Some("demo-layout") => demo::run(&args[1..]),
         Some("boot-test") => boot::run(&args[1..]),
+        Some("vendor") => vendor::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <bench [--quick] | boot-test [--all] [CASE...] | demo-layout [DIR]>");
+            eprintln!(
+                "usage: cargo xtask <bench [--quick] | boot-test [--all] [CASE...] | demo-layout [DIR] | vendor [--debs DIR] [--check | --fetch-only]>"
+            );
             std::process::exit(2);
         }
     }
