@@ -236,13 +236,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 arch,
                 epoch,
             };
+            // Bad inputs exit 1 like other user errors; the message keeps
+            // the whole chain of causes.
             let built = kiln::pkg::build(&dirs, &opts, &kiln::pkg::Cargo { epoch }).map_err(|e| {
-                let user = e.is_user_error();
-                let err = anyhow::Error::new(e);
-                if user {
-                    err.context(build::UserError("pkg build failed".to_owned()))
+                if e.is_user_error() {
+                    anyhow::Error::new(build::UserError(format!("{:#}", anyhow::Error::new(e))))
                 } else {
-                    err
+                    anyhow::Error::new(e)
                 }
             })?;
             for b in &built {
