@@ -238,13 +238,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             // Bad inputs exit 1 like other user errors; the message keeps
             // the whole chain of causes.
-            let built = kiln::pkg::build(&dirs, &opts, &kiln::pkg::Cargo { epoch }).map_err(|e| {
-                if e.is_user_error() {
-                    anyhow::Error::new(build::UserError(format!("{:#}", anyhow::Error::new(e))))
-                } else {
-                    anyhow::Error::new(e)
-                }
-            })?;
+            let built =
+                kiln::pkg::build(&dirs, &opts, &kiln::pkg::Cargo { epoch }).map_err(|e| {
+                    if e.is_user_error() {
+                        anyhow::Error::new(build::UserError(format!("{:#}", anyhow::Error::new(e))))
+                    } else {
+                        anyhow::Error::new(e)
+                    }
+                })?;
             for b in &built {
                 for w in &b.warnings {
                     eprintln!("kiln: warning: {w}");

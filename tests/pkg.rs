@@ -53,7 +53,9 @@ fn runc_workspace() -> Workspace {
 #[test]
 fn builds_an_image_from_a_deb_and_files() {
     let ws = runc_workspace();
-    let out = ws.dir.kiln(&["pkg", "build", "pkg/runc", "--layout", "out"]);
+    let out = ws
+        .dir
+        .kiln(&["pkg", "build", "pkg/runc", "--layout", "out"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let line = stdout(&out);
     let fields: Vec<&str> = line.split_whitespace().collect();
@@ -72,10 +74,9 @@ fn builds_an_image_from_a_deb_and_files() {
     assert_eq!(read_image(&layout, fields[2]).digest, img.digest);
     let epoch = kiln::DEFAULT_EPOCH as u64;
     assert!(
-        img.entries.iter().all(|e| e.uid == 0
-            && e.gid == 0
-            && e.mtime == epoch
-            && e.uname.is_empty()),
+        img.entries
+            .iter()
+            .all(|e| e.uid == 0 && e.gid == 0 && e.mtime == epoch && e.uname.is_empty()),
         "{:#?}",
         img.entries
     );
@@ -152,7 +153,10 @@ fn builds_are_identical_across_cwd_tz_and_umask() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let other = stdout(&out);
-    assert_ne!(other.split_whitespace().nth(2), out_a.split_whitespace().nth(2));
+    assert_ne!(
+        other.split_whitespace().nth(2),
+        out_a.split_whitespace().nth(2)
+    );
     let img = read_image(&layout, "kiln.dev/runc:0.1");
     assert!(img.entries.iter().all(|e| e.mtime == 1_700_000_000));
 }
@@ -160,7 +164,10 @@ fn builds_are_identical_across_cwd_tz_and_umask() {
 /// Runs a failing `kiln pkg build` in a workspace whose layout already
 /// holds an image, and checks the layout did not change at all.
 fn fails_cleanly(ws: &Workspace, args: &[&str]) -> String {
-    ws.recipe("pkg/ok", "image: kiln.dev/ok\ntag: '1'\nfiles:\n  - {path: a, contents: a}\n");
+    ws.recipe(
+        "pkg/ok",
+        "image: kiln.dev/ok\ntag: '1'\nfiles:\n  - {path: a, contents: a}\n",
+    );
     let ok = ws.dir.kiln(&["pkg", "build", "pkg/ok", "--layout", "out"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     let before = snapshot(&ws.dir.join("out"));
@@ -180,7 +187,10 @@ fn a_deb_that_does_not_match_its_pin_is_refused() {
     let tampered = build_deb(&LayerBuilder::new().file("./usr/sbin/runc", "evil", 0o755));
     std::fs::write(&deb, &tampered).expect("write deb");
     // A good recipe built in the same run is not added either.
-    ws.recipe("pkg/new", "image: kiln.dev/new\ntag: '1'\nfiles:\n  - {path: n, contents: n}\n");
+    ws.recipe(
+        "pkg/new",
+        "image: kiln.dev/new\ntag: '1'\nfiles:\n  - {path: n, contents: n}\n",
+    );
     let err = fails_cleanly(&ws, &["pkg/new", "pkg/runc"]);
     assert!(err.contains("deb runc:"), "{err}");
     assert!(err.contains(&pinned), "{err}");
@@ -193,15 +203,24 @@ fn a_missing_deb_is_named() {
     std::fs::remove_file(ws.deb_path("runc", "1:1.1.5+ds1-1")).expect("remove deb");
     let err = fails_cleanly(&ws, &["pkg/runc"]);
     assert!(err.contains("deb runc:"), "{err}");
-    assert!(err.contains("runc_1%3a1.1.5+ds1-1_amd64.deb is missing"), "{err}");
+    assert!(
+        err.contains("runc_1%3a1.1.5+ds1-1_amd64.deb is missing"),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_unpinned_deb_is_named() {
     let ws = runc_workspace();
-    ws.recipe("pkg/x", "image: kiln.dev/x\ntag: '1'\ndebs:\n  - package: nope\n    keep: [a]\n");
+    ws.recipe(
+        "pkg/x",
+        "image: kiln.dev/x\ntag: '1'\ndebs:\n  - package: nope\n    keep: [a]\n",
+    );
     let err = fails_cleanly(&ws, &["pkg/x"]);
-    assert!(err.contains("pkg/x/build.yml:4:5: deb nope (amd64) is not pinned in"), "{err}");
+    assert!(
+        err.contains("pkg/x/build.yml:4:5: deb nope (amd64) is not pinned in"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -215,7 +234,10 @@ fn a_missing_recipe_is_named() {
 #[test]
 fn an_unknown_key_points_at_the_recipe_line() {
     let ws = runc_workspace();
-    ws.recipe("pkg/x", "image: kiln.dev/x\ntag: '1'\nfiles:\n  - path: a\n    contents: b\n    mod: '0600'\n");
+    ws.recipe(
+        "pkg/x",
+        "image: kiln.dev/x\ntag: '1'\nfiles:\n  - path: a\n    contents: b\n    mod: '0600'\n",
+    );
     let err = fails_cleanly(&ws, &["pkg/x"]);
     assert!(
         err.contains("pkg/x/build.yml:6:5: files[0]: unknown key `mod`; did you mean `mode`?"),
@@ -240,9 +262,15 @@ fn a_keep_glob_that_matches_nothing_is_named() {
 #[test]
 fn skopeo_and_umoci_read_the_images() {
     let ws = runc_workspace();
-    let out = ws.dir.kiln(&["pkg", "build", "pkg/runc", "--layout", "out"]);
+    let out = ws
+        .dir
+        .kiln(&["pkg", "build", "pkg/runc", "--layout", "out"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let hash_name = stdout(&out).split_whitespace().nth(2).expect("hash").to_owned();
+    let hash_name = stdout(&out)
+        .split_whitespace()
+        .nth(2)
+        .expect("hash")
+        .to_owned();
     let layout = ws.dir.join("out");
     let l = layout.to_str().expect("utf-8");
     let ls = stdout(&run_tool("umoci", &["ls", "--layout", l]));
@@ -285,7 +313,10 @@ fn tars_move_paths_into_a_tar_file() {
     assert!(out.status.success(), "{}", stderr(&out));
     let img = read_image(&ws.dir.join("out"), "kiln.dev/kernel:6.1");
     let listing = img.listing();
-    assert_eq!(&listing[..2], ["boot/ d 755", "boot/vmlinuz-6.1.0-1-amd64 f 644 KERNEL"]);
+    assert_eq!(
+        &listing[..2],
+        ["boot/ d 755", "boot/vmlinuz-6.1.0-1-amd64 f 644 KERNEL"]
+    );
     assert_eq!(listing.len(), 3, "{listing:#?}");
     let tar = img.file("kernel.tar");
     let inner = entries_of(&tar);
@@ -338,11 +369,18 @@ fn crate_binaries_must_be_static() {
     let calls = fake.1.lock().expect("lock").clone();
     assert_eq!(
         calls,
-        [(ws.dir.path().to_owned(), "kiln-init".to_owned(), "kiln-init".to_owned())]
+        [(
+            ws.dir.path().to_owned(),
+            "kiln-init".to_owned(),
+            "kiln-init".to_owned()
+        )]
     );
     let img = read_image(&ws.dir.join("out"), "kiln.dev/init:1");
     assert_eq!(img.entries.len(), 1);
-    assert_eq!((img.entries[0].path.as_str(), img.entries[0].mode), ("init", 0o755));
+    assert_eq!(
+        (img.entries[0].path.as_str(), img.entries[0].mode),
+        ("init", 0o755)
+    );
     assert_eq!(img.file("init"), elf64(&[1]));
 
     let before = snapshot(&ws.dir.join("out"));

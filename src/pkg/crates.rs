@@ -50,7 +50,15 @@ impl CrateBuilder for Cargo {
         // `--target` keeps RUSTFLAGS off build scripts and proc macros,
         // which cannot be linked statically.
         let status = Command::new(&cargo)
-            .args(["build", "--release", "--locked", "-p", package, "--bin", binary])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                package,
+                "--bin",
+                binary,
+            ])
             .arg("--target")
             .arg(&host)
             .arg("--target-dir")
@@ -171,7 +179,10 @@ mod tests {
     #[test]
     fn interpreters_are_found() {
         assert_eq!(check_static(&elf64(&[1, 1, 4])), Ok(()));
-        assert_eq!(check_static(&elf64(&[6, 3, 1])), Err(NotStatic::Interpreter));
+        assert_eq!(
+            check_static(&elf64(&[6, 3, 1])),
+            Err(NotStatic::Interpreter)
+        );
         assert!(check_static(b"#!/bin/sh\n").is_err());
         let mut truncated = elf64(&[1, 3]);
         truncated.truncate(100);

@@ -181,7 +181,10 @@ pub fn select(deb: &DebUse, tree: &Tree, epoch: i64) -> Result<Vec<(Vec<u8>, Ent
             Some(s) if path == s.as_bytes() && tree.get(path).is_some_and(Entry::is_dir) => {
                 return Ok(None)
             }
-            Some(s) => match path.strip_prefix(s.as_bytes()).and_then(|r| r.strip_prefix(b"/")) {
+            Some(s) => match path
+                .strip_prefix(s.as_bytes())
+                .and_then(|r| r.strip_prefix(b"/"))
+            {
                 Some(r) => r,
                 None => {
                     return Err(PkgError::NotUnderStrip {
@@ -203,7 +206,9 @@ pub fn select(deb: &DebUse, tree: &Tree, epoch: i64) -> Result<Vec<(Vec<u8>, Ent
     let mut copies: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     for path in kept.iter().copied() {
         let Some(new) = relocate(path)? else { continue };
-        let Some(entry) = tree.get(path) else { continue };
+        let Some(entry) = tree.get(path) else {
+            continue;
+        };
         let mut entry = entry.clone();
         if let Kind::Hardlink(target) = entry.kind.clone() {
             if kept.contains(target.as_slice()) {
@@ -228,6 +233,70 @@ pub fn select(deb: &DebUse, tree: &Tree, epoch: i64) -> Result<Vec<(Vec<u8>, Ent
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Pos;
+
+    fn deb_use(keep: &[&str], strip: Option<&str>, prefix: Option<&str>) -> DebUse {
+        DebUse {
+            package: "p".to_owned(),
+            keep: keep
+                .iter()
+                .map(|g| (g.to_string(), Pos::default()))
+                .collect(),
+            strip: strip.map(str::to_owned),
+            prefix: prefix.map(str::to_owned),
+            pos: Pos::default(),
+        }
+    }
+
+    fn sample(store: &ContentStore) -> Tree {
+        let mut t = Tree::new();
+        let c = store.add(b"data").unwrap();
+        let mut owned = Entry::file(c, 0o4755, 5);
+        owned.uid = 1000;
+        t.insert_with_parents(b"usr/lib/real".to_vec(), owned, 0o700, 5);
+        t.insert(b"usr/bin".to_vec(), Entry::dir(0o755, 5));
+        for l in ["usr/bin/a", "usr/bin/b"] {
+            let link = Entry::new(Kind::Hardlink(b"usr/lib/real".to_vec()), 0o4755, 5);
+            t.insert(l.as_bytes().to_vec(), link);
+        }
+        t
+    }
+
+    #[test]
+    fn links_to_unkept_targets_become_one_copy() {
+        let store = ContentStore::new().unwrap();
+        let t = sample(&store);
+        let got = select(&deb_use(&["usr/bin"], Some("usr"), Some("opt")), &t, 42).unwrap();
+        let paths: Vec<_> = got
+            .iter()
+            .map(|(p, _)| String::from_utf8_lossy(p))
+            .collect();
+        assert_eq!(paths, ["opt/bin", "opt/bin/a", "opt/bin/b"]);
+        assert!(matches!(got[1].1.kind, Kind::File(_)));
+        assert_eq!(
+            (got[1].1.mode, got[1].1.uid, got[1].1.mtime),
+            (0o4755, 0, 42)
+        );
+        assert_eq!(got[2].1.kind, Kind::Hardlink(b"opt/bin/a".to_vec()));
+    }
+
+    #[test]
+    fn kept_paths_outside_strip_are_errors() {
+        let store = ContentStore::new().unwrap();
+        let t = sample(&store);
+        let e = select(&deb_use(&["usr/lib/real"], Some("usr/bin"), None), &t, 0).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("kept path usr/lib/real is not under strip `usr/bin`"),
+            "{e}"
+        );
+        let e = select(&deb_use(&["usr/nope*"], None, None), &t, 0).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("deb p: keep glob `usr/nope*` matches nothing"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn ar_headers_parse() {

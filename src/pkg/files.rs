@@ -128,7 +128,12 @@ impl Walk<'_> {
             hash_field(h, &mode.to_le_bytes());
             hash_field(h, &bytes);
             let content = self.store.add(&bytes).map_err(PkgError::Store)?;
-            put(tree, target, Entry::file(content, mode, self.epoch), self.epoch);
+            put(
+                tree,
+                target,
+                Entry::file(content, mode, self.epoch),
+                self.epoch,
+            );
         } else if ft.is_dir() {
             hash_field(h, b"dir");
             hash_field(h, rel.as_bytes());
@@ -137,7 +142,12 @@ impl Walk<'_> {
                 .mode
                 .filter(|_| rel == self.top())
                 .unwrap_or(0o755);
-            put(tree, target.clone(), Entry::dir(mode, self.epoch), self.epoch);
+            put(
+                tree,
+                target.clone(),
+                Entry::dir(mode, self.epoch),
+                self.epoch,
+            );
             let mut names = Vec::new();
             for item in fs::read_dir(&host).map_err(|e| self.io(&host, e))? {
                 let item = item.map_err(|e| self.io(&host, e))?;

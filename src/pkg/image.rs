@@ -91,11 +91,7 @@ pub(super) fn prepare(
         let pins = pins.for_dir(&abs_dir, opts.pins.as_deref())?;
         let debs_dir = match &opts.debs {
             Some(d) => d.clone(),
-            None => pins
-                .file
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("debs"),
+            None => pins.file.parent().unwrap_or(Path::new(".")).join("debs"),
         };
         for d in &r.debs {
             let pin = pins

@@ -144,12 +144,18 @@ mod tests {
     #[test]
     fn bad_pins_are_errors() {
         let e = parse(Path::new("debs.yml"), "- package: runc\n  sha265: x\n").unwrap_err();
-        assert_eq!(e.to_string(), "debs.yml:2:3: [0]: unknown key `sha265`; did you mean `sha256`?");
+        assert_eq!(
+            e.to_string(),
+            "debs.yml:2:3: [0]: unknown key `sha265`; did you mean `sha256`?"
+        );
         let e = parse(
             Path::new("debs.yml"),
             "- {package: a, version: 1, arch: all, sha256: abc, source: a, license: MIT}\n",
         )
         .unwrap_err();
-        assert!(e.to_string().contains("a: sha256 must be 64 hex digits"), "{e}");
+        assert!(
+            e.to_string().contains("a: sha256 must be 64 hex digits"),
+            "{e}"
+        );
     }
 }

@@ -227,7 +227,9 @@ fn deb(node: &Node, path: &str) -> Result<DebUse, SpecError> {
                 for (i, g) in sequence(v, p)?.iter().enumerate() {
                     let gp = index(p, i);
                     let glob = string(g, &gp)?;
-                    if glob.is_empty() || glob.starts_with('/') || glob.split('/').any(|c| c == "..")
+                    if glob.is_empty()
+                        || glob.starts_with('/')
+                        || glob.split('/').any(|c| c == "..")
                     {
                         return Err(error(
                             g,
@@ -240,7 +242,13 @@ fn deb(node: &Node, path: &str) -> Result<DebUse, SpecError> {
             }
             "strip" => d.strip = Some(image_path(v, p, false)?),
             "prefix" => d.prefix = Some(image_path(v, p, true)?).filter(|s| !s.is_empty()),
-            _ => return Err(unknown_key(k, path, &["package", "keep", "strip", "prefix"])),
+            _ => {
+                return Err(unknown_key(
+                    k,
+                    path,
+                    &["package", "keep", "strip", "prefix"],
+                ))
+            }
         }
     }
     d.package = package.ok_or_else(|| error(node, path, "missing required key `package`"))?;
@@ -426,7 +434,9 @@ mod tests {
         );
         assert!(err("image: a\ntag: b\nconfig:\n  bogus: 1\n").starts_with("b.yml:4:3: config:"));
         assert!(err("image: a\ntag: 'x y'\n").contains("not a valid tag"));
-        assert!(err("image: a\ntag: b\nfiles:\n  - path: x\n    source: ../up\n")
-            .contains("inside the recipe directory"));
+        assert!(
+            err("image: a\ntag: b\nfiles:\n  - path: x\n    source: ../up\n")
+                .contains("inside the recipe directory")
+        );
     }
 }

@@ -25,7 +25,8 @@ impl Workspace {
             dir: TestDir::new(),
             pins: RefCell::new(String::from("# test pins\n")),
         };
-        ws.dir.write("vendor-images/debs.yml", ws.pins.borrow().as_bytes());
+        ws.dir
+            .write("vendor-images/debs.yml", ws.pins.borrow().as_bytes());
         ws
     }
 
@@ -236,9 +237,8 @@ pub fn read_image(dir: &Path, name: &str) -> Image {
         .unwrap_or_else(|| panic!("{name} not in {index}"));
     let digest = desc["digest"].as_str().expect("digest").to_owned();
     let blob = |d: &str| std::fs::read(blob_path(dir, d)).expect("read blob");
-    let json = |d: &str| -> serde_json::Value {
-        serde_json::from_slice(&blob(d)).expect("blob json")
-    };
+    let json =
+        |d: &str| -> serde_json::Value { serde_json::from_slice(&blob(d)).expect("blob json") };
     let manifest = json(&digest);
     let config = json(manifest["config"]["digest"].as_str().expect("config"));
     let layers = manifest["layers"].as_array().expect("layers");
