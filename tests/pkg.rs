@@ -260,6 +260,35 @@ fn a_keep_glob_that_matches_nothing_is_named() {
 }
 
 #[test]
+fn sources_through_symlinks_out_of_the_recipe_are_refused() {
+    let ws = runc_workspace();
+    ws.dir.write("secret/key", "private");
+    ws.dir.mkdir("pkg/x");
+    std::os::unix::fs::symlink(ws.dir.join("secret"), ws.dir.join("pkg/x/out")).expect("symlink");
+    ws.recipe(
+        "pkg/x",
+        "image: kiln.dev/x\ntag: '1'\nfiles:\n  - {path: k, source: out/key}\n",
+    );
+    let err = fails_cleanly(&ws, &["pkg/x"]);
+    assert!(err.contains("pkg/x/build.yml:4:5: "), "{err}");
+    assert!(
+        err.contains("out/key: leads out of the recipe directory"),
+        "{err}"
+    );
+
+    // The link itself is copied as a link, not followed.
+    ws.recipe(
+        "pkg/x",
+        "image: kiln.dev/x\ntag: '1'\nfiles:\n  - {path: k, source: out}\n",
+    );
+    let out = ws.dir.kiln(&["pkg", "build", "pkg/x", "--layout", "out"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let img = read_image(&ws.dir.join("out"), "kiln.dev/x:1");
+    let target = ws.dir.join("secret");
+    assert_eq!(img.listing(), [format!("k l 777 -> {}", target.display())]);
+}
+
+#[test]
 fn skopeo_and_umoci_read_the_images() {
     let ws = runc_workspace();
     let out = ws

@@ -71,6 +71,7 @@ pub fn apply(
                 store,
                 epoch,
             };
+            walk.check_inside(source)?;
             walk.copy(source, target, tree, hasher)?;
         }
     }
@@ -94,6 +95,24 @@ impl Walk<'_> {
 
     fn io(&self, path: &Path, e: std::io::Error) -> PkgError {
         self.err(path, e.to_string())
+    }
+
+    /// Refuse a source reached through a symlinked parent directory that
+    /// leads out of the recipe directory (the source itself, when a
+    /// symlink, is copied as a link and not followed).
+    fn check_inside(&self, rel: &str) -> Result<(), PkgError> {
+        let host = self.recipe_dir.join(rel);
+        let real = |p: &Path| fs::canonicalize(p).map_err(|e| self.io(p, e));
+        let root = real(self.recipe_dir)?;
+        let parent = host.parent().unwrap_or(self.recipe_dir);
+        if !real(parent)?.starts_with(&root) {
+            return Err(self.err(&host, "leads out of the recipe directory"));
+        }
+        let is_dir = fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir());
+        if self.rule.path.is_empty() && !is_dir {
+            return Err(self.err(&host, "only a directory can be copied to `/`"));
+        }
+        Ok(())
     }
 
     /// Copy `rel` (relative to the recipe directory) to image path `target`.
