@@ -388,10 +388,42 @@ fn config(node: &Node, path: &str, image: &str) -> Result<String, SpecError> {
             format!("expected a mapping, found {}", node.kind()),
         ));
     }
-    // serde_json's map is sorted by key, so this is compact sorted JSON.
-    let json = node.to_json().to_string();
+    let mut json = String::new();
+    canonical_json(&node.to_json(), &mut json);
     crate::spec::label(&json, image).map_err(|e| error(node, path, e.msg))?;
     Ok(json)
+}
+
+/// Compact JSON with object keys sorted by their bytes, whatever order
+/// serde_json's map keeps (it depends on a cargo feature).
+fn canonical_json(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical_json(&map[k], out);
+            }
+            out.push('}');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 #[cfg(test)]
