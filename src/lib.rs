@@ -11,6 +11,7 @@ pub mod golden;
 pub mod inspect;
 pub mod oci;
 pub mod output;
+pub mod pkg;
 pub mod resolve;
 pub mod run;
 pub mod spec;

@@ -44,6 +44,33 @@ enum Command {
         #[arg(long)]
         golden: PathBuf,
     },
+    /// Build images from package recipes (`build.yml`)
+    Pkg {
+        #[command(subcommand)]
+        command: PkgCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PkgCommand {
+    /// Build one OCI image per recipe directory into the layout
+    Build {
+        /// OCI image layout to add the images to [default: $KILN_LAYOUT, else ./oci-layout]
+        #[arg(long, value_name = "DIR")]
+        layout: Option<PathBuf>,
+        /// Directory of the pinned .deb files [default: debs/ beside the pin file]
+        #[arg(long, value_name = "DIR")]
+        debs: Option<PathBuf>,
+        /// The pin file [default: vendor-images/debs.yml above the recipe]
+        #[arg(long, value_name = "FILE")]
+        pins: Option<PathBuf>,
+        /// Architecture of recipes that name none
+        #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
+        arch: String,
+        /// Recipe directories, each holding a build.yml
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -253,6 +280,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ExitCode::from(124)
                 }
             })
+        }
+        Command::Pkg {
+            command:
+                PkgCommand::Build {
+                    layout,
+                    debs,
+                    pins,
+                    arch,
+                    dirs,
+                },
+        } => {
+            let epoch = build::source_date_epoch()?;
+            let opts = kiln::pkg::PkgOptions {
+                layout: layout_dir(&LayoutArgs {
+                    layout,
+                    arch: arch.clone(),
+                }),
+                debs,
+                pins,
+                arch,
+                epoch,
+            };
+            // Bad inputs exit 1 like other user errors; the message keeps
+            // the whole chain of causes.
+            let built =
+                kiln::pkg::build(&dirs, &opts, &kiln::pkg::Cargo { epoch }).map_err(|e| {
+                    if e.is_user_error() {
+                        anyhow::Error::new(build::UserError(format!("{:#}", anyhow::Error::new(e))))
+                    } else {
+                        anyhow::Error::new(e)
+                    }
+                })?;
+            for b in &built {
+                for w in &b.warnings {
+                    eprintln!("kiln: warning: {w}");
+                }
+                println!("{}  {}  {}", b.digest, b.name, b.hash_name);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Verify { file, golden } => {
             let now = kiln::golden::rehash(&file)?;

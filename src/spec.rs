@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-mod fields;
+pub(crate) mod fields;
 mod image;
 pub mod parse;
 pub mod yaml;

@@ -6,5 +6,6 @@ mod support;
 mod cli;
 mod oci;
 mod output;
+mod pkg;
 mod spec;
 mod unpack;
