@@ -181,6 +181,13 @@ pub fn select(deb: &DebUse, tree: &Tree, epoch: i64) -> Result<Vec<(Vec<u8>, Ent
             Some(s) if path == s.as_bytes() && tree.get(path).is_some_and(Entry::is_dir) => {
                 return Ok(None)
             }
+            // `strip` naming a single file renames it to `prefix`
+            // (e.g. boot/vmlinuz-VERSION → kernel).
+            Some(s)
+                if path == s.as_bytes() && deb.prefix.as_deref().is_some_and(|p| !p.is_empty()) =>
+            {
+                &[]
+            }
             Some(s) => match path
                 .strip_prefix(s.as_bytes())
                 .and_then(|r| r.strip_prefix(b"/"))
@@ -278,6 +285,24 @@ mod tests {
             (0o4755, 0, 42)
         );
         assert_eq!(got[2].1.kind, Kind::Hardlink(b"opt/bin/a".to_vec()));
+    }
+
+    #[test]
+    fn strip_naming_a_file_renames_it_to_prefix() {
+        let store = ContentStore::new().unwrap();
+        let t = sample(&store);
+        let got = select(
+            &deb_use(&["usr/lib/real"], Some("usr/lib/real"), Some("kernel")),
+            &t,
+            0,
+        )
+        .unwrap();
+        let paths: Vec<_> = got
+            .iter()
+            .map(|(p, _)| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        assert_eq!(paths, ["kernel"]);
+        assert!(matches!(got[0].1.kind, Kind::File(_)));
     }
 
     #[test]
