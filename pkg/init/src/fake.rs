@@ -65,7 +65,8 @@ impl Fake {
         if let Some((dir, _)) = path.rsplit_once('/') {
             self.dirs.extend(parents(dir));
         }
-        self.files.insert(path.to_string(), data.as_bytes().to_vec());
+        self.files
+            .insert(path.to_string(), data.as_bytes().to_vec());
     }
 
     pub fn dir(&mut self, path: &str) {
@@ -74,7 +75,10 @@ impl Fake {
 
     /// The console lines written so far.
     pub fn lines(&self) -> Vec<&str> {
-        self.calls.iter().filter_map(|c| c.strip_prefix("log ")).collect()
+        self.calls
+            .iter()
+            .filter_map(|c| c.strip_prefix("log "))
+            .collect()
     }
 
     /// The calls that start with one of `prefixes`, in order.
@@ -87,7 +91,12 @@ impl Fake {
     }
 
     fn stop(&mut self, name: &str, status: Status) {
-        let pids: Vec<Pid> = self.running.iter().filter(|(_, n)| *n == name).map(|(p, _)| *p).collect();
+        let pids: Vec<Pid> = self
+            .running
+            .iter()
+            .filter(|(_, n)| *n == name)
+            .map(|(p, _)| *p)
+            .collect();
         for pid in pids {
             self.running.remove(&pid);
             self.exited.push((pid, status));
@@ -101,8 +110,10 @@ impl Sys for Fake {
     }
 
     fn mount(&mut self, c: &MountCall) -> io::Result<()> {
-        self.calls
-            .push(format!("mount {} {} {} {:#x} {}", c.source, c.target, c.fstype, c.flags, c.data));
+        self.calls.push(format!(
+            "mount {} {} {} {:#x} {}",
+            c.source, c.target, c.fstype, c.flags, c.data
+        ));
         if self.fail_mounts.contains(&c.target) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
@@ -140,11 +151,15 @@ impl Sys for Fake {
     }
 
     fn read_file(&mut self, path: &str) -> io::Result<Vec<u8>> {
-        self.files.get(path).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
 
     fn write_file(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
-        self.calls.push(format!("write {path} {}", String::from_utf8_lossy(data)));
+        self.calls
+            .push(format!("write {path} {}", String::from_utf8_lossy(data)));
         Ok(())
     }
 
@@ -153,14 +168,21 @@ impl Sys for Fake {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
         let prefix = format!("{path}/");
-        let direct = |p: &String| p.strip_prefix(&prefix).filter(|r| !r.contains('/')).map(str::to_string);
+        let direct = |p: &String| {
+            p.strip_prefix(&prefix)
+                .filter(|r| !r.contains('/'))
+                .map(str::to_string)
+        };
         // Reverse order: init must sort, not trust the listing.
         let mut out: Vec<DirEntry> = self
             .dirs
             .iter()
             .filter_map(direct)
             .map(|name| DirEntry { name, is_dir: true })
-            .chain(self.files.keys().filter_map(direct).map(|name| DirEntry { name, is_dir: false }))
+            .chain(self.files.keys().filter_map(direct).map(|name| DirEntry {
+                name,
+                is_dir: false,
+            }))
             .collect();
         out.reverse();
         Ok(out)
@@ -186,7 +208,8 @@ impl Sys for Fake {
     }
 
     fn finit_module(&mut self, path: &str, params: &str, compressed: bool) -> io::Result<()> {
-        self.calls.push(format!("finit_module {path} [{params}] {compressed}"));
+        self.calls
+            .push(format!("finit_module {path} [{params}] {compressed}"));
         Ok(())
     }
 
@@ -204,7 +227,10 @@ impl Sys for Fake {
                 }
             },
             Some("kill") => {
-                let target = argv.get(argv.len().saturating_sub(2)).cloned().unwrap_or_default();
+                let target = argv
+                    .get(argv.len().saturating_sub(2))
+                    .cloned()
+                    .unwrap_or_default();
                 if name == "KILL" {
                     self.stop(&target, Status::Signaled(9));
                 } else if name == "TERM" && !self.stubborn.contains(&target) {
@@ -223,7 +249,11 @@ impl Sys for Fake {
 
     fn wait_signal(&mut self, timeout: Option<Duration>) -> Option<Signal> {
         self.waits += 1;
-        assert!(self.waits < 10_000, "init waits forever; calls: {:#?}", self.calls);
+        assert!(
+            self.waits < 10_000,
+            "init waits forever; calls: {:#?}",
+            self.calls
+        );
         match self.script.pop_front() {
             Some(Happening::Signal(s)) => Some(s),
             Some(Happening::Exit(name, st)) => {

@@ -109,7 +109,9 @@ impl<S: Sys> Init<S> {
         let mounts = self.sys.read_file("/proc/mounts").unwrap_or_default();
         let no_pivot = runc::root_is_initramfs(&String::from_utf8_lossy(&mounts));
         if no_pivot {
-            self.log(Event::Note("root is the initramfs: runc runs with --no-pivot".into()));
+            self.log(Event::Note(
+                "root is the initramfs: runc runs with --no-pivot".into(),
+            ));
         }
         self.runc = Some(Runc { path, no_pivot });
     }
@@ -205,10 +207,14 @@ impl<S: Sys> Init<S> {
             }
         }
         if !rt.interfaces.is_empty() {
-            self.log(Event::Note(format!("{word} {name}: runtime interfaces not supported, ignored")));
+            self.log(Event::Note(format!(
+                "{word} {name}: runtime interfaces not supported, ignored"
+            )));
         }
         if !rt.bind_ns.is_empty() {
-            self.log(Event::Note(format!("{word} {name}: runtime bindNS not supported, ignored")));
+            self.log(Event::Note(format!(
+                "{word} {name}: runtime bindNS not supported, ignored"
+            )));
         }
         let steps = runtime::plan(&rt);
         for step in &steps {
@@ -222,9 +228,14 @@ impl<S: Sys> Init<S> {
 
     fn perform(&mut self, step: &Step) -> Result<(), String> {
         match step {
-            Step::Mkdir(dir) => self.sys.mkdir_all(dir, 0o755).map_err(|e| format!("mkdir {dir}: {e}")),
+            Step::Mkdir(dir) => self
+                .sys
+                .mkdir_all(dir, 0o755)
+                .map_err(|e| format!("mkdir {dir}: {e}")),
             Step::Target { path, like } => {
-                let file = like.as_deref().is_some_and(|src| self.sys.exists(src) && !self.sys.is_dir(src));
+                let file = like
+                    .as_deref()
+                    .is_some_and(|src| self.sys.exists(src) && !self.sys.is_dir(src));
                 let r = if file {
                     self.sys.ensure_file(path)
                 } else {
@@ -232,7 +243,10 @@ impl<S: Sys> Init<S> {
                 };
                 r.map_err(|e| format!("mount point {path}: {e}"))
             }
-            Step::Mount(m) => self.sys.mount(m).map_err(|e| format!("mount {}: {e}", m.target)),
+            Step::Mount(m) => self
+                .sys
+                .mount(m)
+                .map_err(|e| format!("mount {}: {e}", m.target)),
         }
     }
 

@@ -16,7 +16,9 @@ use kiln_init::sys::linux::Linux;
 use kiln_init::sys::{Halt, Sys};
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     match supervise::invocation(&argv, std::process::id() == 1) {
         Invocation::Init => pid1(),
         Invocation::Client { how, force } => client(how, force),
@@ -30,7 +32,8 @@ fn main() -> ExitCode {
 fn pid1() -> ! {
     let mut init = Init::new(Linux::new(), Config::default());
     if catch_unwind(AssertUnwindSafe(|| init.run())).is_err() {
-        init.sys.log("kiln-init: error: init panicked; reaping children forever");
+        init.sys
+            .log("kiln-init: error: init panicked; reaping children forever");
     }
     loop {
         let r = catch_unwind(AssertUnwindSafe(|| {
@@ -55,7 +58,11 @@ fn client(how: Halt, force: bool) -> ExitCode {
     }
     // SAFETY: kill has no memory-safety preconditions.
     if unsafe { libc::kill(1, supervise::signal_for(how)) } < 0 {
-        eprintln!("{}: cannot signal init: {}", how.word(), std::io::Error::last_os_error());
+        eprintln!(
+            "{}: cannot signal init: {}",
+            how.word(),
+            std::io::Error::last_os_error()
+        );
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS

@@ -84,7 +84,12 @@ impl Deps {
             let deps = deps.split_whitespace().map(str::to_string).collect();
             modules.insert(name_of(path), (path.to_string(), deps));
         }
-        let builtin = builtin.lines().map(str::trim).filter(|l| !l.is_empty()).map(name_of).collect();
+        let builtin = builtin
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(name_of)
+            .collect();
         Deps { modules, builtin }
     }
 
@@ -110,7 +115,13 @@ impl Deps {
         out
     }
 
-    fn visit(&self, name: &str, params: &str, seen: &mut BTreeSet<String>, out: &mut Vec<Resolved>) {
+    fn visit(
+        &self,
+        name: &str,
+        params: &str,
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<Resolved>,
+    ) {
         if !seen.insert(name.to_string()) {
             return;
         }
@@ -219,7 +230,13 @@ garbage line
     fn builtin_and_unknown_modules_are_reported() {
         let d = Deps::parse(DEP, "kernel/fs/ext4/ext4.ko\n");
         let r = d.resolve(&parse_wanted("ext4\nnope\n"));
-        assert_eq!(r, [Resolved::Builtin("ext4".into()), Resolved::NotFound("nope".into())]);
+        assert_eq!(
+            r,
+            [
+                Resolved::Builtin("ext4".into()),
+                Resolved::NotFound("nope".into())
+            ]
+        );
     }
 
     #[test]

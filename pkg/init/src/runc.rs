@@ -123,9 +123,19 @@ mod tests {
         };
         assert_eq!(
             r.run("/containers/onboot/000-a", "000-a"),
-            ["/usr/bin/runc", "run", "--bundle", "/containers/onboot/000-a", "--no-new-keyring", "000-a"]
+            [
+                "/usr/bin/runc",
+                "run",
+                "--bundle",
+                "/containers/onboot/000-a",
+                "--no-new-keyring",
+                "000-a"
+            ]
         );
-        let r = Runc { no_pivot: true, ..r };
+        let r = Runc {
+            no_pivot: true,
+            ..r
+        };
         assert_eq!(
             r.run("/containers/services/getty", "getty"),
             [
@@ -146,33 +156,52 @@ mod tests {
             path: "/usr/sbin/runc".into(),
             no_pivot: false,
         };
-        assert_eq!(r.kill("getty", "TERM", false), ["/usr/sbin/runc", "kill", "getty", "TERM"]);
+        assert_eq!(
+            r.kill("getty", "TERM", false),
+            ["/usr/sbin/runc", "kill", "getty", "TERM"]
+        );
         assert_eq!(
             r.kill("getty", "KILL", true),
             ["/usr/sbin/runc", "kill", "--all", "getty", "KILL"]
         );
-        assert_eq!(r.delete("getty"), ["/usr/sbin/runc", "delete", "--force", "getty"]);
+        assert_eq!(
+            r.delete("getty"),
+            ["/usr/sbin/runc", "delete", "--force", "getty"]
+        );
     }
 
     #[test]
     fn runc_is_searched_in_path_order() {
-        assert_eq!(find(|p| p == "/usr/bin/runc" || p == "/bin/runc").as_deref(), Some("/usr/bin/runc"));
-        assert_eq!(find(|p| p == "/usr/sbin/runc").as_deref(), Some("/usr/sbin/runc"));
+        assert_eq!(
+            find(|p| p == "/usr/bin/runc" || p == "/bin/runc").as_deref(),
+            Some("/usr/bin/runc")
+        );
+        assert_eq!(
+            find(|p| p == "/usr/sbin/runc").as_deref(),
+            Some("/usr/sbin/runc")
+        );
         assert_eq!(find(|_| false), None);
     }
 
     #[test]
     fn initramfs_root_is_detected() {
-        assert!(root_is_initramfs("rootfs / rootfs rw 0 0\nproc /proc proc rw 0 0\n"));
+        assert!(root_is_initramfs(
+            "rootfs / rootfs rw 0 0\nproc /proc proc rw 0 0\n"
+        ));
         assert!(root_is_initramfs("none / rootfs rw 0 0\n"));
-        assert!(!root_is_initramfs("/dev/vda1 / ext4 rw 0 0\nrootfs /x rootfs rw 0 0\n"));
+        assert!(!root_is_initramfs(
+            "/dev/vda1 / ext4 rw 0 0\nrootfs /x rootfs rw 0 0\n"
+        ));
         assert!(!root_is_initramfs(""));
     }
 
     #[test]
     fn bundle_paths() {
         assert_eq!(bundle(Section::Onboot, "000-a"), "/containers/onboot/000-a");
-        assert_eq!(bundle(Section::Services, "getty"), "/containers/services/getty");
+        assert_eq!(
+            bundle(Section::Services, "getty"),
+            "/containers/services/getty"
+        );
         assert_eq!(section_dir(Section::Onshutdown), "/containers/onshutdown");
     }
 }

@@ -72,7 +72,11 @@ fn type_err(field: &str, want: &'static str) -> RuntimeError {
 }
 
 /// A string field; missing or null is empty.
-fn string(obj: &serde_json::Map<String, Value>, key: &str, at: &str) -> Result<String, RuntimeError> {
+fn string(
+    obj: &serde_json::Map<String, Value>,
+    key: &str,
+    at: &str,
+) -> Result<String, RuntimeError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
@@ -93,7 +97,11 @@ fn array<'a>(
     }
 }
 
-fn strings(obj: &serde_json::Map<String, Value>, key: &str, at: &str) -> Result<Vec<String>, RuntimeError> {
+fn strings(
+    obj: &serde_json::Map<String, Value>,
+    key: &str,
+    at: &str,
+) -> Result<Vec<String>, RuntimeError> {
     array(obj, key, at)?
         .iter()
         .enumerate()
@@ -202,7 +210,10 @@ pub enum Step {
     Mkdir(String),
     /// Make `path` exist as a mount point: a directory, or an empty file when
     /// `like` (a bind source) is not a directory.
-    Target { path: String, like: Option<String> },
+    Target {
+        path: String,
+        like: Option<String>,
+    },
     Mount(MountCall),
 }
 
@@ -287,7 +298,13 @@ pub fn cleanup(steps: &[Step], bundle: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for s in steps.iter().rev() {
         if let Step::Mount(m) = s {
-            let fresh = m.flags & (libc::MS_REMOUNT | libc::MS_PRIVATE | libc::MS_SHARED | libc::MS_SLAVE | libc::MS_UNBINDABLE) == 0;
+            let fresh = m.flags
+                & (libc::MS_REMOUNT
+                    | libc::MS_PRIVATE
+                    | libc::MS_SHARED
+                    | libc::MS_SLAVE
+                    | libc::MS_UNBINDABLE)
+                == 0;
             if fresh && m.target.starts_with(&inside) {
                 out.push(m.target.clone());
             }

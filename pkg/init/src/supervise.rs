@@ -41,7 +41,12 @@ pub fn signal_for(how: Halt) -> i32 {
 
 /// A reaped child: forget it if it was a service, and say what happened.
 /// Nothing is restarted.
-pub fn on_exit(phase: Phase, services: &mut BTreeMap<Pid, String>, pid: Pid, status: Status) -> Event {
+pub fn on_exit(
+    phase: Phase,
+    services: &mut BTreeMap<Pid, String>,
+    pid: Pid,
+    status: Status,
+) -> Event {
     match (services.remove(&pid), phase) {
         (Some(name), Phase::Running) => Event::ServiceExited(name, status),
         (Some(name), Phase::Stopping) => Event::ServiceStopped(name, status),
@@ -55,7 +60,10 @@ pub enum Invocation {
     /// Be PID 1.
     Init,
     /// Ask PID 1 to shut down (`force`: do it now, without PID 1).
-    Client { how: Halt, force: bool },
+    Client {
+        how: Halt,
+        force: bool,
+    },
     Usage(String),
 }
 
@@ -68,7 +76,10 @@ pub fn invocation(argv: &[String], pid1: bool) -> Invocation {
         "halt" => Some(Halt::Halt),
         _ => None,
     };
-    let base = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a)).unwrap_or("");
+    let base = argv
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a))
+        .unwrap_or("");
     let (how, rest) = match word(base) {
         Some(h) => (Some(h), argv.get(1..).unwrap_or(&[])),
         None => match argv.get(1).and_then(|a| word(a)) {
@@ -124,7 +135,10 @@ mod tests {
         assert_eq!(e, Event::ServiceExited("getty".into(), Status::Exited(1)));
         assert_eq!(s.len(), 1);
         let e = on_exit(Phase::Stopping, &mut s, 43, Status::Signaled(15));
-        assert_eq!(e, Event::ServiceStopped("rngd".into(), Status::Signaled(15)));
+        assert_eq!(
+            e,
+            Event::ServiceStopped("rngd".into(), Status::Signaled(15))
+        );
         assert!(s.is_empty());
     }
 
@@ -143,18 +157,30 @@ mod tests {
         assert_eq!(invocation(&args(&["/sbin/init"]), true), Init);
         assert_eq!(
             invocation(&args(&["/sbin/poweroff"]), false),
-            Client { how: Halt::Poweroff, force: false }
+            Client {
+                how: Halt::Poweroff,
+                force: false
+            }
         );
         assert_eq!(
             invocation(&args(&["reboot", "-f"]), false),
-            Client { how: Halt::Reboot, force: true }
+            Client {
+                how: Halt::Reboot,
+                force: true
+            }
         );
         assert_eq!(
             invocation(&args(&["kiln-init", "halt"]), false),
-            Client { how: Halt::Halt, force: false }
+            Client {
+                how: Halt::Halt,
+                force: false
+            }
         );
         assert!(matches!(invocation(&args(&["kiln-init"]), false), Usage(_)));
-        assert!(matches!(invocation(&args(&["poweroff", "-x"]), false), Usage(_)));
+        assert!(matches!(
+            invocation(&args(&["poweroff", "-x"]), false),
+            Usage(_)
+        ));
         assert!(matches!(invocation(&[], false), Usage(_)));
     }
 }

@@ -28,9 +28,27 @@ const NOSUID_NODEV_NOEXEC: u64 = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOE
 
 /// The mounts made at boot, in order.
 pub const SYSTEM_MOUNTS: &[SystemMount] = &[
-    SystemMount { target: "/proc", fstype: "proc", source: "proc", flags: NOSUID_NODEV_NOEXEC, data: "" },
-    SystemMount { target: "/sys", fstype: "sysfs", source: "sysfs", flags: NOSUID_NODEV_NOEXEC, data: "" },
-    SystemMount { target: "/dev", fstype: "devtmpfs", source: "dev", flags: libc::MS_NOSUID, data: "mode=0755" },
+    SystemMount {
+        target: "/proc",
+        fstype: "proc",
+        source: "proc",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+    },
+    SystemMount {
+        target: "/sys",
+        fstype: "sysfs",
+        source: "sysfs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+    },
+    SystemMount {
+        target: "/dev",
+        fstype: "devtmpfs",
+        source: "dev",
+        flags: libc::MS_NOSUID,
+        data: "mode=0755",
+    },
     SystemMount {
         target: "/dev/pts",
         fstype: "devpts",
@@ -45,8 +63,20 @@ pub const SYSTEM_MOUNTS: &[SystemMount] = &[
         flags: libc::MS_NOSUID | libc::MS_NODEV,
         data: "mode=1777",
     },
-    SystemMount { target: "/run", fstype: "tmpfs", source: "tmpfs", flags: libc::MS_NOSUID | libc::MS_NODEV, data: "mode=0755" },
-    SystemMount { target: "/tmp", fstype: "tmpfs", source: "tmpfs", flags: libc::MS_NOSUID | libc::MS_NODEV, data: "mode=1777" },
+    SystemMount {
+        target: "/run",
+        fstype: "tmpfs",
+        source: "tmpfs",
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data: "mode=0755",
+    },
+    SystemMount {
+        target: "/tmp",
+        fstype: "tmpfs",
+        source: "tmpfs",
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data: "mode=1777",
+    },
     SystemMount {
         target: "/sys/fs/cgroup",
         fstype: "cgroup2",
@@ -80,10 +110,15 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let oct = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match oct {
             Some(d) => {
-                out.push(d.iter().fold(0u8, |acc, c| acc.wrapping_mul(8).wrapping_add(c - b'0')));
+                out.push(
+                    d.iter()
+                        .fold(0u8, |acc, c| acc.wrapping_mul(8).wrapping_add(c - b'0')),
+                );
                 i += 4;
             }
             None => {
@@ -116,13 +151,21 @@ pub fn unmount_order(proc_mounts: &str) -> Vec<String> {
 pub fn hostname(etc_hostname: Option<&[u8]>) -> String {
     etc_hostname
         .map(String::from_utf8_lossy)
-        .and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string))
+        .and_then(|t| {
+            t.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "kiln".to_string())
 }
 
 impl<S: Sys> Init<S> {
     fn read_text(&mut self, path: &str) -> Option<String> {
-        self.sys.read_file(path).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
+        self.sys
+            .read_file(path)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     pub(super) fn mount_system(&mut self) {
@@ -177,13 +220,19 @@ impl<S: Sys> Init<S> {
         let mut enabled = Vec::new();
         for c in list.split_whitespace() {
             let w = format!("+{c}");
-            match self.sys.write_file("/sys/fs/cgroup/cgroup.subtree_control", w.as_bytes()) {
+            match self
+                .sys
+                .write_file("/sys/fs/cgroup/cgroup.subtree_control", w.as_bytes())
+            {
                 Ok(()) => enabled.push(c.to_string()),
                 Err(e) => self.log(Event::Note(format!("cgroup controller {c}: {e}"))),
             }
         }
         if !enabled.is_empty() {
-            self.log(Event::Note(format!("cgroup controllers {}", enabled.join(" "))));
+            self.log(Event::Note(format!(
+                "cgroup controllers {}",
+                enabled.join(" ")
+            )));
         }
     }
 
@@ -207,9 +256,18 @@ impl<S: Sys> Init<S> {
     pub(super) fn load_modules(&mut self) {
         let mut wanted = modules::parse_wanted(&self.read_text("/etc/modules").unwrap_or_default());
         let filesystems = self.read_text("/proc/filesystems").unwrap_or_default();
-        let has_overlay = filesystems.lines().any(|l| l.split_whitespace().last() == Some("overlay"));
-        if !has_overlay && !wanted.iter().any(|w| modules::name_of(&w.name) == "overlay") {
-            wanted.push(modules::Wanted { name: "overlay".into(), params: String::new() });
+        let has_overlay = filesystems
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some("overlay"));
+        if !has_overlay
+            && !wanted
+                .iter()
+                .any(|w| modules::name_of(&w.name) == "overlay")
+        {
+            wanted.push(modules::Wanted {
+                name: "overlay".into(),
+                params: String::new(),
+            });
         }
         if wanted.is_empty() {
             return;
@@ -222,14 +280,19 @@ impl<S: Sys> Init<S> {
             }
         };
         let base = format!("/lib/modules/{release}");
-        let dep = self.read_text(&format!("{base}/modules.dep")).unwrap_or_default();
-        let builtin = self.read_text(&format!("{base}/modules.builtin")).unwrap_or_default();
+        let dep = self
+            .read_text(&format!("{base}/modules.dep"))
+            .unwrap_or_default();
+        let builtin = self
+            .read_text(&format!("{base}/modules.builtin"))
+            .unwrap_or_default();
         for r in Deps::parse(&dep, &builtin).resolve(&wanted) {
             match r {
                 Resolved::Builtin(name) => self.log(Event::Note(format!("module {name} builtin"))),
-                Resolved::NotFound(name) => {
-                    self.log(Event::ModuleFailed(name, format!("not in {base}/modules.dep")))
-                }
+                Resolved::NotFound(name) => self.log(Event::ModuleFailed(
+                    name,
+                    format!("not in {base}/modules.dep"),
+                )),
                 Resolved::Load(l) => {
                     let path = format!("{base}/{}", l.path);
                     match self.sys.finit_module(&path, &l.params, l.compressed) {
@@ -267,7 +330,19 @@ mod tests {
     #[test]
     fn system_mounts_come_in_dependency_order() {
         let order: Vec<&str> = SYSTEM_MOUNTS.iter().map(|m| m.target).collect();
-        assert_eq!(order, ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/run", "/tmp", "/sys/fs/cgroup"]);
+        assert_eq!(
+            order,
+            [
+                "/proc",
+                "/sys",
+                "/dev",
+                "/dev/pts",
+                "/dev/shm",
+                "/run",
+                "/tmp",
+                "/sys/fs/cgroup"
+            ]
+        );
         let pts = &SYSTEM_MOUNTS[3];
         assert!(pts.data.contains("newinstance") && pts.data.contains("ptmxmode=0666"));
     }
@@ -291,6 +366,9 @@ mod tests {
         let pm = "rootfs / rootfs rw 0 0\nproc /proc proc rw 0 0\nsysfs /sys sysfs rw 0 0\n\
                   dev /dev devtmpfs rw 0 0\ndevpts /dev/pts devpts rw 0 0\ntmpfs /run tmpfs rw 0 0\n\
                   cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n/dev/vda /var/lib ext4 rw 0 0\n";
-        assert_eq!(unmount_order(pm), ["/var/lib", "/sys/fs/cgroup", "/run", "/dev/pts"]);
+        assert_eq!(
+            unmount_order(pm),
+            ["/var/lib", "/sys/fs/cgroup", "/run", "/dev/pts"]
+        );
     }
 }

@@ -83,7 +83,13 @@ fn writable_plan_mounts_tmpfs_then_makes_upper_and_work_then_overlay() {
             path: "/var/lib".into(),
             like: Some("/var/lib/box".into()),
         },
-        call("/var/lib/box", "/var/lib", "bind", libc::MS_BIND | libc::MS_REC, ""),
+        call(
+            "/var/lib/box",
+            "/var/lib",
+            "bind",
+            libc::MS_BIND | libc::MS_REC,
+            "",
+        ),
     ];
     assert_eq!(plan(&rt), want);
 }
@@ -101,7 +107,13 @@ fn readonly_bind_is_remounted_read_only() {
                 path: "/etc/resolv.conf".into(),
                 like: Some("/run/resolv.conf".into())
             },
-            call("/run/resolv.conf", "/etc/resolv.conf", "", libc::MS_BIND | libc::MS_RDONLY, ""),
+            call(
+                "/run/resolv.conf",
+                "/etc/resolv.conf",
+                "",
+                libc::MS_BIND | libc::MS_RDONLY,
+                ""
+            ),
             call(
                 "",
                 "/etc/resolv.conf",
@@ -130,7 +142,10 @@ fn cleanup_unmounts_only_bundle_mounts_innermost_first() {
     let rt = parse(WRITABLE.as_bytes()).unwrap();
     assert_eq!(
         cleanup(&plan(&rt), "/containers/services/c"),
-        ["/containers/services/c/rootfs", "/containers/services/c/tmp"]
+        [
+            "/containers/services/c/rootfs",
+            "/containers/services/c/tmp"
+        ]
     );
 }
 
@@ -146,10 +161,16 @@ fn missing_and_null_fields_are_empty() {
 #[test]
 fn bad_input_is_an_error_naming_the_field() {
     let e = parse(br#"{"mounts": [{"destination": 3}]}"#).unwrap_err();
-    assert_eq!(e.to_string(), "runtime.json: mounts[0].destination must be a string");
+    assert_eq!(
+        e.to_string(),
+        "runtime.json: mounts[0].destination must be a string"
+    );
     let e = parse(br#"{"mkdir": "x"}"#).unwrap_err();
     assert_eq!(e.to_string(), "runtime.json: mkdir must be an array");
     let e = parse(b"[]").unwrap_err();
-    assert_eq!(e.to_string(), "runtime.json: the top level must be an object");
+    assert_eq!(
+        e.to_string(),
+        "runtime.json: the top level must be an object"
+    );
     assert!(matches!(parse(b"{").unwrap_err(), RuntimeError::Json(_)));
 }

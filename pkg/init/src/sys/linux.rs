@@ -32,7 +32,8 @@ const SIGNALS: &[(libc::c_int, Signal)] = &[
 ];
 
 fn cstr(s: &str) -> io::Result<CString> {
-    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("nul byte in {s:?}")))
+    CString::new(s)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("nul byte in {s:?}")))
 }
 
 fn check(ret: libc::c_int) -> io::Result<()> {
@@ -121,7 +122,10 @@ impl Sys for Linux {
             self.console = open_console();
         }
         let bytes = format!("{line}\n");
-        let ok = self.console.as_mut().is_some_and(|c| c.write_all(bytes.as_bytes()).is_ok());
+        let ok = self
+            .console
+            .as_mut()
+            .is_some_and(|c| c.write_all(bytes.as_bytes()).is_ok());
         if !ok {
             let _ = io::stderr().write_all(bytes.as_bytes());
         }
@@ -132,7 +136,13 @@ impl Sys for Linux {
         let target = cstr(&c.target)?;
         let fstype = cstr(&c.fstype)?;
         let data = cstr(&c.data)?;
-        let opt = |s: &CString, v: &str| if v.is_empty() { std::ptr::null() } else { s.as_ptr() };
+        let opt = |s: &CString, v: &str| {
+            if v.is_empty() {
+                std::ptr::null()
+            } else {
+                s.as_ptr()
+            }
+        };
         // SAFETY: every pointer is a valid NUL-terminated string or null.
         check(unsafe {
             libc::mount(
@@ -152,7 +162,10 @@ impl Sys for Linux {
     }
 
     fn mkdir_all(&mut self, path: &str, mode: u32) -> io::Result<()> {
-        fs::DirBuilder::new().recursive(true).mode(mode).create(path)
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
     }
 
     fn ensure_file(&mut self, path: &str) -> io::Result<()> {
@@ -162,7 +175,13 @@ impl Sys for Linux {
         if let Some((dir, _)) = path.rsplit_once('/').filter(|(d, _)| !d.is_empty()) {
             self.mkdir_all(dir, 0o755)?;
         }
-        OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).open(path).map(drop)
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
+            .map(drop)
     }
 
     fn symlink(&mut self, target: &str, link: &str) -> io::Result<()> {
@@ -218,7 +237,10 @@ impl Sys for Linux {
 
     fn link_up(&mut self, name: &str) -> io::Result<()> {
         if name.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("interface name too long: {name}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("interface name too long: {name}"),
+            ));
         }
         // SAFETY: creating a socket has no memory-safety preconditions.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -250,9 +272,16 @@ impl Sys for Linux {
     }
 
     fn finit_module(&mut self, path: &str, params: &str, compressed: bool) -> io::Result<()> {
-        let f = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(path)?;
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
         let p = cstr(params)?;
-        let flags = if compressed { MODULE_INIT_COMPRESSED_FILE } else { 0 };
+        let flags = if compressed {
+            MODULE_INIT_COMPRESSED_FILE
+        } else {
+            0
+        };
         // SAFETY: f is open; p is a valid C string.
         let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), p.as_ptr(), flags) };
         if r < 0 {
@@ -264,10 +293,16 @@ impl Sys for Linux {
 
     fn spawn(&mut self, argv: &[String], output: Output) -> io::Result<Pid> {
         let Some(program) = argv.first() else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command line"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty command line",
+            ));
         };
         let mut cmd = Command::new(program);
-        cmd.args(&argv[1..]).env_clear().env("PATH", PATH_ENV).stdin(Stdio::null());
+        cmd.args(&argv[1..])
+            .env_clear()
+            .env("PATH", PATH_ENV)
+            .stdin(Stdio::null());
         let mut reader = None;
         if let Output::Logged { name, log } = output {
             let mut fds = [0; 2];
@@ -317,7 +352,9 @@ impl Sys for Linux {
             tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: t.subsec_nanos() as libc::c_long,
         });
-        let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let tsp = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: siginfo_t is plain data for the kernel to fill.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: mask, info and tsp are valid (tsp may be null).
