@@ -1,0 +1,304 @@
+//! A fake [`Sys`] for tests: an in-memory file tree, a scripted clock and
+//! signal queue, and pretend `runc` processes. Every call is recorded as one
+//! short line in `calls`, so a test can assert the order of what init did.
+//!
+//! Pretend processes: `runc run ... NAME` exits at once with `exits[NAME]`,
+//! or keeps running; `runc kill NAME TERM` stops it with signal 15 unless
+//! NAME is `stubborn`; `runc kill --all NAME KILL` always stops it; every
+//! other spawn exits 0 at once.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
+use std::time::Duration;
+
+use crate::sys::{DirEntry, Halt, MountCall, Output, Pid, Signal, Status, Sys};
+
+/// One scripted happening, delivered by `wait_signal`.
+#[derive(Clone, Debug)]
+pub enum Happening {
+    Signal(Signal),
+    /// The running container NAME exits (delivered as SIGCHLD).
+    Exit(&'static str, Status),
+    /// A process init never started exits (an orphan).
+    Orphan(Pid, Status),
+}
+
+#[derive(Default)]
+pub struct Fake {
+    pub calls: Vec<String>,
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub dirs: BTreeSet<String>,
+    pub exits: BTreeMap<String, Status>,
+    pub stubborn: BTreeSet<String>,
+    pub fail_mounts: BTreeSet<String>,
+    pub script: VecDeque<Happening>,
+    pub spawned: Vec<(Vec<String>, Output)>,
+    time: Duration,
+    next_pid: Pid,
+    running: BTreeMap<Pid, String>,
+    exited: Vec<(Pid, Status)>,
+    waits: usize,
+}
+
+fn parents(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = path.trim_end_matches('/').to_string();
+    while !p.is_empty() {
+        out.push(p.clone());
+        match p.rfind('/') {
+            Some(i) => p.truncate(i),
+            None => break,
+        }
+    }
+    out
+}
+
+impl Fake {
+    pub fn new() -> Fake {
+        Fake {
+            next_pid: 100,
+            ..Fake::default()
+        }
+    }
+
+    pub fn file(&mut self, path: &str, data: &str) {
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            self.dirs.extend(parents(dir));
+        }
+        self.files
+            .insert(path.to_string(), data.as_bytes().to_vec());
+    }
+
+    pub fn dir(&mut self, path: &str) {
+        self.dirs.extend(parents(path));
+    }
+
+    /// The console lines written so far.
+    pub fn lines(&self) -> Vec<&str> {
+        self.calls
+            .iter()
+            .filter_map(|c| c.strip_prefix("log "))
+            .collect()
+    }
+
+    /// The calls that start with one of `prefixes`, in order.
+    pub fn only(&self, prefixes: &[&str]) -> Vec<&str> {
+        self.calls
+            .iter()
+            .map(String::as_str)
+            .filter(|c| prefixes.iter().any(|p| c.starts_with(p)))
+            .collect()
+    }
+
+    fn stop(&mut self, name: &str, status: Status) {
+        let pids: Vec<Pid> = self
+            .running
+            .iter()
+            .filter(|(_, n)| *n == name)
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in pids {
+            self.running.remove(&pid);
+            self.exited.push((pid, status));
+        }
+    }
+}
+
+impl Sys for Fake {
+    fn log(&mut self, line: &str) {
+        self.calls.push(format!("log {line}"));
+    }
+
+    fn mount(&mut self, c: &MountCall) -> io::Result<()> {
+        self.calls.push(format!(
+            "mount {} {} {} {:#x} {}",
+            c.source, c.target, c.fstype, c.flags, c.data
+        ));
+        if self.fail_mounts.contains(&c.target) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Ok(())
+    }
+
+    fn umount(&mut self, target: &str) -> io::Result<()> {
+        self.calls.push(format!("umount {target}"));
+        Ok(())
+    }
+
+    fn mkdir_all(&mut self, path: &str, _mode: u32) -> io::Result<()> {
+        self.calls.push(format!("mkdir {path}"));
+        self.dirs.extend(parents(path));
+        Ok(())
+    }
+
+    fn ensure_file(&mut self, path: &str) -> io::Result<()> {
+        self.calls.push(format!("touch {path}"));
+        self.files.entry(path.to_string()).or_default();
+        Ok(())
+    }
+
+    fn symlink(&mut self, target: &str, link: &str) -> io::Result<()> {
+        self.calls.push(format!("symlink {link} -> {target}"));
+        Ok(())
+    }
+
+    fn exists(&mut self, path: &str) -> bool {
+        self.files.contains_key(path) || self.dirs.contains(path)
+    }
+
+    fn is_dir(&mut self, path: &str) -> bool {
+        self.dirs.contains(path)
+    }
+
+    fn read_file(&mut self, path: &str) -> io::Result<Vec<u8>> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn write_file(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
+        self.calls
+            .push(format!("write {path} {}", String::from_utf8_lossy(data)));
+        Ok(())
+    }
+
+    fn list_dir(&mut self, path: &str) -> io::Result<Vec<DirEntry>> {
+        if !self.dirs.contains(path) {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        let prefix = format!("{path}/");
+        let direct = |p: &String| {
+            p.strip_prefix(&prefix)
+                .filter(|r| !r.contains('/'))
+                .map(str::to_string)
+        };
+        // Reverse order: init must sort, not trust the listing.
+        let mut out: Vec<DirEntry> = self
+            .dirs
+            .iter()
+            .filter_map(direct)
+            .map(|name| DirEntry { name, is_dir: true })
+            .chain(self.files.keys().filter_map(direct).map(|name| DirEntry {
+                name,
+                is_dir: false,
+            }))
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    fn attach_console(&mut self) -> io::Result<()> {
+        self.calls.push("attach_console".into());
+        Ok(())
+    }
+
+    fn sethostname(&mut self, name: &str) -> io::Result<()> {
+        self.calls.push(format!("sethostname {name}"));
+        Ok(())
+    }
+
+    fn link_up(&mut self, name: &str) -> io::Result<()> {
+        self.calls.push(format!("link_up {name}"));
+        Ok(())
+    }
+
+    fn kernel_release(&mut self) -> io::Result<String> {
+        Ok("6.6.0-kiln".into())
+    }
+
+    fn finit_module(&mut self, path: &str, params: &str, compressed: bool) -> io::Result<()> {
+        self.calls
+            .push(format!("finit_module {path} [{params}] {compressed}"));
+        Ok(())
+    }
+
+    fn spawn(&mut self, argv: &[String], output: Output) -> io::Result<Pid> {
+        self.calls.push(format!("spawn {}", argv.join(" ")));
+        self.spawned.push((argv.to_vec(), output));
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        let name = argv.last().cloned().unwrap_or_default();
+        match argv.get(1).map(String::as_str) {
+            Some("run") => match self.exits.get(&name) {
+                Some(st) => self.exited.push((pid, *st)),
+                None => {
+                    self.running.insert(pid, name);
+                }
+            },
+            Some("kill") => {
+                let target = argv
+                    .get(argv.len().saturating_sub(2))
+                    .cloned()
+                    .unwrap_or_default();
+                if name == "KILL" {
+                    self.stop(&target, Status::Signaled(9));
+                } else if name == "TERM" && !self.stubborn.contains(&target) {
+                    self.stop(&target, Status::Signaled(15));
+                }
+                self.exited.push((pid, Status::Exited(0)));
+            }
+            _ => self.exited.push((pid, Status::Exited(0))),
+        }
+        Ok(pid)
+    }
+
+    fn reap(&mut self) -> Vec<(Pid, Status)> {
+        std::mem::take(&mut self.exited)
+    }
+
+    fn wait_signal(&mut self, timeout: Option<Duration>) -> Option<Signal> {
+        self.waits += 1;
+        assert!(
+            self.waits < 10_000,
+            "init waits forever; calls: {:#?}",
+            self.calls
+        );
+        match self.script.pop_front() {
+            Some(Happening::Signal(s)) => Some(s),
+            Some(Happening::Exit(name, st)) => {
+                self.stop(name, st);
+                Some(Signal::Child)
+            }
+            Some(Happening::Orphan(pid, st)) => {
+                self.exited.push((pid, st));
+                Some(Signal::Child)
+            }
+            None => {
+                self.time += timeout.unwrap_or(Duration::from_secs(3600));
+                None
+            }
+        }
+    }
+
+    fn kill_all(&mut self, signal: i32) -> io::Result<()> {
+        if signal != 0 {
+            self.calls.push(format!("kill_all {signal}"));
+            let names: Vec<String> = self.running.values().cloned().collect();
+            for n in names {
+                self.stop(&n, Status::Signaled(signal));
+            }
+        }
+        if self.running.is_empty() && signal == 0 {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    }
+
+    fn now(&mut self) -> Duration {
+        self.time
+    }
+
+    fn sync(&mut self) {
+        self.calls.push("sync".into());
+    }
+
+    fn ctrl_alt_del_signals(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn reboot(&mut self, how: Halt) -> io::Result<()> {
+        self.calls.push(format!("reboot {}", how.word()));
+        Ok(())
+    }
+}
