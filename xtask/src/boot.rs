@@ -175,21 +175,29 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             let target = out.join(output_name(format, &case.name));
             let log = out.join(format!("{format}.console"));
             let start = Instant::now();
-            let r = Command::new(&kiln)
-                .args([
-                    "run",
-                    "qemu",
-                    "--timeout",
-                    &case.timeout.to_string(),
-                    "--console-log",
-                ])
+            let mut child = Command::new(&kiln)
+                .args(["run", "qemu", "--timeout", &case.timeout.to_string(), "--console-log"])
                 .arg(&log)
                 .arg(&target)
                 .stdout(std::process::Stdio::null())
-                .status()?;
+                .spawn()?;
+            // Watch the console: stop as soon as every marker was seen (a
+            // service such as getty never powers off), or a forbidden one.
+            let code = loop {
+                if let Some(status) = child.try_wait()? {
+                    break status.code();
+                }
+                let console = fs::read_to_string(&log).unwrap_or_default();
+                if check_console(&console, case).is_ok() || case.forbid.iter().any(|f| console.contains(f.as_str())) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Some(0);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            };
             let secs = start.elapsed().as_secs_f64();
             let console = fs::read_to_string(&log).unwrap_or_default();
-            let verdict = match (r.code(), check_console(&console, case)) {
+            let verdict = match (code, check_console(&console, case)) {
                 (_, Err(e)) => Err(e),
                 (Some(0), Ok(())) => Ok(()),
                 (Some(124), Ok(())) => Err(format!("timed out after {}s", case.timeout)),
