@@ -73,6 +73,12 @@ impl Fake {
         self.dirs.extend(parents(path));
     }
 
+    /// A process init did not start (a daemon's orphan) that runs until
+    /// signalled.
+    pub fn background(&mut self, pid: Pid, name: &str) {
+        self.running.insert(pid, name.to_string());
+    }
+
     /// The console lines written so far.
     pub fn lines(&self) -> Vec<&str> {
         self.calls
@@ -272,17 +278,22 @@ impl Sys for Fake {
     }
 
     fn kill_all(&mut self, signal: i32) -> io::Result<()> {
-        if signal != 0 {
-            self.calls.push(format!("kill_all {signal}"));
-            let names: Vec<String> = self.running.values().cloned().collect();
-            for n in names {
+        self.calls.push(format!("kill_all {signal}"));
+        if self.running.is_empty() {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        let names: Vec<String> = self.running.values().cloned().collect();
+        for n in names {
+            // A stubborn process ignores SIGTERM, even from kill(-1).
+            if signal != libc::SIGTERM || !self.stubborn.contains(&n) {
                 self.stop(&n, Status::Signaled(signal));
             }
         }
-        if self.running.is_empty() && signal == 0 {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
         Ok(())
+    }
+
+    fn has_children(&mut self) -> bool {
+        !self.running.is_empty() || !self.exited.is_empty()
     }
 
     fn now(&mut self) -> Duration {

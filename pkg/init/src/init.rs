@@ -416,26 +416,33 @@ impl<S: Sys> Init<S> {
         }
     }
 
-    /// SIGTERM to every process left, a short wait, then SIGKILL.
+    /// SIGTERM to every process left, a short wait, then SIGKILL and another
+    /// short wait, reaping (and logging) as they die.
     fn kill_everything(&mut self) {
-        if self.sys.kill_all(libc::SIGTERM).is_err() {
-            return;
-        }
-        let deadline = self.sys.now() + self.cfg.kill_all_timeout;
-        loop {
-            self.reap_all();
-            // Signal 0 only asks whether any process is left.
-            if self.sys.kill_all(0).is_err() {
+        let steps = [
+            (libc::SIGTERM, "TERM", self.cfg.kill_all_timeout),
+            (libc::SIGKILL, "KILL", self.cfg.helper_timeout),
+        ];
+        for (signal, word, wait) in steps {
+            if self.sys.kill_all(signal).is_err() {
                 return;
             }
-            let now = self.sys.now();
-            if now >= deadline {
-                break;
+            self.log(Event::Note(format!(
+                "{word} sent to every remaining process"
+            )));
+            let deadline = self.sys.now() + wait;
+            loop {
+                self.reap_all();
+                if !self.sys.has_children() {
+                    return;
+                }
+                let now = self.sys.now();
+                if now >= deadline {
+                    break;
+                }
+                self.sys.wait_signal(Some(deadline - now));
             }
-            self.sys.wait_signal(Some(deadline - now));
         }
-        let _ = self.sys.kill_all(libc::SIGKILL);
-        self.reap_all();
     }
 }
 

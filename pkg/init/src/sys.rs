@@ -105,6 +105,9 @@ pub trait Sys {
     fn wait_signal(&mut self, timeout: Option<Duration>) -> Option<Signal>;
     /// `kill(-1, sig)`: every process but init.
     fn kill_all(&mut self, signal: i32) -> io::Result<()>;
+    /// Whether init has any child left, exited or not (every process left
+    /// is a descendant of init, so none means none at all).
+    fn has_children(&mut self) -> bool;
     /// Time since init started, from a monotonic clock.
     fn now(&mut self) -> Duration;
     fn sync(&mut self);

@@ -454,3 +454,34 @@ fn onshutdown_timeout_is_measured_on_the_clock() {
     assert!(init.sys.now() >= Duration::from_secs(30));
     assert!(init.sys.now() < Duration::from_secs(3600));
 }
+
+#[test]
+fn leftover_processes_get_term_then_kill_and_are_reaped() {
+    let mut f = system();
+    f.background(7, "daemon");
+    f.stubborn.insert("daemon".into());
+    f.background(8, "polite");
+    f.script.push_back(Happening::Signal(Signal::Term));
+    let (f, _) = run(f);
+    let term = at(&f, "kill_all 15");
+    let kill = at(&f, "kill_all 9");
+    assert!(term < kill && kill < at(&f, "reboot poweroff"));
+    assert!(has(&f, "kiln-init: reaped pid 8 exit signal 15"));
+    assert!(has(&f, "kiln-init: reaped pid 7 exit signal 9"));
+    assert!(has(
+        &f,
+        "kiln-init: note: KILL sent to every remaining process"
+    ));
+}
+
+#[test]
+fn nothing_left_means_no_kill() {
+    let mut f = system();
+    f.script.push_back(Happening::Signal(Signal::Term));
+    let (f, _) = run(f);
+    assert!(!f.calls.contains(&"kill_all 9".to_string()));
+    assert!(!has(
+        &f,
+        "kiln-init: note: TERM sent to every remaining process"
+    ));
+}

@@ -367,6 +367,21 @@ impl Sys for Linux {
         check(unsafe { libc::kill(-1, signal) })
     }
 
+    fn has_children(&mut self) -> bool {
+        // SAFETY: siginfo_t is plain data for the kernel to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: info is valid; WNOWAIT leaves any exited child to reap().
+        let r = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        !(r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+    }
+
     fn now(&mut self) -> Duration {
         self.start.elapsed()
     }
