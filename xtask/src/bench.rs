@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::demo::{write_images, SynthFile, SynthImage};
+use crate::synth::{write_images, SynthFile, SynthImage};
 
 /// A tiny deterministic PRNG (xorshift64*), so the data set never changes.
 struct Rng(u64);

@@ -10,6 +10,7 @@
 //! to guess from a timeout.
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -176,11 +177,24 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             let log = out.join(format!("{format}.console"));
             let start = Instant::now();
             let mut child = Command::new(&kiln)
-                .args(["run", "qemu", "--timeout", &case.timeout.to_string(), "--console-log"])
+                .args([
+                    "run",
+                    "qemu",
+                    "--timeout",
+                    &case.timeout.to_string(),
+                    "--console-log",
+                ])
                 .arg(&log)
                 .arg(&target)
                 .stdout(std::process::Stdio::null())
+                .process_group(0)
                 .spawn()?;
+            // kiln runs qemu as its child: stop the whole process group.
+            let stop = |child: &mut std::process::Child| {
+                // SAFETY: plain kill(2) on the process group we created.
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                let _ = child.wait();
+            };
             // Watch the console: stop as soon as every marker was seen (a
             // service such as getty never powers off), or a forbidden one.
             let code = loop {
@@ -188,9 +202,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     break status.code();
                 }
                 let console = fs::read_to_string(&log).unwrap_or_default();
-                if check_console(&console, case).is_ok() || case.forbid.iter().any(|f| console.contains(f.as_str())) {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                if check_console(&console, case).is_ok()
+                    || case.forbid.iter().any(|f| console.contains(f.as_str()))
+                {
+                    stop(&mut child);
                     break Some(0);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(250));

@@ -5,7 +5,6 @@
 //!   `gzip -n -6` on the same uncompressed cpio, measured in the same run.
 //! - `boot-test [--all] [CASE...]`: build, golden-check and boot the cases
 //!   under qemu, checking the serial console.
-//! - `demo-layout DIR`: write a small OCI layout the examples build from.
 //! - `vendor [--debs DIR] [--check | --fetch-only]`: verify the pinned Debian
 //!   packages and rebuild (or check) the committed `oci-layout/` from them.
 
@@ -13,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 mod bench;
 mod boot;
-mod demo;
+mod synth;
 mod vendor;
 
 fn main() -> anyhow::Result<()> {
@@ -23,12 +22,11 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
         Some("bench-generate") => bench::generate(&args[1..]),
-        Some("demo-layout") => demo::run(&args[1..]),
         Some("boot-test") => boot::run(&args[1..]),
         Some("vendor") => vendor::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <bench [--quick] | boot-test [--all] [CASE...] | demo-layout [DIR] | vendor [--debs DIR] [--check | --fetch-only]>"
+                "usage: cargo xtask <bench [--quick] | boot-test [--all] [CASE...] | vendor [--debs DIR] [--check | --fetch-only]>"
             );
             std::process::exit(2);
         }

@@ -1,10 +1,6 @@
-//! `cargo xtask demo-layout [DIR]`: a small OCI layout that `examples/demo.yml`
-//! builds from, until the vendored system images exist.
-//!
-//! The images are made here from literal bytes (a placeholder kernel, an
-//! init script, a service with an `org.mobyproject.config` label), so the
-//! layout is a pure function of this file. It proves the build pipeline,
-//! not that anything boots.
+//! Synthetic images for the benchmark: files described in code, written
+//! as single-platform images with gzip layers into an OCI layout through
+//! kiln's own `LayoutWriter`, so the layout is a pure function of the input.
 
 use std::path::Path;
 
@@ -78,56 +74,5 @@ pub fn write_images(dir: &Path, images: &[SynthImage]) -> anyhow::Result<()> {
             .with_context(|| format!("writing image {}", img.name))?;
     }
     w.commit()?;
-    Ok(())
-}
-
-fn file(path: &str, mode: u32, bytes: &[u8]) -> SynthFile {
-    SynthFile {
-        path: path.into(),
-        mode,
-        bytes: bytes.to_vec(),
-    }
-}
-
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let dir = args
-        .first()
-        .map(String::as_str)
-        .unwrap_or("target/demo-layout");
-    let modules = {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_ustar();
-        h.set_mode(0o644);
-        h.set_size(5);
-        h.set_mtime(0);
-        b.append_data(&mut h, "lib/modules/demo/modules.dep", &b"demo\n"[..])?;
-        b.into_inner()?
-    };
-    let images = vec![
-        SynthImage {
-            name: "kiln.dev/demo/kernel:0.1".into(),
-            layers: vec![vec![file("kernel", 0o644, b"placeholder bzImage\n"), file("kernel.tar", 0o644, &modules)]],
-            ..SynthImage::default()
-        },
-        SynthImage {
-            name: "kiln.dev/demo/init:0.1".into(),
-            layers: vec![vec![
-                file("init", 0o755, b"#!/bin/sh\necho demo init\n"),
-                file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n"),
-            ]],
-            ..SynthImage::default()
-        },
-        SynthImage {
-            name: "kiln.dev/demo/hello:0.1".into(),
-            layers: vec![vec![file("bin/hello", 0o755, b"#!/bin/sh\necho hello from kiln\n")]],
-            labels: vec![(
-                "org.mobyproject.config".into(),
-                r#"{"capabilities":["CAP_NET_BIND_SERVICE"],"binds":["/etc/resolv.conf:/etc/resolv.conf"]}"#.into(),
-            )],
-            cmd: Some(vec!["/bin/hello".into()]),
-        },
-    ];
-    write_images(Path::new(dir), &images)?;
-    println!("wrote {dir}");
     Ok(())
 }
