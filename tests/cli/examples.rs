@@ -55,6 +55,31 @@ fn example_files_matches_golden() {
 }
 
 #[test]
+fn example_readonly_matches_golden() {
+    check("readonly");
+}
+
+#[test]
+fn example_binds_matches_golden() {
+    check("binds");
+}
+
+#[test]
+fn example_onshutdown_matches_golden() {
+    check("onshutdown");
+}
+
+#[test]
+fn example_metadata_matches_golden() {
+    check("metadata");
+}
+
+#[test]
+fn example_capabilities_matches_golden() {
+    check("capabilities");
+}
+
+#[test]
 fn every_example_has_a_golden_file_and_a_test() {
     let mut names: Vec<String> = std::fs::read_dir(root().join("examples"))
         .unwrap()

@@ -143,6 +143,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         bail!("no boot-test case selected");
     }
     let mut failures = 0;
+    let mut passes = 0;
     for case in &cases {
         let out = PathBuf::from("target/boot").join(&case.name);
         let _ = fs::remove_dir_all(&out);
@@ -219,7 +220,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 (code, Ok(())) => Err(format!("qemu exited with {code:?}")),
             };
             match verdict {
-                Ok(()) => println!("PASS {:<24} {:<14} {secs:6.1}s", case.name, format),
+                Ok(()) => {
+                    passes += 1;
+                    println!("PASS {:<24} {:<14} {secs:6.1}s", case.name, format);
+                }
                 Err(e) => {
                     failures += 1;
                     println!("FAIL {:<24} {:<14} {secs:6.1}s  {e}", case.name, format);
@@ -231,6 +235,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             }
         }
     }
+    println!("boot-test: {passes} passed, {failures} failed");
     if failures > 0 {
         bail!("{failures} boot test(s) failed");
     }
