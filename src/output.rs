@@ -10,7 +10,10 @@
 pub mod compress;
 pub mod cpio;
 pub mod gzip;
+pub mod qcow2;
 pub mod tar;
+pub mod vhd;
+pub mod vmdk;
 mod ustar;
 
 use std::collections::BTreeMap;
