@@ -12,9 +12,9 @@ pub mod cpio;
 pub mod gzip;
 pub mod qcow2;
 pub mod tar;
+mod ustar;
 pub mod vhd;
 pub mod vmdk;
-mod ustar;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};

@@ -114,13 +114,7 @@ fn assert_identical(dir: &TestDir, name: &str, format: Format) {
 /// `qemu-img info --output=json` of the container.
 fn info(dir: &TestDir, name: &str, format: Format) -> serde_json::Value {
     let img = dir.join(name);
-    let (ok, text) = qemu_img(&[
-        "info",
-        "--output=json",
-        "-f",
-        format.qemu(),
-        path_str(&img),
-    ]);
+    let (ok, text) = qemu_img(&["info", "--output=json", "-f", format.qemu(), path_str(&img)]);
     assert!(ok, "{text}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("info json: {e}\n{text}"))
 }
@@ -143,7 +137,10 @@ fn qcow2_reads_back_and_checks_clean() {
     assert_eq!(info["virtual-size"], 8 * MIB, "{info}");
     assert_eq!(info["cluster-size"], 65536, "{info}");
     assert_eq!(info["format-specific"]["data"]["compat"], "1.1", "{info}");
-    assert_eq!(info["format-specific"]["data"]["refcount-bits"], 16, "{info}");
+    assert_eq!(
+        info["format-specific"]["data"]["refcount-bits"], 16,
+        "{info}"
+    );
     // Header, 4 + 1 + 1 data clusters, one L2 table, the L1 table, the
     // refcount table and one refcount block: zero clusters take no space.
     assert_eq!(bytes.len(), 11 * 65536);
@@ -156,7 +153,10 @@ fn qcow2_unaligned_length() {
     write(&dir, &raw, Format::Qcow2, "b.qcow2", EPOCH);
     assert_checks(&dir, "b.qcow2", Format::Qcow2);
     assert_identical(&dir, "b.qcow2", Format::Qcow2);
-    assert_eq!(info(&dir, "b.qcow2", Format::Qcow2)["virtual-size"], raw.len());
+    assert_eq!(
+        info(&dir, "b.qcow2", Format::Qcow2)["virtual-size"],
+        raw.len()
+    );
 }
 
 #[test]

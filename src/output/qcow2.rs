@@ -243,12 +243,15 @@ pub fn write_qcow2(
     let mut table = Vec::new();
     put_be64(&mut table, &offsets);
     write_clusters(w, table)?;
-    let mut refcounts = Vec::with_capacity((blocks * CLUSTER_SIZE) as usize);
-    for cluster in 0..blocks * REFCOUNTS_PER_BLOCK {
-        let count: u16 = if cluster < total { 1 } else { 0 };
-        refcounts.extend_from_slice(&count.to_be_bytes());
+    let mut refcounts = Vec::with_capacity(CLUSTER_SIZE as usize);
+    for block in 0..blocks {
+        refcounts.clear();
+        for cluster in block * REFCOUNTS_PER_BLOCK..(block + 1) * REFCOUNTS_PER_BLOCK {
+            let count: u16 = if cluster < total { 1 } else { 0 };
+            refcounts.extend_from_slice(&count.to_be_bytes());
+        }
+        w.write_all(&refcounts)?;
     }
-    w.write_all(&refcounts)?;
 
     let header = Header {
         size: len,

@@ -131,7 +131,9 @@ enum DiskType {
 
 /// The one's complement of the byte sum (the checksum field must be zero).
 fn checksum(bytes: &[u8]) -> u32 {
-    !bytes.iter().fold(0u32, |acc, &b| acc.wrapping_add(u32::from(b)))
+    !bytes
+        .iter()
+        .fold(0u32, |acc, &b| acc.wrapping_add(u32::from(b)))
 }
 
 /// A hasher over the identifying inputs; non-zero chunks are added with

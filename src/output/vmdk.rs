@@ -19,8 +19,9 @@
 //! descriptor at sector 1 (20 sectors reserved), grains from sector 128 on
 //! in guest order, each a grain marker (guest sector, compressed length)
 //! and its data padded to a sector; after the grains of each 32 MiB span, a
-//! grain-table marker and the table (spans without data get neither and a
-//! zero directory entry); then a grain-directory marker and the directory,
+//! grain-table marker and the table (written for every span, even one
+//! without data: VMware's own writers leave no directory entry empty, and
+//! an empty table costs 2.5 KiB per 32 MiB); then a grain-directory marker and the directory,
 //! a footer marker, the header again with the directory's offset, and the
 //! end-of-stream marker. The descriptor names the extent `disk.vmdk`
 //! (readers of single-file sparse VMDKs use the file itself) and describes
@@ -180,7 +181,6 @@ pub fn write_vmdk_stream_optimized(
         let first = index as u64 * GT_ENTRIES;
         let end = (first + GT_ENTRIES).min(grains);
         table.fill(0);
-        let mut used = false;
         for (slot, number) in table.iter_mut().zip(first..end) {
             reader.fill(&mut grain)?;
             if is_zero(&grain) {
@@ -198,16 +198,13 @@ pub fn write_vmdk_stream_optimized(
             *slot = sector32(pos, len)?;
             w.write_all(&record)?;
             pos += sectors;
-            used = true;
         }
-        if used {
-            let sectors = GT_ENTRIES * 4 / SECTOR;
-            w.write_all(&marker(sectors, MARKER_GT))?;
-            *dir_entry = sector32(pos + 1, len)?;
-            let bytes: Vec<u8> = table.iter().flat_map(|e| e.to_le_bytes()).collect();
-            w.write_all(&bytes)?;
-            pos += 1 + sectors;
-        }
+        let sectors = GT_ENTRIES * 4 / SECTOR;
+        w.write_all(&marker(sectors, MARKER_GT))?;
+        *dir_entry = sector32(pos + 1, len)?;
+        let bytes: Vec<u8> = table.iter().flat_map(|e| e.to_le_bytes()).collect();
+        w.write_all(&bytes)?;
+        pos += 1 + sectors;
     }
 
     let gd_sectors = (tables * 4).div_ceil(SECTOR);
@@ -246,8 +243,8 @@ mod tests {
 
     fn image(raw: &[u8]) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
-        let n = write_vmdk_stream_optimized(&mut Cursor::new(raw), raw.len() as u64, &mut out)
-            .unwrap();
+        let n =
+            write_vmdk_stream_optimized(&mut Cursor::new(raw), raw.len() as u64, &mut out).unwrap();
         assert_eq!(n, out.get_ref().len() as u64);
         out.into_inner()
     }
@@ -291,6 +288,16 @@ mod tests {
         let start = (g * GRAIN_SIZE) as usize;
         assert_eq!(&gn[..], &raw[start..start + GRAIN_SIZE as usize]);
         assert_eq!(read_grain(&v, 1), None);
+        // Every span has a table, even one without data.
+        let v = image(&vec![0u8; 40 << 20]);
+        let footer = v.len() - 1024;
+        let gd = le64(&v, footer + 56) as usize * 512;
+        for span in 0..2 {
+            let gt = le32(&v, gd + 4 * span) as usize * 512;
+            assert_eq!(le32(&v, gt - 512 + 12), MARKER_GT);
+            assert!(is_zero(&v[gt..gt + 2048]));
+        }
+        assert_eq!(read_grain(&v, 0), None);
         // Last 512 bytes: the end-of-stream marker.
         assert_eq!(v[v.len() - 512..], [0; 512]);
     }
