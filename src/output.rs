@@ -10,8 +10,11 @@
 pub mod compress;
 pub mod cpio;
 pub mod gzip;
+pub mod qcow2;
 pub mod tar;
 mod ustar;
+pub mod vhd;
+pub mod vmdk;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};

@@ -9,3 +9,4 @@ mod output;
 mod pkg;
 mod spec;
 mod unpack;
+mod vdisk;
