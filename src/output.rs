@@ -11,6 +11,7 @@ pub mod compress;
 pub mod cpio;
 pub mod gzip;
 pub mod tar;
+pub mod uki;
 mod ustar;
 
 use std::collections::BTreeMap;
