@@ -8,4 +8,5 @@ mod oci;
 mod output;
 mod pkg;
 mod spec;
+mod uki;
 mod unpack;
