@@ -28,6 +28,10 @@ use std::io::{self, Read, Write};
 
 use super::{invalid, Counter, ZEROS};
 use crate::tree::{Content, ContentStore};
+use pe::{bad, CERTIFICATE_DIRECTORY, SECTION_HEADER};
+pub use pe::{read_pe, PeInfo, Section};
+
+mod pe;
 
 /// The bytes of one section, or one piece of it.
 pub enum Blob<'a> {
@@ -69,148 +73,8 @@ pub struct UkiParts<'a> {
     pub linux: Blob<'a>,
 }
 
-/// One entry of a PE section table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Section {
-    /// The name, NUL-padded to 8 bytes.
-    pub name: [u8; 8],
-    pub virtual_size: u32,
-    pub virtual_address: u32,
-    pub raw_size: u32,
-    pub raw_offset: u32,
-    pub characteristics: u32,
-}
-
-impl Section {
-    /// The name without its NUL padding.
-    pub fn name(&self) -> &[u8] {
-        let end = self.name.iter().position(|&b| b == 0).unwrap_or(8);
-        &self.name[..end]
-    }
-}
-
-/// The header fields of a PE image that [`write_uki`] reads or changes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeInfo {
-    pub time_date_stamp: u32,
-    pub section_alignment: u32,
-    pub file_alignment: u32,
-    pub size_of_initialized_data: u32,
-    pub size_of_image: u32,
-    pub size_of_headers: u32,
-    pub checksum: u32,
-    /// The certificate table's data directory entry (file offset, size).
-    pub certificate_table: (u32, u32),
-    pub sections: Vec<Section>,
-    /// Where the section table starts in the file.
-    section_table: usize,
-    /// Where the optional header starts in the file.
-    optional: usize,
-    /// Where the data directories start, and how many there are.
-    directories: (usize, u32),
-    coff: usize,
-    symbol_table: u32,
-}
-
 /// Section characteristics of the appended sections: initialised, readable data.
 const DATA_READ: u32 = 0x0000_0040 | 0x4000_0000;
-/// Size of one section table entry.
-const SECTION_HEADER: usize = 40;
-/// Index of the certificate table among the data directories.
-const CERTIFICATE_DIRECTORY: u32 = 4;
-
-/// Read the headers and section table of the PE image `image`.
-pub fn read_pe(image: &[u8]) -> io::Result<PeInfo> {
-    if image.get(..2) != Some(b"MZ") {
-        return Err(bad("no MZ signature"));
-    }
-    let pe = u32_at(image, 0x3c, "e_lfanew")? as usize;
-    if image.get(pe..pe.saturating_add(4)) != Some(b"PE\0\0") {
-        return Err(bad(&format!("no PE signature at offset {pe:#x}")));
-    }
-    let coff = pe + 4;
-    let nsections = u16_at(image, coff + 2, "NumberOfSections")? as usize;
-    let symbol_table = u32_at(image, coff + 8, "PointerToSymbolTable")?;
-    let optional_size = u16_at(image, coff + 16, "SizeOfOptionalHeader")? as usize;
-    let optional = coff + 20;
-    let (directories, min_size) = match u16_at(image, optional, "optional header magic")? {
-        0x10b => (optional + 96, 96),
-        0x20b => (optional + 112, 112),
-        magic => return Err(bad(&format!("unknown optional header magic {magic:#x}"))),
-    };
-    if optional_size < min_size {
-        return Err(bad(&format!(
-            "optional header of {optional_size} bytes is too short"
-        )));
-    }
-    let ndirs = u32_at(image, directories - 4, "NumberOfRvaAndSizes")?;
-    if (ndirs as usize).saturating_mul(8) > optional_size - min_size {
-        return Err(bad(&format!(
-            "{ndirs} data directories do not fit in the optional header"
-        )));
-    }
-    let certificate_table = if ndirs > CERTIFICATE_DIRECTORY {
-        let at = directories + 8 * CERTIFICATE_DIRECTORY as usize;
-        (
-            u32_at(image, at, "certificate table")?,
-            u32_at(image, at + 4, "certificate table")?,
-        )
-    } else {
-        (0, 0)
-    };
-    let section_table = optional + optional_size;
-    let mut sections = Vec::with_capacity(nsections);
-    for i in 0..nsections {
-        let at = section_table + i * SECTION_HEADER;
-        let field = |off: usize| u32_at(image, at + off, "section table");
-        let mut name = [0u8; 8];
-        name.copy_from_slice(
-            image
-                .get(at..at + 8)
-                .ok_or_else(|| bad("section table runs past the end of the file"))?,
-        );
-        let s = Section {
-            name,
-            virtual_size: field(8)?,
-            virtual_address: field(12)?,
-            raw_size: field(16)?,
-            raw_offset: field(20)?,
-            characteristics: field(36)?,
-        };
-        if s.raw_size > 0 && s.raw_offset as u64 + s.raw_size as u64 > image.len() as u64 {
-            return Err(bad(&format!(
-                "section {} runs past the end of the file",
-                String::from_utf8_lossy(s.name())
-            )));
-        }
-        sections.push(s);
-    }
-    let info = PeInfo {
-        time_date_stamp: u32_at(image, coff + 4, "TimeDateStamp")?,
-        section_alignment: u32_at(image, optional + 32, "SectionAlignment")?,
-        file_alignment: u32_at(image, optional + 36, "FileAlignment")?,
-        size_of_initialized_data: u32_at(image, optional + 8, "SizeOfInitializedData")?,
-        size_of_image: u32_at(image, optional + 56, "SizeOfImage")?,
-        size_of_headers: u32_at(image, optional + 60, "SizeOfHeaders")?,
-        checksum: u32_at(image, optional + 64, "CheckSum")?,
-        certificate_table,
-        sections,
-        section_table,
-        optional,
-        directories: (directories, ndirs),
-        coff,
-        symbol_table,
-    };
-    for (what, a) in [
-        ("SectionAlignment", info.section_alignment),
-        ("FileAlignment", info.file_alignment),
-    ] {
-        if !a.is_power_of_two() {
-            return Err(bad(&format!("{what} {a:#x} is not a power of two")));
-        }
-    }
-    Ok(info)
-}
 
 /// Write the UKI made of `parts` to `w`; gives the number of bytes written.
 ///
@@ -286,23 +150,18 @@ fn plan(
         )));
     }
 
-    // The stub is kept up to the end of its headers and last section.
+    // The stub is kept up to the end of its headers and last section (all
+    // inside the file: `read_pe` checked them).
     let keep = pe
         .sections
         .iter()
-        .map(|s| {
-            if s.raw_size > 0 {
-                s.raw_offset as u64 + s.raw_size as u64
-            } else {
-                0
-            }
-        })
-        .chain([pe.size_of_headers as u64, table_end as u64])
+        .filter(|s| s.raw_size > 0)
+        .map(|s| s.raw_offset as usize + s.raw_size as usize)
+        .chain([pe.size_of_headers as usize, table_end])
         .max()
-        .unwrap_or(0)
-        .min(stub.len() as u64) as usize;
-    let mut header = stub[..keep].to_vec();
-    header.resize(header.len().max(table_end), 0);
+        .unwrap_or(table_end);
+    let mut header = stub[..keep.min(stub.len())].to_vec();
+    header.resize(keep, 0);
 
     let mut va = pe
         .sections
@@ -421,22 +280,6 @@ fn fit(v: u64, what: &[u8]) -> io::Result<u32> {
     })
 }
 
-fn bad(msg: &str) -> io::Error {
-    invalid(format!("uki stub: {msg}"))
-}
-
-fn u16_at(b: &[u8], at: usize, what: &str) -> io::Result<u16> {
-    b.get(at..at.saturating_add(2))
-        .map(|s| u16::from_le_bytes([s[0], s[1]]))
-        .ok_or_else(|| bad(&format!("file ends before {what} (offset {at:#x})")))
-}
-
-fn u32_at(b: &[u8], at: usize, what: &str) -> io::Result<u32> {
-    b.get(at..at.saturating_add(4))
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or_else(|| bad(&format!("file ends before {what} (offset {at:#x})")))
-}
-
 fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_le_bytes());
 }
@@ -553,9 +396,9 @@ mod tests {
     #[test]
     fn a_stub_without_room_for_headers_is_an_error() {
         let stub = stub(0x200);
-        let err = build(&stub, b"x", vec![Blob::Bytes(b"i")])
-            .err()
-            .expect("no room");
+        let Err(err) = build(&stub, b"x", vec![Blob::Bytes(b"i")]) else {
+            panic!("a stub without room for the section headers was accepted");
+        };
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err
             .to_string()
@@ -565,7 +408,7 @@ mod tests {
     #[test]
     fn truncated_or_garbage_stubs_are_errors() {
         let stub = stub(0x400);
-        for len in 0..0x180 {
+        for len in (0..0x600).step_by(7) {
             assert!(build(&stub[..len], b"x", vec![]).is_err(), "length {len}");
         }
         let err = build(&[0x4d; 300], b"x", vec![]).unwrap_err();
