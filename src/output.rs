@@ -12,6 +12,7 @@ pub mod cpio;
 pub mod gzip;
 pub mod qcow2;
 pub mod tar;
+pub mod uki;
 mod ustar;
 pub mod vhd;
 pub mod vmdk;

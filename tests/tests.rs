@@ -8,5 +8,6 @@ mod oci;
 mod output;
 mod pkg;
 mod spec;
+mod uki;
 mod unpack;
 mod vdisk;
