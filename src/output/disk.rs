@@ -334,7 +334,10 @@ mod tests {
 
     #[test]
     fn type_guids_print_in_textual_order() {
-        assert_eq!(guid_string(&ESP_TYPE), "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+        assert_eq!(
+            guid_string(&ESP_TYPE),
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+        );
         assert_eq!(
             guid_string(&LINUX_FS_TYPE),
             "0FC63DAF-8483-4772-8E79-3D69D8477DE4"

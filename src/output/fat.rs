@@ -58,6 +58,14 @@ const MIB: u64 = 1 << 20;
 const MIN_CLUSTERS: u64 = 65525;
 /// The largest cluster count whose numbers stay below the reserved values.
 const MAX_CLUSTERS: u64 = 0x0FFF_FFF5;
+/// Sectors per cluster by volume size: `(up to this many sectors, spc)`
+/// (260 MiB, 8 GiB, 16 GiB, 32 GiB); larger volumes use 64 (32 KiB).
+const CLUSTER_TABLE: [(u64, u64); 4] = [
+    (532_480, 1),
+    (16_777_216, 8),
+    (33_554_432, 16),
+    (67_108_864, 32),
+];
 const END_OF_CHAIN: u32 = 0x0FFF_FFFF;
 /// A directory may hold at most this many 32-byte entries.
 const MAX_DIR_ENTRIES: u64 = 65536;
@@ -140,13 +148,10 @@ impl Geometry {
             )));
         }
         let total = size / SECTOR;
-        let spc: u64 = match total {
-            ..=532_480 => 1,
-            ..=16_777_216 => 8,
-            ..=33_554_432 => 16,
-            ..=67_108_864 => 32,
-            _ => 64,
-        };
+        let spc = CLUSTER_TABLE
+            .iter()
+            .find(|&&(max, _)| total <= max)
+            .map_or(64, |&(_, spc)| spc);
         let reserved = spc.max(32);
         let too_small = || {
             input(format!(
@@ -277,9 +282,7 @@ impl<'a> DirTree<'a> {
     fn byte_len(&self, n: usize) -> u64 {
         match &self.nodes[n] {
             // "." and ".." (kept for the root too, as room for the label).
-            Node::Dir(children) => {
-                32 * (2 + children.keys().map(|n| entry_count(n)).sum::<u64>())
-            }
+            Node::Dir(children) => 32 * (2 + children.keys().map(|n| entry_count(n)).sum::<u64>()),
             Node::File(content) => content.len(),
         }
     }
@@ -366,8 +369,10 @@ fn boot_sector(opts: &FatOptions, geo: &Geometry) -> [u8; 512] {
     put16(&mut b, 14, geo.reserved as u16);
     b[16] = 2; // FATs
     b[21] = 0xF8; // media: fixed disk
-    put16(&mut b, 24, 63); // sectors per track
-    put16(&mut b, 26, 255); // heads
+                  // A nominal 64-head, 32-sector geometry: volumes of whole MiB are then
+                  // whole cylinders, which mtools checks.
+    put16(&mut b, 24, 32); // sectors per track
+    put16(&mut b, 26, 64); // heads
     put32(&mut b, 28, opts.hidden_sectors);
     put32(&mut b, 32, geo.total_sectors as u32);
     put32(&mut b, 36, geo.fat_sectors as u32);
@@ -402,7 +407,11 @@ fn fat_table(geo: &Geometry, next: u32, ends: &BTreeSet<u32>) -> Vec<u8> {
     put32(&mut fat, 0, 0x0FFF_FFF8);
     put32(&mut fat, 4, END_OF_CHAIN);
     for c in 2..next {
-        let value = if ends.contains(&c) { END_OF_CHAIN } else { c + 1 };
+        let value = if ends.contains(&c) {
+            END_OF_CHAIN
+        } else {
+            c + 1
+        };
         put32(&mut fat, 4 * c as usize, value);
     }
     fat
@@ -474,9 +483,9 @@ fn lfn_entries(name: &str, short: &[u8; 11]) -> Vec<u8> {
         units.push(0);
         units.resize(units.len().div_ceil(13) * 13, 0xFFFF);
     }
-    let sum = short.iter().fold(0u8, |s, &b| {
-        (s >> 1).wrapping_add(s << 7).wrapping_add(b)
-    });
+    let sum = short
+        .iter()
+        .fold(0u8, |s, &b| (s >> 1).wrapping_add(s << 7).wrapping_add(b));
     let count = units.len() / 13;
     let mut out = Vec::with_capacity(count * 32);
     for seq in (1..=count).rev() {
@@ -485,7 +494,10 @@ fn lfn_entries(name: &str, short: &[u8; 11]) -> Vec<u8> {
         e[0] = seq as u8 | if seq == count { 0x40 } else { 0 };
         e[11] = ATTR_LFN;
         e[13] = sum;
-        let offsets = (1..11).step_by(2).chain((14..26).step_by(2)).chain((28..32).step_by(2));
+        let offsets = (1..11)
+            .step_by(2)
+            .chain((14..26).step_by(2))
+            .chain((28..32).step_by(2));
         for (off, &u) in offsets.zip(part) {
             put16(&mut e, off, u);
         }
@@ -587,7 +599,8 @@ fn check_name(path: &str, name: &str) -> io::Result<()> {
 }
 
 fn check_label(label: &[u8; 11]) -> io::Result<()> {
-    if *label == NO_LABEL || (label[0] != b' ' && label.iter().all(|&b| b == b' ' || short_char(b))) {
+    if *label == NO_LABEL || (label[0] != b' ' && label.iter().all(|&b| b == b' ' || short_char(b)))
+    {
         return Ok(());
     }
     Err(input(format!(
@@ -661,14 +674,26 @@ mod tests {
 
     #[test]
     fn short_names_keep_plain_names_and_number_the_rest() {
-        let names = ["BOOTX64.EFI", "a long name.conf", "a long nAme.txt", "efi", "ALONGN~1.CON"];
+        let names = [
+            "BOOTX64.EFI",
+            "a long name.conf",
+            "a long nAme.txt",
+            "efi",
+            "ALONGN~1.CON",
+        ];
         let got: Vec<String> = short_names(names.iter().copied())
             .iter()
             .map(|s| String::from_utf8_lossy(s).into_owned())
             .collect();
         assert_eq!(
             got,
-            ["BOOTX64 EFI", "ALONGN~2CON", "ALONGN~1TXT", "EFI~1      ", "ALONGN~1CON"]
+            [
+                "BOOTX64 EFI",
+                "ALONGN~2CON",
+                "ALONGN~1TXT",
+                "EFI~1      ",
+                "ALONGN~1CON"
+            ]
         );
         assert_eq!(entry_count("BOOTX64.EFI"), 1);
         assert_eq!(entry_count("efi"), 2);
@@ -692,11 +717,16 @@ mod tests {
     fn bad_names_and_clashes_are_refused() {
         let store = ContentStore::new().unwrap();
         let c = store.add(b"x").unwrap();
-        for path in ["", "a//b", "a/./b", "a/../b", "a:b", "dot.", "trail ", "a\\b"] {
+        for path in [
+            "", "a//b", "a/./b", "a/../b", "a:b", "dot.", "trail ", "a\\b",
+        ] {
             assert!(DirTree::build(&[(path, &c)]).is_err(), "{path:?}");
         }
         for other in ["a/b", "A/b", "a/B", "a", "a/b/c"] {
-            assert!(DirTree::build(&[("a/b", &c), (other, &c)]).is_err(), "{other}");
+            assert!(
+                DirTree::build(&[("a/b", &c), (other, &c)]).is_err(),
+                "{other}"
+            );
         }
         assert!(DirTree::build(&[("a/b", &c), ("a/c", &c)]).is_ok());
     }
