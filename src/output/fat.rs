@@ -121,8 +121,8 @@ pub fn min_fat_size(files: &[(&str, &Content)]) -> io::Result<u64> {
 
 fn min_size(tree: &DirTree) -> io::Result<u64> {
     // Start at the first size with enough clusters for FAT32 and grow by
-    // 1 MiB; the cluster size only grows with the volume, so the first
-    // size that fits is the smallest.
+    // the shortfall (at least 1 MiB): no size in between can hold it, as
+    // larger clusters only add rounding waste.
     let mut size = 33 * MIB;
     loop {
         let geo = Geometry::for_size(size)?;
