@@ -9,6 +9,8 @@
 
 pub mod compress;
 pub mod cpio;
+pub mod disk;
+pub mod fat;
 pub mod gzip;
 pub mod qcow2;
 pub mod tar;

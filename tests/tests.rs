@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod disk;
 mod oci;
 mod output;
 mod pkg;
