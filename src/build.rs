@@ -14,6 +14,8 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 
+mod disk;
+
 use crate::assemble::{self, Assembled, ImageDefaults, ImageInput, Inputs};
 use crate::atomic::{AtomicFile, Written};
 use crate::golden::{self, Sums};
@@ -38,9 +40,33 @@ pub enum Format {
     /// NAME.tar: the image filesystem as a tar
     #[value(name = "tar")]
     Tar,
-    /// NAME.tar: the filesystem as a tar for `docker import`
+    /// NAME.docker: the filesystem and a Dockerfile, a `docker build` context
     #[value(name = "docker")]
     Docker,
+    /// NAME.efi: a Unified Kernel Image (systemd-stub + cmdline + initrd + kernel)
+    #[value(name = "uki")]
+    Uki,
+    /// NAME-efi.img: GPT disk, FAT32 ESP with the UKI as \EFI\BOOT\BOOTX64.EFI
+    #[value(name = "raw-efi")]
+    RawEfi,
+    /// NAME-efi.qcow2: the raw-efi disk as qcow2
+    #[value(name = "qcow2-efi")]
+    Qcow2Efi,
+    /// NAME.vhd: the raw-efi disk as a fixed VHD
+    #[value(name = "vhd")]
+    Vhd,
+    /// NAME-dynamic.vhd: the raw-efi disk as a dynamic VHD
+    #[value(name = "dynamic-vhd")]
+    DynamicVhd,
+    /// NAME.vmdk: the raw-efi disk as a stream-optimized VMDK
+    #[value(name = "vmdk")]
+    Vmdk,
+    /// NAME.raw: the raw-efi disk, for AWS import
+    #[value(name = "aws")]
+    Aws,
+    /// NAME.img.tar.gz: the raw-efi disk as disk.raw in a tar.gz, for GCE
+    #[value(name = "gcp")]
+    Gcp,
 }
 
 /// Everything a build depends on.
@@ -58,6 +84,10 @@ pub struct BuildOptions {
     /// Worker threads for compression; the bytes never depend on it.
     pub threads: usize,
     pub limits: Limits,
+    /// Disk size for the disk formats; `None` = the smallest that fits.
+    pub size: Option<u64>,
+    /// Appended to the kernel command line.
+    pub cmdline_append: Option<String>,
 }
 
 /// What a build wrote.
@@ -202,7 +232,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let (images, unpack_warnings) = unpack_images(&layout, &plan, &store, opts)?;
     warnings.extend(unpack_warnings);
     let kernel_modules = kernel_modules(&spec, &images, &store, &opts.limits, &mut warnings)?;
-    let assembled = assemble::assemble(&Inputs {
+    let mut assembled = assemble::assemble(&Inputs {
         spec: &spec,
         images: &images,
         kernel_modules,
@@ -210,11 +240,20 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         epoch: opts.epoch,
     })?;
     warnings.extend(assembled.warnings.iter().cloned());
+    if let Some(extra) = opts
+        .cmdline_append
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+    {
+        assembled.cmdline = format!("{} {}", assembled.cmdline, extra.trim())
+            .trim()
+            .to_owned();
+    }
     drop(images);
 
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
-    let pending = write_outputs(opts, &assembled, &store)?;
+    let pending = write_outputs(opts, &assembled, &store, &layout)?;
     let mut outputs = Vec::new();
     for file in pending {
         outputs.push(file.commit().context("committing an output")?);
@@ -375,6 +414,7 @@ fn write_outputs(
     opts: &BuildOptions,
     a: &Assembled,
     store: &ContentStore,
+    layout: &Layout,
 ) -> anyhow::Result<Vec<AtomicFile>> {
     let dir = &opts.out_dir;
     let name = &opts.name;
@@ -383,16 +423,16 @@ fn write_outputs(
     formats.sort();
     formats.dedup();
 
-    let needs_initrd = formats
-        .iter()
-        .any(|f| matches!(f, Format::KernelInitrd | Format::TarKernelInitrd));
+    let needs_initrd = formats.iter().any(|f| {
+        matches!(f, Format::KernelInitrd | Format::TarKernelInitrd) || disk::needs_uki(*f)
+    });
     let mut initrd = if needs_initrd {
         Some(initrd(a, store, opts)?)
     } else {
         None
     };
 
-    for format in formats {
+    for &format in &formats {
         match format {
             Format::KernelInitrd => {
                 let initrd = initrd.as_mut().expect("initrd written for this format");
@@ -467,7 +507,19 @@ fn write_outputs(
                 write_tar(&tree, store, &mut f)?;
                 pending.push(f);
             }
+            _ => {} // disk formats: below
         }
+    }
+    let disk_formats: Vec<Format> = formats
+        .iter()
+        .copied()
+        .filter(|f| disk::needs_uki(*f))
+        .collect();
+    if !disk_formats.is_empty() {
+        let initrd = initrd
+            .as_mut()
+            .expect("initrd written for the disk formats");
+        disk::write(opts, &disk_formats, layout, a, initrd, store, &mut pending)?;
     }
     Ok(pending)
 }

@@ -152,6 +152,12 @@ struct BuildArgs {
     /// Print the result as JSON on stdout
     #[arg(long)]
     json: bool,
+    /// Disk size for disk formats (e.g. 512M, 2G) [default: the smallest that fits]
+    #[arg(long, value_parser = parse_size)]
+    size: Option<u64>,
+    /// Extra kernel command line arguments, appended to the YAML's
+    #[arg(long, value_name = "ARGS")]
+    cmdline: Option<String>,
     /// Refuse an image whose layers unpack to more than this many bytes
     #[arg(long, value_name = "BYTES", default_value_t = kiln::unpack::Limits::default().max_total_bytes)]
     max_image_bytes: u64,
@@ -185,6 +191,20 @@ fn main() -> ExitCode {
             ExitCode::from(build::exit_code(&err))
         }
     }
+}
+
+/// `N`, `NK`, `NM`, `NG` (binary units) → bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 512M, 2G, or bytes)"))
 }
 
 fn layout_dir(args: &LayoutArgs) -> PathBuf {
@@ -224,6 +244,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 compression: args.compress,
                 epoch: build::source_date_epoch()?,
                 threads: build::threads_from_env()?,
+                size: args.size,
+                cmdline_append: args.cmdline,
                 limits: kiln::unpack::Limits {
                     max_total_bytes: args.max_image_bytes,
                     max_file_bytes: args.max_image_bytes,
@@ -272,6 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 timeout: q.timeout.map(std::time::Duration::from_secs),
                 console_log: q.console_log,
                 cmdline_append: q.cmdline,
+                esp_dir: None,
             };
             Ok(match kiln::run::run(&q.target, &opts)? {
                 Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),

@@ -76,6 +76,8 @@ pub struct QemuOptions {
     pub console_log: Option<PathBuf>,
     /// Extra kernel command line for direct kernel boot.
     pub cmdline_append: Option<String>,
+    /// The FAT directory a UKI boots from (set by [`run`]).
+    pub esp_dir: Option<PathBuf>,
 }
 
 impl Default for QemuOptions {
@@ -91,6 +93,7 @@ impl Default for QemuOptions {
             timeout: None,
             console_log: None,
             cmdline_append: None,
+            esp_dir: None,
         }
     }
 }
@@ -101,37 +104,75 @@ const OVMF_CODE: &[&str] = &[
     "/usr/share/OVMF/OVMF_CODE.fd",
 ];
 
+/// Makes the [`Boot`] for a file.
+type MakeBoot = fn(PathBuf) -> Boot;
+
+/// The files `kiln build` writes that can boot, by suffix, in the order a
+/// build name is tried. kiln's VHD, VMDK and AWS raw disks are the raw-efi
+/// disk in another container, so they boot under UEFI.
+const BOOTABLE: &[(&str, MakeBoot)] = &[
+    (".iso", |p| Boot::Iso {
+        path: p,
+        efi: false,
+    }),
+    ("-efi.iso", |p| Boot::Iso { path: p, efi: true }),
+    ("-efi.img", |p| Boot::Disk {
+        path: p,
+        format: "raw",
+        efi: true,
+    }),
+    ("-bios.img", |p| Boot::Disk {
+        path: p,
+        format: "raw",
+        efi: false,
+    }),
+    (".qcow2", |p| Boot::Disk {
+        path: p,
+        format: "qcow2",
+        efi: false,
+    }),
+    ("-efi.qcow2", |p| Boot::Disk {
+        path: p,
+        format: "qcow2",
+        efi: true,
+    }),
+    (".efi", |p| Boot::Uki { path: p }),
+    (".vhd", |p| Boot::Disk {
+        path: p,
+        format: "vpc",
+        efi: true,
+    }),
+    (".vmdk", |p| Boot::Disk {
+        path: p,
+        format: "vmdk",
+        efi: true,
+    }),
+    (".raw", |p| Boot::Disk {
+        path: p,
+        format: "raw",
+        efi: true,
+    }),
+];
+
 /// Find what to boot for `target`: a build name (`out/linuxkit`) or a file.
 pub fn find_boot(target: &Path) -> Result<Boot, RunError> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |err| RunError::Io { path, err }
-    };
     if target.is_file() {
         let name = target.to_string_lossy();
-        return Ok(if name.ends_with(".iso") {
-            Boot::Iso {
-                path: target.to_owned(),
-                efi: name.ends_with("-efi.iso"),
-            }
-        } else if name.ends_with(".qcow2") {
-            Boot::Disk {
-                path: target.to_owned(),
-                format: "qcow2",
-                efi: name.ends_with("-efi.qcow2"),
-            }
-        } else if name.ends_with(".efi") {
-            Boot::Uki {
-                path: target.to_owned(),
-            }
-        } else if name.ends_with("-kernel") {
-            return find_boot(Path::new(name.trim_end_matches("-kernel")));
-        } else {
-            Boot::Disk {
+        if let Some(base) = name.strip_suffix("-kernel") {
+            return find_boot(Path::new(base));
+        }
+        // The longest matching suffix decides (`-efi.iso` before `.iso`).
+        let best = BOOTABLE
+            .iter()
+            .filter(|(suffix, _)| name.ends_with(suffix))
+            .max_by_key(|(suffix, _)| suffix.len());
+        return Ok(match best {
+            Some((_, make)) => make(target.to_owned()),
+            None => Boot::Disk {
                 path: target.to_owned(),
                 format: "raw",
-                efi: name.ends_with("-efi.img"),
-            }
+                efi: false,
+            },
         });
     }
     let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", target.display()));
@@ -139,7 +180,10 @@ pub fn find_boot(target: &Path) -> Result<Boot, RunError> {
     if kernel.is_file() && initrd.is_file() {
         let cmdline_path = with("-cmdline");
         let cmdline = if cmdline_path.exists() {
-            std::fs::read_to_string(&cmdline_path).map_err(io_err(&cmdline_path))?
+            std::fs::read_to_string(&cmdline_path).map_err(|err| RunError::Io {
+                path: cmdline_path.clone(),
+                err,
+            })?
         } else {
             String::new()
         };
@@ -149,37 +193,7 @@ pub fn find_boot(target: &Path) -> Result<Boot, RunError> {
             cmdline: cmdline.trim().to_owned(),
         });
     }
-    for (suffix, make) in [
-        (
-            ".iso",
-            (|p| Boot::Iso {
-                path: p,
-                efi: false,
-            }) as fn(PathBuf) -> Boot,
-        ),
-        ("-efi.iso", |p| Boot::Iso { path: p, efi: true }),
-        ("-efi.img", |p| Boot::Disk {
-            path: p,
-            format: "raw",
-            efi: true,
-        }),
-        ("-bios.img", |p| Boot::Disk {
-            path: p,
-            format: "raw",
-            efi: false,
-        }),
-        (".qcow2", |p| Boot::Disk {
-            path: p,
-            format: "qcow2",
-            efi: false,
-        }),
-        ("-efi.qcow2", |p| Boot::Disk {
-            path: p,
-            format: "qcow2",
-            efi: true,
-        }),
-        (".efi", |p| Boot::Uki { path: p }),
-    ] {
+    for (suffix, make) in BOOTABLE {
         let p = with(suffix);
         if p.is_file() {
             return Ok(make(p));
@@ -273,15 +287,13 @@ pub fn qemu_args(
                 ),
             ]);
         }
-        Boot::Uki { path } => {
-            // OVMF boots \EFI\BOOT\BOOTX64.EFI from a FAT directory qemu exposes.
-            let dir = path.with_extension("esp");
+        Boot::Uki { .. } => {
+            // OVMF boots \EFI\BOOT\BOOTX64.EFI from a FAT directory qemu
+            // exposes (a per-run copy in a temp dir, see `run`).
+            let dir = opts.esp_dir.clone().unwrap_or_else(|| PathBuf::from("esp"));
             push(&[
                 "-drive",
-                &format!(
-                    "file=fat:rw:{},format=raw,if=virtio,snapshot=on",
-                    dir.display()
-                ),
+                &format!("file=fat:rw:{},format=raw,if=virtio", dir.display()),
             ]);
         }
     }
@@ -430,8 +442,10 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
         })?;
         ovmf = Some((code.to_owned(), vars));
     }
+    let mut opts = opts.clone();
     if let Boot::Uki { path } = &boot {
-        let esp = path.with_extension("esp").join("EFI/BOOT");
+        opts.esp_dir = Some(tmp.path().join("esp"));
+        let esp = tmp.path().join("esp/EFI/BOOT");
         std::fs::create_dir_all(&esp).map_err(|err| RunError::Io {
             path: esp.clone(),
             err,
@@ -443,7 +457,7 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
     }
     let args = qemu_args(
         &boot,
-        opts,
+        &opts,
         &accel,
         ovmf.as_ref().map(|(c, v)| (c.as_path(), v.as_path())),
     )?;

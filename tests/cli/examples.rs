@@ -24,6 +24,17 @@ fn check(example: &str) {
         golden.to_str().unwrap(),
     ];
     let mut args: Vec<&str> = args.to_vec();
+    // Build the formats the boot test builds (the `.expect` file's `formats:`).
+    let expect = std::fs::read_to_string(root().join("examples").join(format!("{example}.expect")))
+        .unwrap_or_default();
+    let formats: Vec<String> = expect
+        .lines()
+        .find_map(|l| l.strip_prefix("formats:"))
+        .map(|f| f.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    for f in &formats {
+        args.extend(["-f", f]);
+    }
     args.push(yml.to_str().unwrap());
     let out = kiln(t.path(), &args);
     assert!(
@@ -91,7 +102,17 @@ fn every_example_has_a_golden_file_and_a_test() {
     names.sort();
     assert_eq!(
         names,
-        ["files", "linuxkit", "minimal", "runtime"],
+        [
+            "binds",
+            "capabilities",
+            "files",
+            "linuxkit",
+            "metadata",
+            "minimal",
+            "onshutdown",
+            "readonly",
+            "runtime"
+        ],
         "add a test above for a new example"
     );
     for n in names {

@@ -38,6 +38,7 @@ const RECIPES: &[&str] = &[
     "pkg/getty",
     "pkg/sysctl",
     "pkg/dhcpcd",
+    "pkg/systemd-boot",
 ];
 
 /// One pinned Debian package, as written in `vendor-images/debs.yml`.
