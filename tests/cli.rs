@@ -2,6 +2,7 @@
 //! written in code, golden hashes, reproducibility under a perturbed
 //! environment, exit codes and atomic outputs.
 
+mod disk_tools;
 mod examples;
 mod fixture;
 mod golden_cases;

@@ -159,3 +159,76 @@ fn source_date_epoch_changes_only_generated_entries() {
         }
     }
 }
+
+#[test]
+fn disk_formats_are_reproducible_under_a_perturbed_environment() {
+    // The committed layout (real kernel, systemd-stub): every disk format,
+    // built twice with other cwd, umask, TZ, locale and thread count.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let layout = root.join("oci-layout");
+    let yml = root.join("examples/minimal.yml");
+    let formats = [
+        "uki",
+        "raw-efi",
+        "qcow2-efi",
+        "vhd",
+        "dynamic-vhd",
+        "vmdk",
+        "aws",
+        "gcp",
+    ];
+    let t = TestDir::new();
+    let run = |cwd: &Path, out: &Path, umask: &str, env: &[(&str, &str)]| {
+        let mut args: Vec<String> = vec![
+            "build".into(),
+            "--layout".into(),
+            layout.display().to_string(),
+            "-o".into(),
+        ];
+        args.push(out.display().to_string());
+        for f in formats {
+            args.extend(["-f".to_string(), f.to_string()]);
+        }
+        args.push(yml.display().to_string());
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_kiln"))
+            .args(&args);
+        cmd.current_dir(cwd)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    std::fs::create_dir_all(t.join("elsewhere/deeper")).unwrap();
+    run(
+        t.path(),
+        &t.join("a"),
+        "022",
+        &[("TZ", "UTC"), ("KILN_THREADS", "1")],
+    );
+    run(
+        &t.join("elsewhere/deeper"),
+        &t.join("b"),
+        "077",
+        &[
+            ("TZ", "America/St_Johns"),
+            ("LC_ALL", "fr_FR.UTF-8"),
+            ("KILN_THREADS", "3"),
+        ],
+    );
+    let (oa, ob) = (outputs(&t.join("a")), outputs(&t.join("b")));
+    assert_eq!(
+        oa.len(),
+        formats.len() + 1,
+        "one file per format and the sums"
+    );
+    for ((na, ba), (nb, bb)) in oa.iter().zip(&ob) {
+        assert_eq!(na, nb);
+        assert!(ba == bb, "{na} differs between the two builds");
+    }
+}
