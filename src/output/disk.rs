@@ -19,7 +19,7 @@
 //! GUIDs are `[u8; 16]` in on-disk order: GPT stores the first three
 //! fields of the textual form little-endian ([`guid_string`] prints them).
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 
 use sha2::{Digest, Sha256};
 
@@ -299,20 +299,46 @@ pub fn write_raw_efi(
         epoch,
         hidden_sectors: ALIGN as u32,
     };
-    let mut esp = io::BufWriter::new(tempfile::tempfile()?);
-    let len = write_fat(&files, store, &opts, &mut esp)?;
-    let mut esp = esp.into_inner().map_err(io::IntoInnerError::into_error)?;
-    esp.seek(SeekFrom::Start(0))?;
-    let mut reader = io::BufReader::new(esp);
-    let mut parts = [GptPartition {
-        type_guid: ESP_TYPE,
-        unique_guid: id("kiln raw-efi esp"),
-        name: "ESP",
-        first_lba: Some(ALIGN),
-        data: &mut reader,
-        len,
-    }];
-    write_gpt_disk(&mut parts, id("kiln raw-efi disk"), size, w)
+    // The FAT volume is streamed straight into the disk: a thread writes it
+    // into a pipe that the GPT writer reads, so it is written once, not
+    // staged in a temp file. Its size is known before a byte is written.
+    let (pipe_r, pipe_w) = io::pipe()?;
+    let files: Vec<(&str, Content)> = files.iter().map(|(p, c)| (*p, (*c).clone())).collect();
+    let store = store.clone();
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || -> io::Result<u64> {
+            let refs: Vec<(&str, &Content)> = files.iter().map(|(p, c)| (*p, c)).collect();
+            let mut out = io::BufWriter::with_capacity(1 << 20, pipe_w);
+            let n = write_fat(&refs, &store, &opts, &mut out)?;
+            out.flush()?;
+            Ok(n)
+        });
+        let mut reader = io::BufReader::with_capacity(1 << 20, pipe_r);
+        let mut parts = [GptPartition {
+            type_guid: ESP_TYPE,
+            unique_guid: id("kiln raw-efi esp"),
+            name: "ESP",
+            first_lba: Some(ALIGN),
+            data: &mut reader,
+            len: esp_size,
+        }];
+        let written = write_gpt_disk(&mut parts, id("kiln raw-efi disk"), size, w);
+        drop(parts);
+        drop(reader); // unblocks the producer if the disk writer stopped early
+        let fat = producer
+            .join()
+            .map_err(|_| io::Error::other("the FAT writer panicked"))?;
+        // The disk writer's own error comes first: a FAT error after it is
+        // only the broken pipe.
+        let written = written?;
+        let fat_len = fat?;
+        if fat_len != esp_size {
+            return Err(io::Error::other(format!(
+                "FAT volume is {fat_len} bytes, expected {esp_size}"
+            )));
+        }
+        Ok(written)
+    })
 }
 
 fn write_zeros(w: &mut dyn Write, mut n: u64) -> io::Result<()> {

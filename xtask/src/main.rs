@@ -22,6 +22,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
         Some("bench-generate") => bench::generate(&args[1..]),
+        Some("bench-raw-efi") => bench::raw_efi(&args[1..]),
         Some("boot-test") => boot::run(&args[1..]),
         Some("vendor") => vendor::run(&args[1..]),
         _ => {
