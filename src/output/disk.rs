@@ -323,7 +323,6 @@ pub fn write_raw_efi(
             len: esp_size,
         }];
         let written = write_gpt_disk(&mut parts, id("kiln raw-efi disk"), size, w);
-        drop(parts);
         drop(reader); // unblocks the producer if the disk writer stopped early
         let fat = producer
             .join()
