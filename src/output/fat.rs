@@ -147,7 +147,7 @@ struct Geometry {
 
 impl Geometry {
     fn for_size(size: u64) -> io::Result<Geometry> {
-        if size % SECTOR != 0 {
+        if !size.is_multiple_of(SECTOR) {
             return Err(input(format!(
                 "fat: volume size {size} is not a multiple of {SECTOR} bytes"
             )));

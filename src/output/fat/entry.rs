@@ -44,7 +44,7 @@ pub(super) fn short_entry(
 /// The VFAT long-name entries for `name`, last part first, as stored.
 pub(super) fn lfn_entries(name: &str, short: &[u8; 11]) -> Vec<u8> {
     let mut units: Vec<u16> = name.encode_utf16().collect();
-    if units.len() % 13 != 0 {
+    if !units.len().is_multiple_of(13) {
         units.push(0);
         units.resize(units.len().div_ceil(13) * 13, 0xFFFF);
     }
