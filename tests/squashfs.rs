@@ -160,6 +160,8 @@ fn unsquashfs_lists_every_kind_with_its_metadata() {
         "Number of inodes 18",
         "Number of ids 3",
         "Number of xattr ids 1",
+        "Duplicates are removed",
+        "Fragments are not stored",
     ] {
         assert!(summary.contains(line), "{line:?} not in\n{summary}");
     }
@@ -303,4 +305,9 @@ fn unstorable_trees_are_errors_naming_the_path() {
     let long = "x".repeat(257);
     t.insert(long.clone().into_bytes(), Entry::dir(0o755, 0));
     assert_eq!(err(&t), format!("{long}: name longer than 256 bytes"));
+
+    let mut t = Tree::new();
+    t.insert(b"a".to_vec(), Entry::dir(0o755, 0));
+    t.insert(b"a/..".to_vec(), Entry::dir(0o755, 0));
+    assert_eq!(err(&t), "a/..: not a normalised path");
 }

@@ -37,8 +37,9 @@ const BLOCK_LOG: u16 = 17;
 const SUPERBLOCK_LEN: usize = 96;
 const MAGIC: u32 = 0x7371_7368;
 const COMPRESSION_GZIP: u16 = 1;
-/// Superblock flags: no fragments, and no duplicates check claimed.
+/// Superblock flags: no fragments; identical contents share blocks.
 const FLAG_NO_FRAGMENTS: u16 = 0x0010;
+const FLAG_DUPLICATES: u16 = 0x0040;
 const FLAG_NO_XATTRS: u16 = 0x0200;
 /// A table that is absent.
 const NONE: u64 = u64::MAX;
@@ -67,7 +68,8 @@ const EXTENDED: u16 = 7;
 /// Fails on any I/O error, on a hard link whose target is missing or that
 /// names a directory, on an entry whose parent is not a directory, on a
 /// name longer than 256 bytes, on more than 65536 distinct uids and gids,
-/// and on an xattr name squashfs cannot store.
+/// on a path that is not normalised, and on an xattr name squashfs cannot
+/// store.
 pub fn write_squashfs(
     tree: &Tree,
     store: &ContentStore,
@@ -133,12 +135,12 @@ pub fn write_squashfs(
     pos = id_table + 8 * id_meta.block_starts.len() as u64;
 
     let (xattr_table, flags) = if xattrs.is_empty() {
-        (NONE, FLAG_NO_FRAGMENTS | FLAG_NO_XATTRS)
+        (NONE, FLAG_NO_FRAGMENTS | FLAG_DUPLICATES | FLAG_NO_XATTRS)
     } else {
         let (bytes, table) = xattrs.finish(pos)?;
         out.write_all(&bytes)?;
         pos += bytes.len() as u64;
-        (table, FLAG_NO_FRAGMENTS)
+        (table, FLAG_NO_FRAGMENTS | FLAG_DUPLICATES)
     };
 
     let bytes_used = pos;
@@ -211,6 +213,9 @@ impl<'a> Plan<'a> {
                     show(path),
                     show(dir)
                 )));
+            }
+            if matches!(name_of(path), b"" | b"." | b"..") {
+                return Err(invalid(format!("{}: not a normalised path", show(path))));
             }
             if name_of(path).len() > NAME_MAX {
                 return Err(invalid(format!(
