@@ -13,6 +13,7 @@ pub mod disk;
 pub mod fat;
 pub mod gzip;
 pub mod qcow2;
+pub mod squashfs;
 pub mod tar;
 pub mod uki;
 mod ustar;

@@ -9,6 +9,7 @@ mod oci;
 mod output;
 mod pkg;
 mod spec;
+mod squashfs;
 mod uki;
 mod unpack;
 mod vdisk;
