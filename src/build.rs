@@ -43,6 +43,9 @@ pub enum Format {
     /// NAME.docker: the filesystem and a Dockerfile, a `docker build` context
     #[value(name = "docker")]
     Docker,
+    /// NAME-kernel, NAME-cmdline and NAME-squashfs.img (the filesystem as squashfs)
+    #[value(name = "kernel+squashfs")]
+    KernelSquashfs,
     /// NAME.efi: a Unified Kernel Image (systemd-stub + cmdline + initrd + kernel)
     #[value(name = "uki")]
     Uki,
@@ -505,6 +508,30 @@ fn write_outputs(
                 );
                 let mut f = AtomicFile::create(dir, &format!("{name}.docker"))?;
                 write_tar(&tree, store, &mut f)?;
+                pending.push(f);
+            }
+            Format::KernelSquashfs => {
+                if let Some(kernel) = &a.kernel {
+                    if !formats.contains(&Format::KernelInitrd) {
+                        let mut f = AtomicFile::create(dir, &format!("{name}-kernel"))?;
+                        store.copy_to(kernel, &mut f)?;
+                        pending.push(f);
+                    }
+                }
+                if !formats.contains(&Format::KernelInitrd) {
+                    let mut f = AtomicFile::create(dir, &format!("{name}-cmdline"))?;
+                    f.write_all(a.cmdline.as_bytes())?;
+                    pending.push(f);
+                }
+                // The root filesystem without the boot files beside it; the
+                // writer seeks back to its superblock, so stage it first.
+                let mut tree = a.tree.clone();
+                tree.remove_children(b"boot");
+                let mut tmp = tempfile::tempfile_in(dir)?;
+                crate::output::squashfs::write_squashfs(&tree, store, opts.epoch, &mut tmp)?;
+                tmp.seek(SeekFrom::Start(0))?;
+                let mut f = AtomicFile::create(dir, &format!("{name}-squashfs.img"))?;
+                std::io::copy(&mut tmp, &mut f)?;
                 pending.push(f);
             }
             _ => {} // disk formats: below

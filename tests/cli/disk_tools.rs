@@ -29,6 +29,7 @@ fn disk_outputs_pass_their_independent_checkers() {
         "dynamic-vhd",
         "vmdk",
         "gcp",
+        "kernel+squashfs",
     ] {
         args.extend(["-f", f]);
     }
@@ -96,6 +97,14 @@ fn disk_outputs_pass_their_independent_checkers() {
             stdout(&o)
         );
     }
+
+    // The squashfs root lists the initrd's layout (boot files travel beside it).
+    let sq = stdout(&run_tool("unsquashfs", &["-lln", &p("m-squashfs.img")]));
+    assert!(
+        sq.contains("squashfs-root/containers/services/getty/config.json"),
+        "{sq}"
+    );
+    assert!(!sq.contains("squashfs-root/boot/kernel"), "{sq}");
 
     // GCE: a gzip'd tar holding exactly disk.raw, the raw disk.
     let listing = stdout(&run_tool("tar", &["-tzf", &p("m.img.tar.gz")]));

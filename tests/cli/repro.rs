@@ -177,6 +177,9 @@ fn disk_formats_are_reproducible_under_a_perturbed_environment() {
         "aws",
         "gcp",
     ];
+    // kernel+squashfs adds three files (kernel, cmdline, squashfs).
+    let formats_and_squashfs: Vec<&str> =
+        formats.iter().copied().chain(["kernel+squashfs"]).collect();
     let t = TestDir::new();
     let run = |cwd: &Path, out: &Path, umask: &str, env: &[(&str, &str)]| {
         let mut args: Vec<String> = vec![
@@ -186,7 +189,7 @@ fn disk_formats_are_reproducible_under_a_perturbed_environment() {
             "-o".into(),
         ];
         args.push(out.display().to_string());
-        for f in formats {
+        for f in &formats_and_squashfs {
             args.extend(["-f".to_string(), f.to_string()]);
         }
         args.push(yml.display().to_string());
@@ -224,8 +227,8 @@ fn disk_formats_are_reproducible_under_a_perturbed_environment() {
     let (oa, ob) = (outputs(&t.join("a")), outputs(&t.join("b")));
     assert_eq!(
         oa.len(),
-        formats.len() + 1,
-        "one file per format and the sums"
+        formats.len() + 3 + 1,
+        "one file per disk format, kernel+squashfs's three and the sums"
     );
     for ((na, ba), (nb, bb)) in oa.iter().zip(&ob) {
         assert_eq!(na, nb);
