@@ -236,8 +236,14 @@ mod tests {
 
     #[test]
     fn a_short_esp_is_an_error() {
-        let err = write_iso(&mut [0u8; 10].as_slice(), 20, 0, &volume_label(""), &mut Vec::new())
-            .unwrap_err();
+        let err = write_iso(
+            &mut [0u8; 10].as_slice(),
+            20,
+            0,
+            &volume_label(""),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("10 of 20"), "{err}");
     }
 }

@@ -146,9 +146,9 @@ pub(super) fn boot_catalog(platform: u8, lba: u32, sectors: u16) -> Vec<u8> {
     c[4..8].copy_from_slice(b"KILN");
     c[30] = 0x55;
     c[31] = 0xAA;
-    let sum = c[..32]
-        .chunks(2)
-        .fold(0u16, |s, w| s.wrapping_add(u16::from_le_bytes([w[0], w[1]])));
+    let sum = c[..32].chunks(2).fold(0u16, |s, w| {
+        s.wrapping_add(u16::from_le_bytes([w[0], w[1]]))
+    });
     c[28..30].copy_from_slice(&0u16.wrapping_sub(sum).to_le_bytes());
     c[32] = 0x88; // bootable
     c[33] = 0; // no emulation
@@ -200,7 +200,15 @@ fn short_date(epoch: i64) -> [u8; 7] {
     if y > 2155 {
         return [255, 12, 31, 23, 59, 59, 0];
     }
-    [(y - 1900) as u8, mo as u8, d as u8, h as u8, mi as u8, s as u8, 0]
+    [
+        (y - 1900) as u8,
+        mo as u8,
+        d as u8,
+        h as u8,
+        mi as u8,
+        s as u8,
+        0,
+    ]
 }
 
 #[cfg(test)]
@@ -220,9 +228,9 @@ mod tests {
     #[test]
     fn catalog_validation_entry_sums_to_zero() {
         let c = boot_catalog(0xEF, 24, 10);
-        let sum = c[..32]
-            .chunks(2)
-            .fold(0u16, |s, w| s.wrapping_add(u16::from_le_bytes([w[0], w[1]])));
+        let sum = c[..32].chunks(2).fold(0u16, |s, w| {
+            s.wrapping_add(u16::from_le_bytes([w[0], w[1]]))
+        });
         assert_eq!(sum, 0);
         assert_eq!(&c[30..32], &[0x55, 0xAA]);
     }
