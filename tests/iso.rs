@@ -1,7 +1,7 @@
 //! Integration tests: the `iso-efi` image, read back by `xorriso` (its El
 //! Torito report and boot image extraction), `isoinfo` (genisoimage),
-//! `mtype` (mtools) and `fsck.fat` (dosfstools). A missing tool fails the
-//! test.
+//! `mtype` (mtools), `fsck.fat` (dosfstools) and `sgdisk` (gdisk, for the
+//! hybrid GPT). A missing tool fails the test.
 
 use kiln::output::iso::write_iso_efi;
 use kiln::tree::ContentStore;
@@ -72,7 +72,14 @@ fn isoinfo_reads_the_primary_volume_descriptor_and_files() {
         .find_map(|l| l.strip_prefix("Volume size is: "))
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| panic!("no volume size:\n{info}"));
-    assert_eq!(size * 2048, std::fs::metadata(img).unwrap().len());
+    // The volume ends with the ESP; the backup GPT of the hybrid disk and
+    // its 1 MiB rounding follow it.
+    let file_len = std::fs::metadata(img).unwrap().len();
+    assert!(
+        size * 2048 <= file_len - 33 * 512,
+        "{size} sectors, {file_len} bytes"
+    );
+    assert_eq!(file_len % (1 << 20), 0);
 
     let list = stdout(&run_tool("isoinfo", &["-l", "-i", img]));
     assert!(list.contains("Feb 29 2024"), "{list}");
@@ -121,6 +128,37 @@ fn extracted_boot_image_holds_the_efi_binary() {
     .stdout;
     assert_eq!(got.len(), efi.len());
     assert!(got == efi, "the boot image holds other bytes");
+}
+
+#[test]
+fn hybrid_gpt_has_an_esp_partition_over_the_boot_image() {
+    let dir = TestDir::new();
+    let efi = fake_efi(40_000);
+    let img = dir.write("a.iso", iso(&efi, EPOCH, "usb"));
+    let img = img.to_str().unwrap();
+    let verify = stdout(&run_tool("sgdisk", &["-v", img]));
+    assert!(verify.contains("No problems found"), "{verify}");
+    let table = stdout(&run_tool("sgdisk", &["-p", img]));
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_else(|| panic!("no partition 1:\n{table}"))
+        .split_whitespace()
+        .collect();
+    // Number, start sector, end, size, unit, code: the ESP starts where
+    // the boot catalog's entry points (ISO sector 24 = disk sector 96).
+    assert_eq!(row[1], "96", "{table}");
+    assert_eq!(row[5], "EF00", "{table}");
+    let got = run_tool(
+        "mtype",
+        &[
+            "-i",
+            &format!("{img}@@{}", 96 * 512),
+            "::EFI/BOOT/BOOTX64.EFI",
+        ],
+    )
+    .stdout;
+    assert!(got == efi, "the ESP partition holds other bytes");
 }
 
 #[test]

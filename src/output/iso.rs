@@ -31,9 +31,9 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-use super::disk::{guid_from, EFI_BOOT_PATH};
+use super::disk::{guid_from, write_gpt_disk, GptPartition, EFI_BOOT_PATH, ESP_TYPE};
 use super::fat::{min_fat_size, write_fat, FatOptions};
-use super::{Counter, ZEROS};
+use super::ZEROS;
 use crate::tree::{Content, ContentStore};
 
 mod desc;
@@ -49,6 +49,9 @@ pub const SECTOR: u64 = 2048;
 pub const ESP_NAME: &str = "EFI.IMG";
 /// The El Torito platform id of UEFI.
 pub const PLATFORM_EFI: u8 = 0xEF;
+
+/// 512-byte disk sectors per ISO sector.
+const DISK_PER_ISO: u64 = SECTOR / 512;
 
 const PVD_LBA: u32 = 16;
 const PATH_L_LBA: u32 = 19;
@@ -87,7 +90,11 @@ pub fn write_iso_efi(
         volume_id: u32::from_le_bytes([serial[0], serial[1], serial[2], serial[3]]),
         label: *b"ESP        ",
         epoch,
-        hidden_sectors: 0,
+        hidden_sectors: ESP_LBA * DISK_PER_ISO as u32,
+    };
+    let ids = DiskIds {
+        disk: guid_from(&[b"kiln iso-efi disk".as_slice(), &seed].concat()),
+        esp: guid_from(&[b"kiln iso-efi esp".as_slice(), &seed].concat()),
     };
     let mut esp = io::BufWriter::new(tempfile::tempfile()?);
     let esp_len = write_fat(&files, store, &opts, &mut esp)?;
@@ -98,6 +105,7 @@ pub fn write_iso_efi(
         esp_len,
         epoch,
         &volume_label(volume_id),
+        &ids,
         w,
     )
 }
@@ -108,6 +116,7 @@ fn write_iso(
     esp_len: u64,
     epoch: i64,
     label: &[u8; 32],
+    ids: &DiskIds,
     w: &mut dyn Write,
 ) -> io::Result<u64> {
     let esp_size = u32::try_from(esp_len).map_err(|_| {
@@ -156,9 +165,9 @@ fn write_iso(
     // An entry's count is 16 bits of 512-byte sectors; 0 means "to the end".
     let count = u16::try_from(esp_len.div_ceil(512)).unwrap_or(0);
 
-    let mut out = Counter { inner: w, count: 0 };
-    write_zeros(&mut out, u64::from(PVD_LBA) * SECTOR)?;
-    out.write_all(&primary(&Primary {
+    // Sectors 16 to 23: everything but the system area and the ESP.
+    let mut head = Vec::with_capacity(((ESP_LBA - PVD_LBA) as u64 * SECTOR) as usize);
+    head.extend_from_slice(&primary(&Primary {
         label,
         total_sectors: total,
         path_table_len: path_table(ROOT_LBA, false).len() as u32,
@@ -166,23 +175,75 @@ fn write_iso(
         path_m: PATH_M_LBA,
         root: &dir_record(&files[0]),
         epoch,
-    }))?;
-    out.write_all(&boot_record(CATALOG_LBA))?;
-    out.write_all(&terminator())?;
-    write_sector(&mut out, &path_table(ROOT_LBA, false))?;
-    write_sector(&mut out, &path_table(ROOT_LBA, true))?;
-    write_sector(&mut out, &root_dir)?;
-    write_sector(&mut out, &boot_catalog(PLATFORM_EFI, ESP_LBA, count))?;
-    write_sector(&mut out, README)?;
-    let copied = io::copy(&mut esp.take(esp_len), &mut out)?;
-    if copied != esp_len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("iso-efi: the staged ESP ended after {copied} of {esp_len} bytes"),
+    }));
+    head.extend_from_slice(&boot_record(CATALOG_LBA));
+    head.extend_from_slice(&terminator());
+    write_sector(&mut head, &path_table(ROOT_LBA, false))?;
+    write_sector(&mut head, &path_table(ROOT_LBA, true))?;
+    write_sector(&mut head, &root_dir)?;
+    write_sector(&mut head, &boot_catalog(PLATFORM_EFI, ESP_LBA, count))?;
+    write_sector(&mut head, README)?;
+
+    // The GPT writer lays out the disk and fills the gap before the ESP
+    // with zeros; the overlay puts the ISO sectors in that gap.
+    let mut out = Overlay {
+        inner: w,
+        at: 0,
+        start: u64::from(PVD_LBA) * SECTOR,
+        bytes: &head,
+    };
+    let mut parts = [GptPartition {
+        type_guid: ESP_TYPE,
+        unique_guid: ids.esp,
+        name: "ESP",
+        first_lba: Some(u64::from(ESP_LBA) * DISK_PER_ISO),
+        data: esp,
+        len: esp_len,
+    }];
+    let n = write_gpt_disk(&mut parts, ids.disk, None, &mut out)?;
+    if out.at < out.start + head.len() as u64 {
+        return Err(io::Error::other(
+            "iso-efi: the disk ended inside the ISO sectors",
         ));
     }
-    write_zeros(&mut out, esp_sectors * SECTOR - esp_len)?;
-    Ok(out.count)
+    Ok(n)
+}
+
+/// GUIDs of the hybrid disk.
+struct DiskIds {
+    disk: [u8; 16],
+    esp: [u8; 16],
+}
+
+/// A writer that replaces the bytes at `start..start + bytes.len()` of
+/// its stream with `bytes`.
+struct Overlay<'a, 'w> {
+    inner: &'w mut dyn Write,
+    at: u64,
+    start: u64,
+    bytes: &'a [u8],
+}
+
+impl Write for Overlay<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let end = self.start + self.bytes.len() as u64;
+        let (from, to) = (self.at, self.at + buf.len() as u64);
+        let n = if to <= self.start || from >= end {
+            self.inner.write(buf)?
+        } else if from < self.start {
+            self.inner.write(&buf[..(self.start - from) as usize])?
+        } else {
+            let lo = (from - self.start) as usize;
+            let hi = (to.min(end) - self.start) as usize;
+            self.inner.write(&self.bytes[lo..hi])?
+        };
+        self.at += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Write `bytes` (at most one sector) zero-padded to a whole sector.
@@ -205,15 +266,34 @@ fn write_zeros(w: &mut dyn Write, mut n: u64) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    const IDS: DiskIds = DiskIds {
+        disk: [1; 16],
+        esp: [2; 16],
+    };
+
     #[test]
     fn layout_puts_the_esp_last_and_counts_sectors() {
         let esp = vec![0xA5u8; 5000];
         let mut out = Vec::new();
-        let n = write_iso(&mut esp.as_slice(), 5000, 0, &volume_label("t"), &mut out).unwrap();
+        let n = write_iso(
+            &mut esp.as_slice(),
+            5000,
+            0,
+            &volume_label("t"),
+            &IDS,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(n, out.len() as u64);
-        assert_eq!(n, (24 + 3) * SECTOR);
+        // A hybrid disk: whole MiBs, a protective MBR and a GPT header.
+        assert_eq!(n, 1 << 20);
+        assert_eq!(&out[510..512], &[0x55, 0xAA]);
+        assert_eq!(&out[512..520], b"EFI PART");
+        assert_eq!(out[446 + 4], 0xEE);
         let at = |lba: u32| &out[(u64::from(lba) * SECTOR) as usize..];
         assert_eq!(&at(PVD_LBA)[..6], b"\x01CD001");
+        // The ISO volume ends with the ESP, before the backup GPT.
+        assert_eq!(&at(PVD_LBA)[80..84], &27u32.to_le_bytes());
         assert_eq!(&at(17)[..6], b"\x00CD001");
         assert_eq!(&at(18)[..6], b"\xFFCD001");
         assert_eq!(&at(ESP_LBA)[..5000], esp.as_slice());
@@ -229,7 +309,7 @@ mod tests {
         let len = 40u64 << 20;
         let mut esp = io::repeat(0).take(len);
         let mut out = Vec::new();
-        write_iso(&mut esp, len, 0, &volume_label("t"), &mut out).unwrap();
+        write_iso(&mut esp, len, 0, &volume_label("t"), &IDS, &mut out).unwrap();
         let entry = &out[(u64::from(CATALOG_LBA) * SECTOR) as usize + 32..][..32];
         assert_eq!(&entry[6..8], &[0, 0]);
     }
@@ -241,6 +321,7 @@ mod tests {
             20,
             0,
             &volume_label(""),
+            &IDS,
             &mut Vec::new(),
         )
         .unwrap_err();
