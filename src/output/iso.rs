@@ -3,10 +3,10 @@
 //!
 //! [`write_iso_efi`] takes the UKI, stages a FAT32 EFI System Partition
 //! holding it as `\EFI\BOOT\BOOTX64.EFI` in an unnamed temporary file
-//! (written by [`write_fat`]), and streams the ISO to a sink front to back;
+//! (written by [`write_fat`]), and streams the image to a sink front to back;
 //! it gives the number of bytes written. It never holds the image in
 //! memory, never reads the clock (every date is `epoch`) and derives the
-//! FAT volume serial from the UKI's sha256 and `epoch`.
+//! FAT volume serial and the GPT GUIDs from the UKI's sha256 and `epoch`.
 //!
 //! It is written by hand rather than with `hadris-iso` (or by running
 //! `xorriso`): the image is eight fixed sectors and two files, all laid out
@@ -14,20 +14,27 @@
 //! output, its own defaults for dates and identifiers, and a minimum
 //! toolchain, and save little code.
 //!
-//! Layout, in 2048-byte sectors: 0–15 the (empty) system area, 16 the
-//! primary volume descriptor, 17 the El Torito boot record, 18 the
-//! terminator, 19 and 20 the little- and big-endian path tables, 21 the
-//! root directory, 22 the boot catalog, 23 `README.TXT`, then `EFI.IMG`,
-//! the ESP, last. The catalog's validation entry names the EFI platform
-//! (0xEF) and its default entry, the only one, loads the ESP without
-//! emulation — the shape `xorriso -as mkisofs -e EFI.IMG -no-emul-boot`
-//! gives, with no BIOS entry a legacy BIOS could mistake for its own.
+//! Layout, in 2048-byte sectors: 0–15 the system area, 16 the primary
+//! volume descriptor, 17 the El Torito boot record, 18 the terminator, 19
+//! and 20 the little- and big-endian path tables, 21 the root directory,
+//! 22 the boot catalog, 23 `README.TXT`, then `EFI.IMG`, the ESP, last.
+//! The catalog's validation entry names the EFI platform (0xEF) and its
+//! default entry, the only one, loads the ESP without emulation — the
+//! shape `xorriso -as mkisofs -e EFI.IMG -no-emul-boot` gives, with no BIOS
+//! entry a legacy BIOS could mistake for its own.
 //!
 //! An entry counts its image in 512-byte sectors in 16 bits, so it cannot
 //! describe an ESP of 32 MiB or more, and FAT32 volumes are at least
-//! 33 MiB. Such an entry gets a count of 0, which UEFI firmware (EDK II's
-//! partition driver, hence OVMF) reads as "up to the end of the volume":
-//! that is why the ESP is the image's last extent.
+//! 33 MiB. Such an entry gets a count of 0, as xorriso writes too, which
+//! UEFI firmware (EDK II's partition driver, hence OVMF) reads as "up to
+//! the end of the volume": that is why the ESP is the volume's last extent.
+//!
+//! The image is also a disk (a "hybrid" ISO, for USB sticks and virtual
+//! disks): the system area holds a protective MBR and a GPT, written by
+//! [`write_gpt_disk`], whose one partition is an ESP over exactly the
+//! bytes of `EFI.IMG` (disk sector 96). The backup GPT follows the ISO
+//! volume, and the image is rounded up to whole MiB. Firmware reading the
+//! image as a CD looks for a GPT in 2048-byte sectors and finds none.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -61,12 +68,13 @@ const CATALOG_LBA: u32 = 22;
 const README_LBA: u32 = 23;
 const ESP_LBA: u32 = 24;
 
-const README: &[u8] = b"This CD boots on UEFI systems.\r\n\
+const README: &[u8] = b"This image boots on UEFI systems, as a CD or as a disk.\r\n\
 \r\n\
 Its El Torito boot catalog has one entry, for the EFI platform, which\r\n\
 points at EFI.IMG: a FAT32 EFI System Partition holding the unified\r\n\
 kernel image as \\EFI\\BOOT\\BOOTX64.EFI. It was written by kiln; every\r\n\
-byte follows from the kernel image and SOURCE_DATE_EPOCH.\r\n";
+byte follows from the kernel image and SOURCE_DATE_EPOCH. As a disk,\r\n\
+its GPT has one partition: the same EFI.IMG.\r\n";
 
 /// Write the `iso-efi` image for `uki` to `w`; returns the bytes written.
 ///
