@@ -12,6 +12,7 @@ pub mod cpio;
 pub mod disk;
 pub mod fat;
 pub mod gzip;
+pub mod iso;
 pub mod qcow2;
 pub mod squashfs;
 pub mod tar;

@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod disk;
+mod iso;
 mod oci;
 mod output;
 mod pkg;
