@@ -49,6 +49,9 @@ pub enum Format {
     /// NAME.efi: a Unified Kernel Image (systemd-stub + cmdline + initrd + kernel)
     #[value(name = "uki")]
     Uki,
+    /// NAME-efi.iso: ISO 9660, El Torito UEFI entry → FAT ESP with the UKI; hybrid (GPT) for disks
+    #[value(name = "iso-efi")]
+    IsoEfi,
     /// NAME-efi.img: GPT disk, FAT32 ESP with the UKI as \EFI\BOOT\BOOTX64.EFI
     #[value(name = "raw-efi")]
     RawEfi,

@@ -1,5 +1,5 @@
-//! The bootable disk formats of a build: UKI, raw-efi and the containers
-//! over it (qcow2, VHD, VMDK, AWS raw, GCE tar.gz).
+//! The bootable disk formats of a build: UKI, the UEFI ISO, raw-efi and the
+//! containers over it (qcow2, VHD, VMDK, AWS raw, GCE tar.gz).
 //!
 //! Takes the assembled image, its compressed initrd and the systemd-stub
 //! from the bootloader image in the layout (never from the host); gives
@@ -30,6 +30,7 @@ pub fn needs_uki(format: Format) -> bool {
     matches!(
         format,
         Format::Uki
+            | Format::IsoEfi
             | Format::RawEfi
             | Format::Qcow2Efi
             | Format::Vhd
@@ -42,7 +43,7 @@ pub fn needs_uki(format: Format) -> bool {
 
 /// Whether `format` is built from the raw EFI disk.
 fn needs_raw(format: Format) -> bool {
-    needs_uki(format) && format != Format::Uki
+    needs_uki(format) && !matches!(format, Format::Uki | Format::IsoEfi)
 }
 
 /// systemd-stub's bytes, from the bootloader image in the layout.
@@ -127,6 +128,15 @@ pub fn write(
     if formats.contains(&Format::Uki) {
         let mut f = AtomicFile::create(dir, &format!("{name}.efi"))?;
         store.copy_to(&uki, &mut f)?;
+        pending.push(f);
+    }
+    if formats.contains(&Format::IsoEfi) {
+        let mut f = AtomicFile::create(dir, &format!("{name}-efi.iso"))?;
+        let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut f);
+        crate::output::iso::write_iso_efi(&uki, store, opts.epoch, name, &mut buf)
+            .context("writing the ISO")?;
+        buf.flush()?;
+        drop(buf);
         pending.push(f);
     }
     if !formats.iter().any(|f| needs_raw(*f)) {

@@ -23,6 +23,7 @@ fn disk_outputs_pass_their_independent_checkers() {
     ];
     for f in [
         "uki",
+        "iso-efi",
         "raw-efi",
         "qcow2-efi",
         "vhd",
@@ -57,6 +58,13 @@ fn disk_outputs_pass_their_independent_checkers() {
             .all(|l| !l.contains(" .")),
         "`.linux` is the last section:\n{sections}"
     );
+
+    // The ISO's El Torito catalog has one UEFI entry (platform 0xEF).
+    let et = stdout(&run_tool(
+        "xorriso",
+        &["-indev", &p("m-efi.iso"), "-report_el_torito", "plain"],
+    ));
+    assert!(et.contains("UEFI"), "{et}");
 
     // GPT is valid; the ESP holds the UKI at the removable-media path.
     let v = stdout(&run_tool("sgdisk", &["-v", &p("m-efi.img")]));

@@ -169,6 +169,7 @@ fn disk_formats_are_reproducible_under_a_perturbed_environment() {
     let yml = root.join("examples/minimal.yml");
     let formats = [
         "uki",
+        "iso-efi",
         "raw-efi",
         "qcow2-efi",
         "vhd",
