@@ -122,3 +122,44 @@ fn every_example_has_a_golden_file_and_a_test() {
         );
     }
 }
+
+#[test]
+fn committed_layout_is_read_by_skopeo_and_umoci() {
+    let layout = root().join("oci-layout");
+    let layout = layout.to_str().unwrap();
+    let listed = crate::support::stdout(&crate::support::run_tool(
+        "umoci",
+        &["ls", "--layout", layout],
+    ));
+    for image in [
+        "kernel",
+        "init",
+        "runc",
+        "busybox",
+        "getty",
+        "sysctl",
+        "dhcpcd",
+        "systemd-boot",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == format!("kiln.dev/{image}:0.1")),
+            "{image} missing from:\n{listed}"
+        );
+        let out = crate::support::run_tool(
+            "skopeo",
+            &["inspect", &format!("oci:{layout}:kiln.dev/{image}:0.1")],
+        );
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(info["Architecture"], "amd64", "{image}");
+        assert_eq!(
+            info["Layers"].as_array().map(Vec::len),
+            Some(1),
+            "{image}: one layer"
+        );
+    }
+    // Every blob still matches its digest.
+    kiln::oci::Layout::open(&root().join("oci-layout"))
+        .unwrap()
+        .fsck()
+        .unwrap();
+}
