@@ -18,9 +18,9 @@ use sha2::{Digest, Sha256};
 
 use super::glob;
 use super::pins::Pin;
-use super::recipe::DebUse;
+use super::recipe::{DebUse, Extract};
 use super::PkgError;
-use crate::tree::{join, ContentStore, Entry, Kind, Tree};
+use crate::tree::{join, Content, ContentStore, Entry, Kind, Tree};
 use crate::unpack::{Compression, Limits, Unpacked, Unpacker};
 
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
@@ -237,6 +237,50 @@ pub fn select(deb: &DebUse, tree: &Tree, epoch: i64) -> Result<Vec<(Vec<u8>, Ent
     Ok(out)
 }
 
+/// The bytes `x` names, cut from the package file `x.from` of `tree` and
+/// checked against `x.sha256`, stored in `store`.
+pub fn extract(
+    x: &Extract,
+    package: &str,
+    tree: &Tree,
+    store: &ContentStore,
+) -> Result<Content, PkgError> {
+    let fail = |msg: String| PkgError::Rule {
+        pos: x.pos.clone(),
+        msg: format!("deb {package}: extract {}: {msg}", x.from),
+    };
+    let mut entry = tree.get(x.from.as_bytes());
+    if let Some(Kind::Hardlink(target)) = entry.map(|e| &e.kind) {
+        entry = tree.get(target);
+    }
+    let Some(Kind::File(content)) = entry.map(|e| &e.kind) else {
+        return Err(fail("no such regular file in the package".into()));
+    };
+    let bytes = store.read(content).map_err(PkgError::Store)?;
+    let range = usize::try_from(x.offset)
+        .ok()
+        .zip(usize::try_from(x.length).ok())
+        .and_then(|(o, l)| Some(o..o.checked_add(l)?))
+        .filter(|r| r.end <= bytes.len())
+        .ok_or_else(|| {
+            fail(format!(
+                "bytes {}..+{} are outside the file ({} bytes)",
+                x.offset,
+                x.length,
+                bytes.len()
+            ))
+        })?;
+    let cut = &bytes[range];
+    let actual = hex::encode(Sha256::digest(cut));
+    if actual != x.sha256 {
+        return Err(fail(format!(
+            "bytes {}..+{} have sha256 {actual}, but {} is pinned",
+            x.offset, x.length, x.sha256
+        )));
+    }
+    store.add(cut).map_err(PkgError::Store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,8 +295,42 @@ mod tests {
                 .collect(),
             strip: strip.map(str::to_owned),
             prefix: prefix.map(str::to_owned),
+            extract: Vec::new(),
             pos: Pos::default(),
         }
+    }
+
+    fn cut(from: &str, offset: u64, length: u64, sha256: &str) -> Extract {
+        Extract {
+            from: from.to_owned(),
+            offset,
+            length,
+            sha256: sha256.to_owned(),
+            path: "out".to_owned(),
+            pos: Pos::default(),
+        }
+    }
+
+    #[test]
+    fn extract_cuts_a_pinned_range_through_hard_links() {
+        let store = ContentStore::new().unwrap();
+        let t = sample(&store);
+        let want = hex::encode(Sha256::digest(b"at"));
+        let got = extract(&cut("usr/bin/a", 1, 2, &want), "p", &t, &store).unwrap();
+        assert_eq!(store.read(&got).unwrap(), b"at");
+    }
+
+    #[test]
+    fn extract_refuses_wrong_hashes_ranges_and_paths() {
+        let store = ContentStore::new().unwrap();
+        let t = sample(&store);
+        let good = hex::encode(Sha256::digest(b"at"));
+        let bad = "0".repeat(64);
+        let msg = |x: Extract| extract(&x, "p", &t, &store).unwrap_err().to_string();
+        assert!(msg(cut("usr/lib/real", 1, 2, &bad)).contains("is pinned"));
+        assert!(msg(cut("usr/lib/real", 3, 2, &good)).contains("outside the file (4 bytes)"));
+        assert!(msg(cut("usr/lib/real", u64::MAX, 2, &good)).contains("outside"));
+        assert!(msg(cut("usr/bin", 0, 1, &good)).contains("no such regular file"));
     }
 
     fn sample(store: &ContentStore) -> Tree {

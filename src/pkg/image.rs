@@ -110,6 +110,11 @@ pub(super) fn prepare(
             for (p, e) in deb::select(d, &unpacked.tree, epoch)? {
                 put(&mut tree, p, e, epoch);
             }
+            for x in &d.extract {
+                let content = deb::extract(x, &d.package, &unpacked.tree, store)?;
+                let entry = Entry::file(content, 0o644, epoch);
+                put(&mut tree, x.path.as_bytes().to_vec(), entry, epoch);
+            }
         }
     }
     for rule in &r.files {

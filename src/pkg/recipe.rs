@@ -45,6 +45,25 @@ pub struct DebUse {
     pub keep: Vec<(String, Pos)>,
     pub strip: Option<String>,
     pub prefix: Option<String>,
+    /// Byte ranges cut out of the package's files (see [`Extract`]).
+    pub extract: Vec<Extract>,
+    pub pos: Pos,
+}
+
+/// A byte range of one file of a package, put into the image as a file of
+/// its own, checked against a pinned sha256. This is how a blob that Debian
+/// ships only embedded in a program (syslinux's `ldlinux.sys`, compiled into
+/// `/usr/bin/syslinux`) becomes an input without running that program.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Extract {
+    /// The package path (data.tar, no leading `/`).
+    pub from: String,
+    pub offset: u64,
+    pub length: u64,
+    /// Lowercase hex sha256 of the range.
+    pub sha256: String,
+    /// Normalised image path of the new file (mode 0644).
+    pub path: String,
     pub pos: Pos,
 }
 
@@ -215,6 +234,7 @@ fn deb(node: &Node, path: &str) -> Result<DebUse, SpecError> {
         keep: Vec::new(),
         strip: None,
         prefix: None,
+        extract: Vec::new(),
         pos: node.pos.clone(),
     };
     let mut package = None;
@@ -242,11 +262,12 @@ fn deb(node: &Node, path: &str) -> Result<DebUse, SpecError> {
             }
             "strip" => d.strip = Some(image_path(v, p, false)?),
             "prefix" => d.prefix = Some(image_path(v, p, true)?).filter(|s| !s.is_empty()),
+            "extract" => d.extract = list(v, p, extract)?,
             _ => {
                 return Err(unknown_key(
                     k,
                     path,
-                    &["package", "keep", "strip", "prefix"],
+                    &["package", "keep", "strip", "prefix", "extract"],
                 ))
             }
         }
@@ -256,6 +277,59 @@ fn deb(node: &Node, path: &str) -> Result<DebUse, SpecError> {
         return Err(error(node, path, "`keep` must list at least one glob"));
     }
     Ok(d)
+}
+
+fn extract(node: &Node, path: &str) -> Result<Extract, SpecError> {
+    let (mut from, mut offset, mut length, mut sha256, mut target) = (None, None, None, None, None);
+    for (k, v) in mapping(node, path)? {
+        let key = key_text(k);
+        let p = &join(path, key);
+        match key {
+            "from" => from = Some(image_path(v, p, false)?),
+            "offset" => offset = Some(number(v, p)?),
+            "length" => length = Some(number(v, p)?).filter(|n| *n > 0),
+            "sha256" => {
+                let h = string(v, p)?;
+                if h.len() != 64 || !h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                    return Err(error(v, p, "must be 64 lowercase hex digits"));
+                }
+                sha256 = Some(h);
+            }
+            "path" => target = Some(image_path(v, p, false)?),
+            _ => {
+                return Err(unknown_key(
+                    k,
+                    path,
+                    &["from", "offset", "length", "sha256", "path"],
+                ))
+            }
+        }
+    }
+    let missing = |what: &str| error(node, path, format!("missing required key `{what}`"));
+    Ok(Extract {
+        from: from.ok_or_else(|| missing("from"))?,
+        offset: offset.ok_or_else(|| missing("offset"))?,
+        length: length.ok_or_else(|| missing("length (a positive number)"))?,
+        sha256: sha256.ok_or_else(|| missing("sha256"))?,
+        path: target.ok_or_else(|| missing("path"))?,
+        pos: node.pos.clone(),
+    })
+}
+
+/// A non-negative integer, decimal or `0x` hex.
+fn number(node: &Node, path: &str) -> Result<u64, SpecError> {
+    let text = string(node, path)?;
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| {
+        error(
+            node,
+            path,
+            format!("`{text}` is not a non-negative integer"),
+        )
+    })
 }
 
 fn file_rule(node: &Node, path: &str) -> Result<FileRule, SpecError> {
@@ -451,6 +525,25 @@ mod tests {
             r.config.as_deref(),
             Some(r#"{"capabilities":["CAP_SYS_ADMIN"],"net":"host"}"#)
         );
+    }
+
+    #[test]
+    fn extract_ranges_parse_with_hex_offsets() {
+        let h = "a".repeat(64);
+        let r = parse(
+            "b.yml",
+            &format!("image: x\ntag: '1'\ndebs:\n  - package: p\n    keep: [a]\n    extract:\n      - {{from: usr/bin/p, offset: 0x10, length: 512, sha256: {h}, path: boot/x.bin}}\n"),
+        )
+        .unwrap();
+        let x = &r.debs[0].extract[0];
+        assert_eq!(
+            (x.offset, x.length, x.path.as_str()),
+            (16, 512, "boot/x.bin")
+        );
+        let bad = err(&format!("image: x\ntag: '1'\ndebs:\n  - package: p\n    keep: [a]\n    extract:\n      - {{from: a, offset: 1, length: 0, sha256: {h}, path: b}}\n"));
+        assert!(bad.contains("length"), "{bad}");
+        let bad = err("image: x\ntag: '1'\ndebs:\n  - package: p\n    keep: [a]\n    extract:\n      - {from: a, offset: -1, length: 2, sha256: AB, path: b}\n");
+        assert!(bad.starts_with("b.yml:7:"), "{bad}");
     }
 
     #[test]

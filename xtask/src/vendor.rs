@@ -39,6 +39,7 @@ const RECIPES: &[&str] = &[
     "pkg/sysctl",
     "pkg/dhcpcd",
     "pkg/systemd-boot",
+    "pkg/syslinux",
 ];
 
 /// One pinned Debian package, as written in `vendor-images/debs.yml`.
