@@ -49,9 +49,15 @@ pub enum Format {
     /// NAME.efi: a Unified Kernel Image (systemd-stub + cmdline + initrd + kernel)
     #[value(name = "uki")]
     Uki,
-    /// NAME-efi.iso: ISO 9660, El Torito UEFI entry → FAT ESP with the UKI; hybrid (GPT) for disks
+    /// NAME.iso: ISO 9660 booting BIOS through ISOLINUX (CD, and disk via an isohybrid MBR)
+    #[value(name = "iso-bios")]
+    IsoBios,
+    /// NAME-efi.iso: one ISO booting BIOS (ISOLINUX) and UEFI (ESP with the UKI), CD or disk
     #[value(name = "iso-efi")]
     IsoEfi,
+    /// NAME-efi-initrd.iso: ISO 9660 booting UEFI only: El Torito EFI entry → ESP with the UKI
+    #[value(name = "iso-efi-initrd")]
+    IsoEfiInitrd,
     /// NAME-efi.img: GPT disk, FAT32 ESP with the UKI as \EFI\BOOT\BOOTX64.EFI
     #[value(name = "raw-efi")]
     RawEfi,
@@ -429,9 +435,9 @@ fn write_outputs(
     formats.sort();
     formats.dedup();
 
-    let needs_initrd = formats.iter().any(|f| {
-        matches!(f, Format::KernelInitrd | Format::TarKernelInitrd) || disk::needs_uki(*f)
-    });
+    let needs_initrd = formats
+        .iter()
+        .any(|f| matches!(f, Format::KernelInitrd | Format::TarKernelInitrd) || disk::is_disk(*f));
     let mut initrd = if needs_initrd {
         Some(initrd(a, store, opts)?)
     } else {
@@ -543,7 +549,7 @@ fn write_outputs(
     let disk_formats: Vec<Format> = formats
         .iter()
         .copied()
-        .filter(|f| disk::needs_uki(*f))
+        .filter(|f| disk::is_disk(*f))
         .collect();
     if !disk_formats.is_empty() {
         let initrd = initrd

@@ -91,8 +91,11 @@ struct QemuArgs {
     #[arg(long)]
     accel: Option<String>,
     /// Boot with UEFI firmware (OVMF) even for formats that boot under BIOS
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bios")]
     uefi: bool,
+    /// Boot the hybrid NAME-efi.iso with BIOS firmware (SeaBIOS) instead of UEFI
+    #[arg(long)]
+    bios: bool,
     /// Extra disk: FILE[,format=raw|qcow2]; repeatable
     #[arg(long = "disk", value_name = "FILE[,format=F]")]
     disks: Vec<String>,
@@ -288,6 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cpus: q.cpus,
                 accel: q.accel,
                 uefi: q.uefi,
+                bios: q.bios,
                 disks: q.disks,
                 publish: q.publish,
                 data: q.data,

@@ -15,6 +15,7 @@ pub mod gzip;
 pub mod iso;
 pub mod qcow2;
 pub mod squashfs;
+pub mod syslinux;
 pub mod tar;
 pub mod uki;
 mod ustar;

@@ -48,7 +48,7 @@ impl Boot {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("nothing to boot at {0}: expected NAME-kernel + NAME-initrd.img, NAME.iso, NAME-efi.iso, NAME-efi.img, NAME-bios.img, NAME.qcow2, NAME-efi.qcow2 or NAME.efi")]
+    #[error("nothing to boot at {0}: expected NAME-kernel + NAME-initrd.img, NAME.iso, NAME-efi.iso, NAME-efi-initrd.iso, NAME-efi.img, NAME-bios.img, NAME.qcow2, NAME-efi.qcow2 or NAME.efi")]
     NotFound(PathBuf),
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: io::Error },
@@ -66,6 +66,8 @@ pub struct QemuOptions {
     /// `kvm`, `tcg`, or `None` to probe.
     pub accel: Option<String>,
     pub uefi: bool,
+    /// Boot a hybrid (BIOS and UEFI) ISO with BIOS firmware.
+    pub bios: bool,
     /// `FILE[,size=S][,format=F]`
     pub disks: Vec<String>,
     /// `HOST:GUEST` TCP port forwards (user networking).
@@ -87,6 +89,7 @@ impl Default for QemuOptions {
             cpus: 1,
             accel: None,
             uefi: false,
+            bios: false,
             disks: Vec::new(),
             publish: Vec::new(),
             data: None,
@@ -116,6 +119,7 @@ const BOOTABLE: &[(&str, MakeBoot)] = &[
         efi: false,
     }),
     ("-efi.iso", |p| Boot::Iso { path: p, efi: true }),
+    ("-efi-initrd.iso", |p| Boot::Iso { path: p, efi: true }),
     ("-efi.img", |p| Boot::Disk {
         path: p,
         format: "raw",
@@ -428,7 +432,20 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
         err,
     })?;
     let mut ovmf = None;
-    if opts.uefi || boot.needs_uefi() {
+    let uefi = if opts.bios {
+        // Only kiln's hybrid ISO carries a BIOS loader besides the UEFI one.
+        let hybrid = matches!(&boot, Boot::Iso { path, .. }
+            if path.to_string_lossy().ends_with("-efi.iso"));
+        if boot.needs_uefi() && !hybrid {
+            return Err(RunError::BadOption(
+                "--bios: this image boots only under UEFI (NAME-efi.iso boots both)".into(),
+            ));
+        }
+        false
+    } else {
+        opts.uefi || boot.needs_uefi()
+    };
+    if uefi {
         let code = OVMF_CODE
             .iter()
             .map(Path::new)

@@ -1,9 +1,10 @@
-//! The bootable disk formats of a build: UKI, the UEFI ISO, raw-efi and the
-//! containers over it (qcow2, VHD, VMDK, AWS raw, GCE tar.gz).
+//! The bootable disk formats of a build: UKI, the ISOs, raw-efi and the
+//! containers over it (qcow2, VHD, VMDK, AWS raw, GCE tar.gz), raw-bios and
+//! qcow2-bios.
 //!
-//! Takes the assembled image, its compressed initrd and the systemd-stub
-//! from the bootloader image in the layout (never from the host); gives
-//! pending output files. Every intermediate (UKI, raw disk) lives in an
+//! Takes the assembled image, its compressed initrd and the boot loaders
+//! (systemd-stub, ISOLINUX, SYSLINUX) from the bootloader images in the
+//! layout (never from the host); gives pending output files. Every intermediate (UKI, raw disk) lives in an
 //! unnamed temp file in the output directory, so no disk is held in memory.
 
 use std::fs::File;
@@ -15,6 +16,7 @@ use super::{BuildOptions, Format, UserError};
 use crate::assemble::Assembled;
 use crate::atomic::AtomicFile;
 use crate::oci::Layout;
+use crate::output::iso::{write_iso, IsoLinux};
 use crate::output::tar::{write_tar_files, TarFile};
 use crate::output::uki::{write_uki, Blob, UkiParts};
 use crate::tree::{Content, ContentStore, Entry, Kind};
@@ -25,12 +27,26 @@ pub const BOOTLOADER_IMAGE: &str = "kiln.dev/systemd-boot:0.1";
 /// Where the stub is in that image.
 pub const STUB_PATH: &str = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 
+/// The image holding ISOLINUX and SYSLINUX, built from `pkg/syslinux`.
+pub const SYSLINUX_IMAGE: &str = "kiln.dev/syslinux:0.1";
+
+/// Whether this module writes `format`.
+pub fn is_disk(format: Format) -> bool {
+    needs_uki(format) || needs_isolinux(format)
+}
+
+/// Whether `format` boots BIOS firmware through ISOLINUX.
+fn needs_isolinux(format: Format) -> bool {
+    matches!(format, Format::IsoBios | Format::IsoEfi)
+}
+
 /// Whether `format` is built from the UKI.
 pub fn needs_uki(format: Format) -> bool {
     matches!(
         format,
         Format::Uki
             | Format::IsoEfi
+            | Format::IsoEfiInitrd
             | Format::RawEfi
             | Format::Qcow2Efi
             | Format::Vhd
@@ -43,32 +59,118 @@ pub fn needs_uki(format: Format) -> bool {
 
 /// Whether `format` is built from the raw EFI disk.
 fn needs_raw(format: Format) -> bool {
-    needs_uki(format) && !matches!(format, Format::Uki | Format::IsoEfi)
+    needs_uki(format) && !matches!(format, Format::Uki | Format::IsoEfi | Format::IsoEfiInitrd)
 }
 
-/// systemd-stub's bytes, from the bootloader image in the layout.
-fn stub(layout: &Layout, opts: &BuildOptions, store: &ContentStore) -> anyhow::Result<Vec<u8>> {
-    let image = layout.resolve(BOOTLOADER_IMAGE, &opts.arch).map_err(|e| {
+/// The files at `paths` of the bootloader image `image` in the layout,
+/// in that order; `recipe` is the pkg/ directory that builds the image.
+fn loader_files(
+    layout: &Layout,
+    opts: &BuildOptions,
+    store: &ContentStore,
+    image: &str,
+    recipe: &str,
+    paths: &[&str],
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let resolved = layout.resolve(image, &opts.arch).map_err(|e| {
         UserError(format!(
-            "EFI formats need the bootloader image {BOOTLOADER_IMAGE} in layout {}: build it with \
-             `kiln pkg build --layout {} pkg/systemd-boot` ({e})",
+            "this format needs the bootloader image {image} in layout {}: build it with \
+             `kiln pkg build --layout {} {recipe}` ({e})",
             opts.layout.display(),
             opts.layout.display()
         ))
     })?;
     let mut unpacker = Unpacker::new(store, &Limits::default());
-    for layer in &image.layers {
-        let reader = layout.open_layer(&image, layer)?;
+    for layer in &resolved.layers {
+        let reader = layout.open_layer(&resolved, layer)?;
         unpacker.apply_layer(&layer.digest, layer.compression, reader)?;
     }
     let Unpacked { tree, .. } = unpacker.finish();
-    match tree.get(STUB_PATH.as_bytes()).map(|e: &Entry| &e.kind) {
-        Some(Kind::File(c)) => Ok(store.read(c)?),
-        _ => Err(UserError(format!(
-            "bootloader image {BOOTLOADER_IMAGE} has no file {STUB_PATH}"
-        ))
-        .into()),
+    paths
+        .iter()
+        .map(
+            |path| match tree.get(path.as_bytes()).map(|e: &Entry| &e.kind) {
+                Some(Kind::File(c)) => Ok(store.read(c)?),
+                _ => Err(UserError(format!("bootloader image {image} has no file {path}")).into()),
+            },
+        )
+        .collect()
+}
+
+/// systemd-stub's bytes, from the bootloader image in the layout.
+fn stub(layout: &Layout, opts: &BuildOptions, store: &ContentStore) -> anyhow::Result<Vec<u8>> {
+    let mut files = loader_files(
+        layout,
+        opts,
+        store,
+        BOOTLOADER_IMAGE,
+        "pkg/systemd-boot",
+        &[STUB_PATH],
+    )?;
+    Ok(files.remove(0))
+}
+
+/// ISOLINUX's files: `isolinux.bin`, its `ldlinux.c32`, `isohdpfx.bin`.
+fn isolinux(
+    layout: &Layout,
+    opts: &BuildOptions,
+    store: &ContentStore,
+) -> anyhow::Result<[Vec<u8>; 3]> {
+    let files = loader_files(
+        layout,
+        opts,
+        store,
+        SYSLINUX_IMAGE,
+        "pkg/syslinux",
+        &[
+            "isolinux/isolinux.bin",
+            "isolinux/ldlinux.c32",
+            "isolinux/isohdpfx.bin",
+        ],
+    )?;
+    files
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("three files asked, three given"))
+}
+
+/// The UKI (systemd-stub + os-release + cmdline + ucode and initrd +
+/// kernel), in the store.
+fn uki(
+    opts: &BuildOptions,
+    layout: &Layout,
+    a: &Assembled,
+    kernel: &Content,
+    initrd: &mut File,
+    initrd_len: u64,
+    store: &ContentStore,
+) -> anyhow::Result<Content> {
+    let stub = stub(layout, opts, store)?;
+    let osrel = os_release(&opts.name);
+    initrd.seek(SeekFrom::Start(0))?;
+    let mut pieces = Vec::new();
+    if let Some(ucode) = &a.ucode {
+        pieces.push(Blob::Stored(ucode));
     }
+    pieces.push(Blob::Reader {
+        reader: initrd,
+        len: initrd_len,
+    });
+    let parts = UkiParts {
+        stub: &stub,
+        osrel: osrel.as_bytes(),
+        cmdline: a.cmdline.as_bytes(),
+        initrd: pieces,
+        linux: Blob::Stored(kernel),
+    };
+    let mut tmp = tempfile::tempfile_in(&opts.out_dir)
+        .context("creating a temp file in the output directory")?;
+    {
+        let mut buf = std::io::BufWriter::new(&mut tmp);
+        write_uki(parts, store, &mut buf).context("writing the UKI")?;
+        buf.flush()?;
+    }
+    tmp.seek(SeekFrom::Start(0))?;
+    Ok(store.add_reader(&mut tmp, None)?)
 }
 
 /// The `.osrel` section: identifies the image to boot menus.
@@ -92,53 +194,71 @@ pub fn write(
 ) -> anyhow::Result<()> {
     let (dir, name) = (&opts.out_dir, &opts.name);
     let kernel = a.kernel.as_ref().ok_or_else(|| {
-        UserError("EFI formats need a kernel: the spec has no `kernel.image`".into())
+        UserError("bootable formats need a kernel: the spec has no `kernel.image`".into())
     })?;
-    let stub = stub(layout, opts, store)?;
-    let osrel = os_release(name);
-
-    // The UKI, in the store (it is also the ESP's only file).
     let initrd_len = initrd.seek(SeekFrom::End(0))?;
-    initrd.seek(SeekFrom::Start(0))?;
-    let mut pieces = Vec::new();
-    if let Some(ucode) = &a.ucode {
-        pieces.push(Blob::Stored(ucode));
-    }
-    pieces.push(Blob::Reader {
-        reader: initrd,
-        len: initrd_len,
-    });
-    let parts = UkiParts {
-        stub: &stub,
-        osrel: osrel.as_bytes(),
-        cmdline: a.cmdline.as_bytes(),
-        initrd: pieces,
-        linux: Blob::Stored(kernel),
+    let uki = if formats.iter().any(|f| needs_uki(*f)) {
+        Some(uki(opts, layout, a, kernel, initrd, initrd_len, store)?)
+    } else {
+        None
     };
-    let mut tmp =
-        tempfile::tempfile_in(dir).context("creating a temp file in the output directory")?;
-    {
-        let mut buf = std::io::BufWriter::new(&mut tmp);
-        write_uki(parts, store, &mut buf).context("writing the UKI")?;
-        buf.flush()?;
-    }
-    tmp.seek(SeekFrom::Start(0))?;
-    let uki = store.add_reader(&mut tmp, None)?;
-    drop(tmp);
-    if formats.contains(&Format::Uki) {
+    if let (Some(uki), true) = (&uki, formats.contains(&Format::Uki)) {
         let mut f = AtomicFile::create(dir, &format!("{name}.efi"))?;
-        store.copy_to(&uki, &mut f)?;
+        store.copy_to(uki, &mut f)?;
         pending.push(f);
     }
-    if formats.contains(&Format::IsoEfi) {
-        let mut f = AtomicFile::create(dir, &format!("{name}-efi.iso"))?;
+    let isolinux = if formats.iter().any(|f| needs_isolinux(*f)) {
+        Some(isolinux(layout, opts, store)?)
+    } else {
+        None
+    };
+    for (format, suffix) in [
+        (Format::IsoBios, ".iso"),
+        (Format::IsoEfi, "-efi.iso"),
+        (Format::IsoEfiInitrd, "-efi-initrd.iso"),
+    ] {
+        if !formats.contains(&format) {
+            continue;
+        }
+        let ucode = match &a.ucode {
+            Some(c) => store.read(c)?,
+            None => Vec::new(),
+        };
+        initrd.seek(SeekFrom::Start(0))?;
+        let mut initrd_reader = std::io::Read::chain(ucode.as_slice(), &mut *initrd);
+        let bios = match (&isolinux, needs_isolinux(format)) {
+            (Some([loader, ldlinux_c32, mbr]), true) => Some(IsoLinux {
+                loader,
+                ldlinux_c32,
+                mbr,
+                kernel,
+                initrd: &mut initrd_reader,
+                initrd_len: ucode.len() as u64 + initrd_len,
+                cmdline: &a.cmdline,
+            }),
+            _ => None,
+        };
+        let efi = if needs_uki(format) {
+            uki.as_ref()
+        } else {
+            None
+        };
+        let mut f = AtomicFile::create(dir, &format!("{name}{suffix}"))?;
         let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut f);
-        crate::output::iso::write_iso_efi(&uki, store, opts.epoch, name, &mut buf)
-            .context("writing the ISO")?;
+        write_iso(bios, efi, store, opts.epoch, name, &mut buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                anyhow::Error::new(UserError(e.to_string()))
+            } else {
+                anyhow::Error::new(e).context("writing the ISO")
+            }
+        })?;
         buf.flush()?;
         drop(buf);
         pending.push(f);
     }
+    let Some(uki) = uki else {
+        return Ok(());
+    };
     if !formats.iter().any(|f| needs_raw(*f)) {
         return Ok(());
     }

@@ -23,7 +23,9 @@ fn disk_outputs_pass_their_independent_checkers() {
     ];
     for f in [
         "uki",
+        "iso-bios",
         "iso-efi",
+        "iso-efi-initrd",
         "raw-efi",
         "qcow2-efi",
         "vhd",
@@ -59,12 +61,66 @@ fn disk_outputs_pass_their_independent_checkers() {
         "`.linux` is the last section:\n{sections}"
     );
 
-    // The ISO's El Torito catalog has one UEFI entry (platform 0xEF).
-    let et = stdout(&run_tool(
-        "xorriso",
-        &["-indev", &p("m-efi.iso"), "-report_el_torito", "plain"],
-    ));
-    assert!(et.contains("UEFI"), "{et}");
+    // El Torito, as xorriso reads it: iso-efi-initrd has one UEFI entry,
+    // iso-bios one BIOS entry (ISOLINUX, boot-info table, isohybrid MBR),
+    // iso-efi both, in that order.
+    let el_torito = |file: &str| -> Vec<String> {
+        // xorriso prints the boot record summary on stderr, the rest on stdout.
+        let out = run_tool(
+            "xorriso",
+            &["-indev", &p(file), "-report_el_torito", "plain"],
+        );
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        report
+            .lines()
+            .filter(|l| l.starts_with("El Torito") || l.starts_with("Boot record"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let efi_only = el_torito("m-efi-initrd.iso");
+    assert!(
+        efi_only
+            .iter()
+            .any(|l| l.contains("boot img : 1 UEFI y none")),
+        "{efi_only:?}"
+    );
+    assert!(!efi_only.iter().any(|l| l.contains("BIOS")), "{efi_only:?}");
+    let bios = el_torito("m.iso");
+    for want in [
+        "Boot record : El Torito , MBR isohybrid cyl-align-on",
+        "El Torito boot img : 1 BIOS y none 0x0000 0x00 4",
+        "El Torito img path : 1 /ISOLINUX.BIN",
+        "El Torito img opts : 1 boot-info-table isohybrid-suitable",
+    ] {
+        assert!(bios.iter().any(|l| l.starts_with(want)), "{want}: {bios:?}");
+    }
+    let both = el_torito("m-efi.iso");
+    for want in [
+        "El Torito boot img : 1 BIOS y none",
+        "El Torito boot img : 2 UEFI y none",
+        "El Torito img path : 2 /EFI.IMG",
+        "El Torito img opts : 1 boot-info-table isohybrid-suitable",
+    ] {
+        assert!(both.iter().any(|l| l.starts_with(want)), "{want}: {both:?}");
+    }
+    // isoinfo reads the BIOS ISO's volume and ISOLINUX's configuration,
+    // which boots the kernel with the spec's command line.
+    let info = stdout(&run_tool("isoinfo", &["-d", "-i", &p("m.iso")]));
+    assert!(info.contains("Volume id: M\n"), "{info}");
+    let cfg = run_tool("isoinfo", &["-i", &p("m.iso"), "-x", "/ISOLINUX.CFG;1"]).stdout;
+    let cfg = String::from_utf8_lossy(&cfg);
+    let cmdline =
+        std::fs::read_to_string(p("m-cmdline")).expect("kernel+squashfs writes m-cmdline");
+    assert!(
+        cfg.contains("KERNEL /kernel") && cfg.contains(&format!("APPEND {}", cmdline.trim())),
+        "{cfg}"
+    );
+    let sgdisk = stdout(&run_tool("sgdisk", &["-v", &p("m-efi.iso")]));
+    assert!(sgdisk.contains("No problems found"), "{sgdisk}");
 
     // GPT is valid; the ESP holds the UKI at the removable-media path.
     let v = stdout(&run_tool("sgdisk", &["-v", &p("m-efi.img")]));

@@ -169,7 +169,9 @@ fn disk_formats_are_reproducible_under_a_perturbed_environment() {
     let yml = root.join("examples/minimal.yml");
     let formats = [
         "uki",
+        "iso-bios",
         "iso-efi",
+        "iso-efi-initrd",
         "raw-efi",
         "qcow2-efi",
         "vhd",

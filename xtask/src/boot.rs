@@ -114,6 +114,8 @@ fn output_name(format: &str, case: &str) -> String {
         "kernel+initrd" => case.to_owned(),
         "iso-bios" => format!("{case}.iso"),
         "iso-efi" => format!("{case}-efi.iso"),
+        "iso-efi-initrd" => format!("{case}-efi-initrd.iso"),
+        "qcow2-bios" => format!("{case}.qcow2"),
         "raw-efi" => format!("{case}-efi.img"),
         "raw-bios" => format!("{case}-bios.img"),
         "uki" => format!("{case}.efi"),
@@ -176,7 +178,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             );
             continue;
         }
-        for format in &case.formats {
+        // The hybrid ISO boots twice: under UEFI (its default) and BIOS.
+        let runs = case.formats.iter().flat_map(|f| {
+            let bios = (f == "iso-efi").then(|| (f, "bios", vec!["--bios"]));
+            std::iter::once((f, "", Vec::new())).chain(bios)
+        });
+        for (format, variant, extra) in runs {
             if format == "gcp" || format == "kernel+squashfs" {
                 // Built and golden-checked above, not booted: a GCE import
                 // archive, and a root filesystem kiln-init does not mount yet.
@@ -187,7 +194,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 continue;
             }
             let target = out.join(output_name(format, &case.name));
-            let log = out.join(format!("{format}.console"));
+            let label = if variant.is_empty() {
+                format.clone()
+            } else {
+                format!("{format}/{variant}")
+            };
+            let log = out.join(format!("{}.console", label.replace('/', "-")));
             let start = Instant::now();
             let mut child = Command::new(&kiln)
                 .args([
@@ -198,6 +210,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     "--console-log",
                 ])
                 .arg(&log)
+                .args(&extra)
                 .arg(&target)
                 .stdout(std::process::Stdio::null())
                 .process_group(0)
@@ -234,11 +247,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             match verdict {
                 Ok(()) => {
                     passes += 1;
-                    println!("PASS {:<24} {:<14} {secs:6.1}s", case.name, format);
+                    println!("PASS {:<24} {:<14} {secs:6.1}s", case.name, label);
                 }
                 Err(e) => {
                     failures += 1;
-                    println!("FAIL {:<24} {:<14} {secs:6.1}s  {e}", case.name, format);
+                    println!("FAIL {:<24} {:<14} {secs:6.1}s  {e}", case.name, label);
                     let lines: Vec<&str> = console.lines().collect();
                     for l in &lines[lines.len().saturating_sub(40)..] {
                         println!("    | {l}");

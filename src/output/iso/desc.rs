@@ -137,12 +137,23 @@ pub(super) fn dir_record(r: &DirRecord) -> Vec<u8> {
     d
 }
 
-/// The boot catalog: a validation entry for `platform` and one default
-/// entry loading `sectors` 512-byte sectors from `lba` without emulation.
-pub(super) fn boot_catalog(platform: u8, lba: u32, sectors: u16) -> Vec<u8> {
-    let mut c = vec![0u8; 64];
+/// One bootable image of the catalog.
+pub(super) struct CatalogEntry {
+    /// El Torito platform id: 0 for x86 BIOS, 0xEF for UEFI.
+    pub(super) platform: u8,
+    pub(super) lba: u32,
+    /// 512-byte sectors to load; 0 for "to the end of the volume".
+    pub(super) sectors: u16,
+}
+
+/// The boot catalog: a validation entry naming the first entry's platform,
+/// that entry as the default one, then a section (header and one entry)
+/// for each further entry, the last header marked final. Every entry is
+/// bootable and loads its image without emulation.
+pub(super) fn boot_catalog(entries: &[CatalogEntry]) -> Vec<u8> {
+    let mut c = vec![0u8; 64 * entries.len().max(1)];
     c[0] = 1; // header id
-    c[1] = platform;
+    c[1] = entries.first().map_or(0, |e| e.platform);
     c[4..8].copy_from_slice(b"KILN");
     c[30] = 0x55;
     c[31] = 0xAA;
@@ -150,15 +161,26 @@ pub(super) fn boot_catalog(platform: u8, lba: u32, sectors: u16) -> Vec<u8> {
         s.wrapping_add(u16::from_le_bytes([w[0], w[1]]))
     });
     c[28..30].copy_from_slice(&0u16.wrapping_sub(sum).to_le_bytes());
-    c[32] = 0x88; // bootable
-    c[33] = 0; // no emulation
-    c[38..40].copy_from_slice(&sectors.to_le_bytes());
-    c[40..44].copy_from_slice(&lba.to_le_bytes());
+    let entry = |e: &CatalogEntry, out: &mut [u8]| {
+        out[0] = 0x88; // bootable
+        out[1] = 0; // no emulation
+        out[6..8].copy_from_slice(&e.sectors.to_le_bytes());
+        out[8..12].copy_from_slice(&e.lba.to_le_bytes());
+    };
+    if let Some(first) = entries.first() {
+        entry(first, &mut c[32..64]);
+    }
+    for (i, e) in entries.iter().enumerate().skip(1) {
+        let at = 64 * i;
+        let header = &mut c[at..at + 32];
+        header[0] = if i + 1 == entries.len() { 0x91 } else { 0x90 };
+        header[1] = e.platform;
+        header[2..4].copy_from_slice(&1u16.to_le_bytes());
+        entry(e, &mut c[at + 32..at + 64]);
+    }
     c
 }
 
-/// `epoch` (UTC) as year, month, day, hour, minute, second, clamped to
-/// 1970-01-01 .. 9999-12-31.
 fn civil(epoch: i64) -> [i64; 6] {
     let max = 253_402_300_799; // 9999-12-31 23:59:59
     let t = epoch.clamp(0, max);
@@ -227,12 +249,40 @@ mod tests {
 
     #[test]
     fn catalog_validation_entry_sums_to_zero() {
-        let c = boot_catalog(0xEF, 24, 10);
+        let c = boot_catalog(&[CatalogEntry {
+            platform: 0xEF,
+            lba: 24,
+            sectors: 10,
+        }]);
+        assert_eq!(c.len(), 64);
         let sum = c[..32].chunks(2).fold(0u16, |s, w| {
             s.wrapping_add(u16::from_le_bytes([w[0], w[1]]))
         });
         assert_eq!(sum, 0);
         assert_eq!(&c[30..32], &[0x55, 0xAA]);
+    }
+
+    #[test]
+    fn a_second_platform_gets_a_final_section() {
+        let c = boot_catalog(&[
+            CatalogEntry {
+                platform: 0,
+                lba: 30,
+                sectors: 4,
+            },
+            CatalogEntry {
+                platform: 0xEF,
+                lba: 99,
+                sectors: 0,
+            },
+        ]);
+        assert_eq!(
+            (c[1], c[32], c[38], &c[40..44]),
+            (0, 0x88, 4, &30u32.to_le_bytes()[..])
+        );
+        assert_eq!(&c[64..68], &[0x91, 0xEF, 1, 0]);
+        assert_eq!((c[96], &c[102..104]), (0x88, &[0u8, 0][..]));
+        assert_eq!(&c[104..108], &99u32.to_le_bytes());
     }
 
     #[test]
