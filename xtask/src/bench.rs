@@ -7,6 +7,10 @@
 //! `gzip -n -6` on the uncompressed cpio that kiln itself writes for the
 //! same YAML (`--compress none`), so both sides see the same bytes.
 //! Timings are medians of several runs; ratios matter, not seconds.
+//! Then the boot-media writers on the compressed initrd (a UKI stand-in):
+//! raw-efi beside `mkfs.vfat` + `mcopy`, and iso-efi beside
+//! `xorriso -as mkisofs` ([`iso`]). Writers run as children of the release
+//! xtask binary, so each is optimised and its peak RSS is its own.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use crate::synth::{write_images, SynthFile, SynthImage};
+
+mod iso;
 
 /// A tiny deterministic PRNG (xorshift64*), so the data set never changes.
 struct Rng(u64);
@@ -174,6 +180,12 @@ fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
     })
 }
 
+/// Flush dirty pages before a measured run, so no writer pays for the
+/// writeback of the one before it. Best effort: a failed `sync` only adds noise.
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
 fn median(mut xs: Vec<Measured>) -> Measured {
     xs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
     let peak = xs.iter().map(|m| m.peak_rss_kib).max().unwrap_or(0);
@@ -215,7 +227,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if !status.success() {
         bail!("cargo build --release failed");
     }
-    let kiln = PathBuf::from("target/release/kiln");
+    // `cargo xtask` runs a debug xtask; the writers run in the release one.
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    let kiln = target.join("release/kiln");
+    let xtask = target.join("release/xtask");
     let work = PathBuf::from("target/bench");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
@@ -225,7 +241,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     eprintln!("bench: generating the synthetic image set (scale {scale})…");
     let layout = work.join("layout");
     let yml = work.join("bench.yml");
-    let status = Command::new(std::env::current_exe()?)
+    let status = Command::new(&xtask)
         .args(["bench-generate", &scale.to_string()])
         .arg(&work)
         .status()?;
@@ -296,27 +312,35 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         k.secs / g.secs,
         k.peak_rss_kib as f64 / 1024.0
     );
-    esp_bench(&work, &gz_dir.join("bench-initrd.img"), runs)?;
-    Ok(())
+    // The writers take a fraction of a second each on a noisy machine:
+    // more runs cost little and steady their medians.
+    let payload = gz_dir.join("bench-initrd.img");
+    let writer_runs = if quick { 3 } else { 5 };
+    esp_bench(&xtask, &work, &payload, writer_runs)?;
+    iso::bench(&xtask, &work, &payload, writer_runs)
 }
 
 /// raw-efi writing: kiln's GPT + FAT32 writer against `mkfs.vfat` + `mcopy`
 /// on the same file (the compressed bench initrd standing in for a UKI).
-fn esp_bench(work: &Path, payload: &Path, runs: usize) -> anyhow::Result<()> {
+fn esp_bench(xtask: &Path, work: &Path, payload: &Path, runs: usize) -> anyhow::Result<()> {
     let mb = fs::metadata(payload)?.len() as f64 / 1e6;
     let mut kiln_runs = Vec::new();
     let mut tool_runs = Vec::new();
     let img = work.join("esp-kiln.img");
     let tool_img = work.join("esp-tools.img");
     for _ in 0..runs {
+        let _ = fs::remove_file(&img);
+        settle();
         kiln_runs.push(measure(
-            Command::new(std::env::current_exe()?)
+            Command::new(xtask)
                 .arg("bench-raw-efi")
                 .arg(payload)
-                .arg(&img),
+                .arg(&img)
+                .stdout(Stdio::null()),
         )?);
         let size_kib = (fs::metadata(payload)?.len() / 1024 + 34 * 1024).to_string();
         let _ = fs::remove_file(&tool_img);
+        settle();
         let script = format!(
             "mkfs.vfat -F 32 -C {img} {size_kib} >/dev/null && mmd -i {img} ::EFI ::EFI/BOOT && mcopy -i {img} {payload} ::EFI/BOOT/BOOTX64.EFI",
             img = tool_img.display(),
@@ -332,11 +356,11 @@ fn esp_bench(work: &Path, payload: &Path, runs: usize) -> anyhow::Result<()> {
         "", "wall s", "MB/s", "peak MiB"
     );
     println!(
-        "{:<34} {:>8.2} {:>9.1} {:>10}",
+        "{:<34} {:>8.2} {:>9.1} {:>10.1}",
         "kiln (GPT + FAT32 ESP)",
         k.secs,
         mb / k.secs,
-        "-"
+        k.peak_rss_kib as f64 / 1024.0
     );
     println!(
         "{:<34} {:>8.2} {:>9.1} {:>10.1}",
@@ -352,8 +376,12 @@ fn esp_bench(work: &Path, payload: &Path, runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `xtask bench-raw-efi PAYLOAD OUT`: write a raw-efi disk holding PAYLOAD.
+/// `xtask bench-raw-efi PAYLOAD OUT`: write a raw-efi disk holding PAYLOAD;
+/// `xtask bench-raw-efi --iso PAYLOAD OUT`: an iso-efi image instead.
 pub fn raw_efi(args: &[String]) -> anyhow::Result<()> {
+    if let Some(rest) = args.strip_prefix(&["--iso".to_string()]) {
+        return iso::write(rest);
+    }
     let [payload, out] = args else {
         bail!("usage: bench-raw-efi PAYLOAD OUT")
     };
