@@ -11,6 +11,22 @@
 //! boot initrd has no udev, so `LABEL=` and `UUID=` cannot be resolved (and a
 //! squashfs has neither). Never touches the system; `init/switch.rs` performs
 //! what these functions decide.
+//!
+//! The contract with the build side:
+//!
+//! - kernel command line: `root=/dev/vda rootfstype=squashfs` (a virtio
+//!   disk) or `root=/dev/sr0 rootfstype=iso9660` (a CD-ROM); optional
+//!   `rootfstype=a,b` (tried in order), `rootflags=OPTS` (as `mount -o`;
+//!   the root is always mounted read-only) and `rootwait=SECONDS` (1–600,
+//!   default 10; a bare `rootwait` keeps the default: init never waits
+//!   forever). Quotes and a final `--` work as in the kernel.
+//! - boot initrd: this binary at `/init` and
+//!   `/lib/modules/<release>/modules.dep` (optionally `modules.builtin`)
+//!   with the `.ko` files of [`device_modules`] for the device, the
+//!   filesystem's module ([`fs_module`]) and `overlay`, each with its
+//!   dependency closure; a module that is missing is logged, not fatal. An
+//!   `/etc/modules` in the initrd adds drivers (one name a line).
+//! - root filesystem: has `/init` (kiln-init again).
 
 use std::time::Duration;
 

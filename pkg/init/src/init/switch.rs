@@ -131,8 +131,8 @@ impl<S: Sys> Init<S> {
     /// Move the system mounts in, make [`NEWROOT`] `/` and exec its init.
     fn enter(&mut self, root: &Root) -> Switch {
         let targets: Vec<&str> = SYSTEM_MOUNTS.iter().map(|m| m.target).collect();
-        let now = mounted(&self.read_text("/proc/mounts").unwrap_or_default());
-        for from in rootfs::moves(&targets, &now) {
+        let mounts = mounted(&self.read_text("/proc/mounts").unwrap_or_default());
+        for from in rootfs::moves(&targets, &mounts) {
             let call = rootfs::move_mount(&from);
             let r = self
                 .mkdir(&call.target)
@@ -145,17 +145,7 @@ impl<S: Sys> Init<S> {
                 ));
             }
         }
-        let steps: Result<(), String> = (|| {
-            self.sys
-                .chdir(NEWROOT)
-                .map_err(|e| format!("chdir {NEWROOT}: {e}"))?;
-            self.sys
-                .mount(&rootfs::move_mount_to_root())
-                .map_err(|e| format!("move {NEWROOT} to /: {e}"))?;
-            self.sys.chroot(".").map_err(|e| format!("chroot: {e}"))?;
-            self.sys.chdir("/").map_err(|e| format!("chdir /: {e}"))
-        })();
-        if let Err(e) = steps {
+        if let Err(e) = self.make_root() {
             return self.fail(&format!("root {}: {e}", root.describe()));
         }
         self.log(Event::Note(format!(
@@ -166,6 +156,19 @@ impl<S: Sys> Init<S> {
             Ok(()) => Switch::Handed,
             Err(e) => self.fail(&format!("root {}: exec {INIT}: {e}", root.describe())),
         }
+    }
+
+    /// `switch_root`'s steps: chdir into [`NEWROOT`], move it onto `/`,
+    /// chroot into it.
+    fn make_root(&mut self) -> Result<(), String> {
+        self.sys
+            .chdir(NEWROOT)
+            .map_err(|e| format!("chdir {NEWROOT}: {e}"))?;
+        self.sys
+            .mount(&rootfs::move_mount_to_root())
+            .map_err(|e| format!("move {NEWROOT} to /: {e}"))?;
+        self.sys.chroot(".").map_err(|e| format!("chroot: {e}"))?;
+        self.sys.chdir("/").map_err(|e| format!("chdir /: {e}"))
     }
 
     /// One error line, then power off.
