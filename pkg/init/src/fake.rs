@@ -30,7 +30,15 @@ pub struct Fake {
     pub dirs: BTreeSet<String>,
     pub exits: BTreeMap<String, Status>,
     pub stubborn: BTreeSet<String>,
+    /// Mounts that fail with EINVAL: `TARGET` or `TARGET FSTYPE`.
     pub fail_mounts: BTreeSet<String>,
+    /// Paths that exist only from this time on (a device node the kernel
+    /// creates once its driver probed).
+    pub appear: BTreeMap<String, Duration>,
+    pub fail_exec: bool,
+    /// Keep `/proc/mounts` up to date: a mount appends its line, `MS_MOVE`
+    /// renames the moved mount and those below it.
+    pub track_mounts: bool,
     pub script: VecDeque<Happening>,
     pub spawned: Vec<(Vec<String>, Output)>,
     time: Duration,
@@ -96,6 +104,33 @@ impl Fake {
             .collect()
     }
 
+    fn track(&mut self, c: &MountCall) {
+        let table = self.files.entry("/proc/mounts".into()).or_default();
+        let text = String::from_utf8_lossy(table).into_owned();
+        let mut out = String::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            let moved = f.get(1).and_then(|t| {
+                let rest = t.strip_prefix(c.source.as_str())?;
+                (rest.is_empty() || rest.starts_with('/')).then(|| format!("{}{rest}", c.target))
+            });
+            match moved {
+                Some(t) if c.flags & libc::MS_MOVE != 0 && c.source.starts_with('/') => {
+                    out.push_str(&format!(
+                        "{} {t} {}\n",
+                        f[0],
+                        f.get(2..).unwrap_or(&[]).join(" ")
+                    ));
+                }
+                _ => out.push_str(&format!("{line}\n")),
+            }
+        }
+        if c.flags & libc::MS_MOVE == 0 {
+            out.push_str(&format!("{} {} {} rw 0 0\n", c.source, c.target, c.fstype));
+        }
+        *table = out.into_bytes();
+    }
+
     fn stop(&mut self, name: &str, status: Status) {
         let pids: Vec<Pid> = self
             .running
@@ -120,8 +155,12 @@ impl Sys for Fake {
             "mount {} {} {} {:#x} {}",
             c.source, c.target, c.fstype, c.flags, c.data
         ));
-        if self.fail_mounts.contains(&c.target) {
+        let typed = format!("{} {}", c.target, c.fstype);
+        if self.fail_mounts.contains(&c.target) || self.fail_mounts.contains(&typed) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        if self.track_mounts {
+            self.track(c);
         }
         Ok(())
     }
@@ -149,6 +188,9 @@ impl Sys for Fake {
     }
 
     fn exists(&mut self, path: &str) -> bool {
+        if let Some(t) = self.appear.get(path) {
+            return self.time >= *t;
+        }
         self.files.contains_key(path) || self.dirs.contains(path)
     }
 
@@ -310,6 +352,24 @@ impl Sys for Fake {
 
     fn reboot(&mut self, how: Halt) -> io::Result<()> {
         self.calls.push(format!("reboot {}", how.word()));
+        Ok(())
+    }
+
+    fn chdir(&mut self, path: &str) -> io::Result<()> {
+        self.calls.push(format!("chdir {path}"));
+        Ok(())
+    }
+
+    fn chroot(&mut self, path: &str) -> io::Result<()> {
+        self.calls.push(format!("chroot {path}"));
+        Ok(())
+    }
+
+    fn exec(&mut self, argv: &[String]) -> io::Result<()> {
+        self.calls.push(format!("exec {}", argv.join(" ")));
+        if self.fail_exec {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
         Ok(())
     }
 }

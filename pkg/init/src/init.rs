@@ -1,6 +1,7 @@
 //! The life of PID 1: boot, supervise, shut down.
 //!
-//! Takes a [`Sys`] and gives the whole sequence: system mounts, hostname,
+//! Takes a [`Sys`] and gives the whole sequence: system mounts, the switch
+//! from a boot initrd to the real root (`init/switch.rs`), hostname,
 //! loopback, kernel modules, the onboot containers one after another, the
 //! services, then — on a shutdown signal — the onshutdown containers, stopping
 //! the services, killing what is left, unmounting and the final `reboot(2)`.
@@ -8,7 +9,10 @@
 //! panics or returns an error. The pure decisions live in the other modules;
 //! the system-facing steps of boot are in `init/system.rs`.
 
+mod switch;
 mod system;
+
+pub use switch::Switch;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -78,27 +82,39 @@ impl<S: Sys> Init<S> {
     }
 
     /// Boot, supervise until a shutdown is asked for, shut down. Returns only
-    /// if the final `reboot(2)` failed (or on a fake).
-    pub fn run(&mut self) -> Halt {
-        self.boot();
+    /// if the final `reboot(2)` failed (or on a fake): the way it halted, or
+    /// `None` once the real root's init was executed.
+    pub fn run(&mut self) -> Option<Halt> {
+        match self.boot() {
+            Switch::Continue => {}
+            Switch::Handed => return None,
+            Switch::Failed => return Some(Halt::Poweroff),
+        }
         let how = self.supervise();
         self.shutdown(how);
-        how
+        Some(how)
     }
 
-    /// Everything up to and including starting the services.
-    pub fn boot(&mut self) {
+    /// Everything up to and including starting the services, unless this is
+    /// the boot initrd's init handing over to the real root (see
+    /// `init/switch.rs`).
+    pub fn boot(&mut self) -> Switch {
         self.log(Event::Start);
         if let Err(e) = self.sys.ctrl_alt_del_signals() {
             self.error(format!("ctrl-alt-del: {e}"));
         }
         self.mount_system();
+        match self.switch_root() {
+            Switch::Continue => {}
+            other => return other,
+        }
         self.hostname();
         self.loopback();
         self.load_modules();
         self.find_runc();
         self.run_section(Section::Onboot, None);
         self.start_services();
+        Switch::Continue
     }
 
     fn find_runc(&mut self) {

@@ -1,7 +1,10 @@
 //! kiln-init: PID 1 of the images kiln builds, LinuxKit's `init` and
 //! `service` in one static binary.
 //!
-//! It mounts the system filesystems, loads kernel modules, runs the onboot
+//! It mounts the system filesystems; as the boot initrd's init, given
+//! `root=` on the kernel command line, it mounts that root read-only under a
+//! writable overlay and hands over to the init in it. It loads kernel
+//! modules, runs the onboot
 //! containers under `/containers/onboot` one by one with runc, starts the
 //! services under `/containers/services`, reaps every child, and on a
 //! shutdown signal runs `/containers/onshutdown`, stops the services and
@@ -13,6 +16,7 @@ pub mod event;
 pub mod init;
 pub mod modules;
 pub mod mountopt;
+pub mod rootfs;
 pub mod runc;
 pub mod runtime;
 pub mod supervise;

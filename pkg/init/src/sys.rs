@@ -1,8 +1,8 @@
 //! The narrow boundary between init's decisions and the kernel.
 //!
 //! Everything init does to the system goes through the [`Sys`] trait: mounts,
-//! directories, processes, signals, modules, the hostname and the final
-//! reboot. The orchestration in [`crate::init`] is written against this trait
+//! directories, processes, signals, modules, the hostname, the switch to
+//! the real root and the final reboot. The orchestration in [`crate::init`] is written against this trait
 //! only, so it is tested with a fake that records calls; the real
 //! implementation lives in [`linux`]. This module never decides anything.
 
@@ -115,4 +115,10 @@ pub trait Sys {
     fn ctrl_alt_del_signals(&mut self) -> io::Result<()>;
     /// Only returns on failure (a fake returns `Ok`).
     fn reboot(&mut self, how: Halt) -> io::Result<()>;
+    fn chdir(&mut self, path: &str) -> io::Result<()>;
+    fn chroot(&mut self, path: &str) -> io::Result<()>;
+    /// Replace this process with `argv` (argv[0] is a path), keeping its
+    /// pid and environment, with an empty signal mask. Only returns on
+    /// failure (a fake returns `Ok`).
+    fn exec(&mut self, argv: &[String]) -> io::Result<()>;
 }

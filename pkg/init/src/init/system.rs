@@ -161,7 +161,7 @@ pub fn hostname(etc_hostname: Option<&[u8]>) -> String {
 }
 
 impl<S: Sys> Init<S> {
-    fn read_text(&mut self, path: &str) -> Option<String> {
+    pub(super) fn read_text(&mut self, path: &str) -> Option<String> {
         self.sys
             .read_file(path)
             .ok()
@@ -169,7 +169,8 @@ impl<S: Sys> Init<S> {
     }
 
     pub(super) fn mount_system(&mut self) {
-        let mut already = BTreeSet::new();
+        // After a switch from the boot initrd they are all mounted already.
+        let mut already = mounted(&self.read_text("/proc/mounts").unwrap_or_default());
         for m in SYSTEM_MOUNTS {
             if already.contains(m.target) {
                 self.log(Event::Note(format!("{} already mounted", m.target)));
@@ -269,6 +270,12 @@ impl<S: Sys> Init<S> {
                 params: String::new(),
             });
         }
+        self.load(&wanted);
+    }
+
+    /// Load `wanted` and what they depend on from
+    /// `/lib/modules/<release>`, logging each; no failure is fatal.
+    pub(super) fn load(&mut self, wanted: &[modules::Wanted]) {
         if wanted.is_empty() {
             return;
         }
@@ -286,7 +293,7 @@ impl<S: Sys> Init<S> {
         let builtin = self
             .read_text(&format!("{base}/modules.builtin"))
             .unwrap_or_default();
-        for r in Deps::parse(&dep, &builtin).resolve(&wanted) {
+        for r in Deps::parse(&dep, &builtin).resolve(wanted) {
             match r {
                 Resolved::Builtin(name) => self.log(Event::Note(format!("module {name} builtin"))),
                 Resolved::NotFound(name) => self.log(Event::ModuleFailed(

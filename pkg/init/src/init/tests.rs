@@ -35,8 +35,10 @@ fn system() -> Fake {
 
 fn run(f: Fake) -> (Fake, Halt) {
     let mut init = Init::new(f, Config::default());
-    let how = init.run();
-    (init.sys, how)
+    match init.run() {
+        Some(how) => (init.sys, how),
+        None => panic!("init handed over: {:#?}", init.sys.calls),
+    }
 }
 
 fn has(f: &Fake, line: &str) -> bool {

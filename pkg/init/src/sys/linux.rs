@@ -12,6 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -404,5 +405,25 @@ impl Sys for Linux {
         };
         // SAFETY: reboot returns only on failure.
         check(unsafe { libc::reboot(cmd) })
+    }
+
+    fn chdir(&mut self, path: &str) -> io::Result<()> {
+        std::env::set_current_dir(path)
+    }
+
+    fn chroot(&mut self, path: &str) -> io::Result<()> {
+        std::os::unix::fs::chroot(path)
+    }
+
+    fn exec(&mut self, argv: &[String]) -> io::Result<()> {
+        let Some(program) = argv.first() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty command line",
+            ));
+        };
+        // std resets the signal mask and dispositions before execve; the
+        // console handle is close-on-exec.
+        Err(Command::new(program).args(&argv[1..]).exec())
     }
 }
