@@ -61,9 +61,15 @@ pub enum Format {
     /// NAME-efi.img: GPT disk, FAT32 ESP with the UKI as \EFI\BOOT\BOOTX64.EFI
     #[value(name = "raw-efi")]
     RawEfi,
+    /// NAME-bios.img: MBR disk, active FAT32 partition with SYSLINUX, kernel and initrd
+    #[value(name = "raw-bios")]
+    RawBios,
     /// NAME-efi.qcow2: the raw-efi disk as qcow2
     #[value(name = "qcow2-efi")]
     Qcow2Efi,
+    /// NAME.qcow2: the raw-bios disk as qcow2
+    #[value(name = "qcow2-bios")]
+    Qcow2Bios,
     /// NAME.vhd: the raw-efi disk as a fixed VHD
     #[value(name = "vhd")]
     Vhd,

@@ -28,6 +28,7 @@ fn opts(size_bytes: Option<u64>) -> FatOptions {
         label: *b"ESP        ",
         epoch: EPOCH,
         hidden_sectors: 0,
+        boot_code: None,
     }
 }
 

@@ -17,6 +17,7 @@ use crate::assemble::Assembled;
 use crate::atomic::AtomicFile;
 use crate::oci::Layout;
 use crate::output::iso::{write_iso, IsoLinux};
+use crate::output::syslinux::install::{write_raw_bios, Syslinux};
 use crate::output::tar::{write_tar_files, TarFile};
 use crate::output::uki::{write_uki, Blob, UkiParts};
 use crate::tree::{Content, ContentStore, Entry, Kind};
@@ -32,7 +33,12 @@ pub const SYSLINUX_IMAGE: &str = "kiln.dev/syslinux:0.1";
 
 /// Whether this module writes `format`.
 pub fn is_disk(format: Format) -> bool {
-    needs_uki(format) || needs_isolinux(format)
+    needs_uki(format) || needs_isolinux(format) || needs_syslinux(format)
+}
+
+/// Whether `format` is built from the raw-bios disk (SYSLINUX on FAT).
+fn needs_syslinux(format: Format) -> bool {
+    matches!(format, Format::RawBios | Format::Qcow2Bios)
 }
 
 /// Whether `format` boots BIOS firmware through ISOLINUX.
@@ -131,6 +137,81 @@ fn isolinux(
     files
         .try_into()
         .map_err(|_| anyhow::anyhow!("three files asked, three given"))
+}
+
+/// The raw-bios disk and the qcow2 over it.
+#[allow(clippy::too_many_arguments)]
+fn raw_bios(
+    opts: &BuildOptions,
+    formats: &[Format],
+    layout: &Layout,
+    a: &Assembled,
+    kernel: &Content,
+    initrd: &mut File,
+    store: &ContentStore,
+    pending: &mut Vec<AtomicFile>,
+) -> anyhow::Result<()> {
+    let (dir, name) = (&opts.out_dir, &opts.name);
+    let files = loader_files(
+        layout,
+        opts,
+        store,
+        SYSLINUX_IMAGE,
+        "pkg/syslinux",
+        &[
+            "syslinux/mbr.bin",
+            "syslinux/ldlinux.bss",
+            "syslinux/ldlinux.sys",
+            "syslinux/ldlinux.c32",
+        ],
+    )?;
+    let sl = Syslinux {
+        mbr: &files[0],
+        boot_sector: &files[1],
+        ldlinux_sys: &files[2],
+        ldlinux_c32: &files[3],
+    };
+    let ucode = match &a.ucode {
+        Some(c) => store.read(c)?,
+        None => Vec::new(),
+    };
+    initrd.seek(SeekFrom::Start(0))?;
+    let initrd = store.add_reader(
+        &mut std::io::Read::chain(ucode.as_slice(), &mut *initrd),
+        None,
+    )?;
+    let mut raw = tempfile::tempfile_in(dir)?;
+    {
+        let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut raw);
+        write_raw_bios(
+            &sl, kernel, &initrd, &a.cmdline, store, opts.epoch, opts.size, &mut buf,
+        )
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                anyhow::Error::new(UserError(e.to_string()))
+            } else {
+                anyhow::Error::new(e).context("writing the raw BIOS disk")
+            }
+        })?;
+        buf.flush()?;
+    }
+    let len = raw.seek(SeekFrom::End(0))?;
+    if formats.contains(&Format::RawBios) {
+        raw.seek(SeekFrom::Start(0))?;
+        let mut f = AtomicFile::create(dir, &format!("{name}-bios.img"))?;
+        std::io::copy(&mut raw, &mut f)?;
+        pending.push(f);
+    }
+    if formats.contains(&Format::Qcow2Bios) {
+        raw.seek(SeekFrom::Start(0))?;
+        let mut t = tempfile::tempfile_in(dir)?;
+        crate::output::qcow2::write_qcow2(&mut raw, len, &mut t)?;
+        t.seek(SeekFrom::Start(0))?;
+        let mut f = AtomicFile::create(dir, &format!("{name}.qcow2"))?;
+        std::io::copy(&mut t, &mut f)?;
+        pending.push(f);
+    }
+    Ok(())
 }
 
 /// The UKI (systemd-stub + os-release + cmdline + ucode and initrd +
@@ -255,6 +336,9 @@ pub fn write(
         buf.flush()?;
         drop(buf);
         pending.push(f);
+    }
+    if formats.iter().any(|f| needs_syslinux(*f)) {
+        raw_bios(opts, formats, layout, a, kernel, initrd, store, pending)?;
     }
     let Some(uki) = uki else {
         return Ok(());

@@ -298,6 +298,7 @@ pub fn write_raw_efi(
         label: *b"ESP        ",
         epoch,
         hidden_sectors: ALIGN as u32,
+        boot_code: None,
     };
     // The FAT volume is streamed straight into the disk: a thread writes it
     // into a pipe that the GPT writer reads, so it is written once, not

@@ -56,6 +56,10 @@ pub struct FatOptions {
     /// The sector at which the volume starts on its disk (`BPB_HiddSec`);
     /// 0 for a bare image.
     pub hidden_sectors: u32,
+    /// A boot loader's boot sector: its jump (bytes 0–2) and code (bytes
+    /// 90–509) replace the volume's, around the volume's own BPB — what
+    /// the SYSLINUX installer does. `None`: code that halts.
+    pub boot_code: Option<[u8; 512]>,
 }
 
 const SECTOR: u64 = 512;
@@ -112,6 +116,47 @@ pub fn write_fat(
     let mut out = Counter { inner: w, count: 0 };
     write_volume(&tree, store, opts, &geo, &mut out)?;
     Ok(out.count)
+}
+
+/// Where the file at `path` lies in the volume [`write_fat`] writes with
+/// the same `files` and `opts`: its first sector (from the volume's start)
+/// and its sector count (whole clusters). Every file is one contiguous run.
+/// `None` if `path` is not one of `files` or is empty.
+pub fn file_sectors(
+    files: &[(&str, &Content)],
+    opts: &FatOptions,
+    path: &str,
+) -> io::Result<Option<(u64, u64)>> {
+    let tree = DirTree::build(files)?;
+    let size = match opts.size_bytes {
+        Some(size) => size,
+        None => min_size(&tree)?,
+    };
+    let geo = Geometry::for_size(size)?;
+    let mut node = 0;
+    for name in path.split('/') {
+        match &tree.nodes[node] {
+            Node::Dir(children) => match children.get(name) {
+                Some(&child) => node = child,
+                None => return Ok(None),
+            },
+            Node::File(_) => return Ok(None),
+        }
+    }
+    let cluster = geo.cluster_bytes();
+    let mut next = 2;
+    for (n, _) in tree.order() {
+        let c = tree.node_clusters(n, cluster);
+        if n == node {
+            if c == 0 || matches!(tree.nodes[n], Node::Dir(_)) {
+                return Ok(None);
+            }
+            let first = geo.reserved + 2 * geo.fat_sectors + (next - 2) * geo.sectors_per_cluster;
+            return Ok(Some((first, c * geo.sectors_per_cluster)));
+        }
+        next += c;
+    }
+    Ok(None)
 }
 
 /// The smallest volume size (a multiple of 1 MiB) that holds `files`.
@@ -388,8 +433,14 @@ fn boot_sector(opts: &FatOptions, geo: &Geometry) -> [u8; 512] {
     put32(&mut b, 67, opts.volume_id);
     b[71..82].copy_from_slice(&opts.label);
     b[82..90].copy_from_slice(b"FAT32   ");
-    // Boot code for anyone who jumps here: cli; hlt; jmp back to hlt.
-    b[90..94].copy_from_slice(&[0xFA, 0xF4, 0xEB, 0xFD]);
+    match &opts.boot_code {
+        Some(code) => {
+            b[0..3].copy_from_slice(&code[0..3]);
+            b[90..510].copy_from_slice(&code[90..510]);
+        }
+        // Boot code for anyone who jumps here: cli; hlt; jmp back to hlt.
+        None => b[90..94].copy_from_slice(&[0xFA, 0xF4, 0xEB, 0xFD]),
+    }
     b[510] = 0x55;
     b[511] = 0xAA;
     b

@@ -246,6 +246,7 @@ pub fn write_iso(
             label: *b"ESP        ",
             epoch,
             hidden_sectors: lba * DISK_PER_ISO as u32,
+            boot_code: None,
         };
         let mut out = io::BufWriter::new(tempfile::tempfile()?);
         write_fat(esp_files, store, &opts, &mut out)?;

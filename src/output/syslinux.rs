@@ -18,7 +18,7 @@
 
 use std::io;
 
-// pub mod install;
+pub mod install;
 
 /// `isolinux.bin` carries this at byte 64 when it can boot from a disk.
 const HYBRID_MAGIC: u32 = 0x7078_C0FB;
@@ -28,7 +28,7 @@ pub const ISOHYBRID_CODE_LEN: usize = 432;
 /// Check that `loader` is an isohybrid-capable ISOLINUX and `mbr` the
 /// isohybrid MBR code; the message says which is wrong.
 pub fn check_isolinux(loader: &[u8], mbr: &[u8]) -> Result<(), String> {
-    if loader.len() < 2048 || loader.len() % 4 != 0 {
+    if loader.len() < 2048 || !loader.len().is_multiple_of(4) {
         return Err(format!(
             "isolinux.bin has {} bytes, not a whole number of 4-byte words of at least 2048",
             loader.len()

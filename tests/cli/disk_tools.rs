@@ -26,6 +26,8 @@ fn disk_outputs_pass_their_independent_checkers() {
         "iso-bios",
         "iso-efi",
         "iso-efi-initrd",
+        "raw-bios",
+        "qcow2-bios",
         "raw-efi",
         "qcow2-efi",
         "vhd",
@@ -140,6 +142,78 @@ fn disk_outputs_pass_their_independent_checkers() {
     assert!(
         std::fs::read(&copy).unwrap() == std::fs::read(p("m.efi")).unwrap(),
         "the ESP holds the UKI"
+    );
+
+    // raw-bios: an MBR with SYSLINUX's code and one active FAT32-LBA
+    // partition at 1 MiB over the rest of the disk; the volume is clean
+    // and holds SYSLINUX, its configuration, the kernel and the initrd.
+    let bios = std::fs::read(p("m-bios.img")).unwrap();
+    let mbr_bin = &bios[..440];
+    assert!(mbr_bin.iter().any(|&b| b != 0), "MBR code present");
+    let part = &bios[446..462];
+    assert_eq!((part[0], part[4]), (0x80, 0x0C), "active FAT32 (LBA)");
+    let le32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    assert_eq!(le32(&part[8..]), 2048);
+    assert_eq!(
+        u64::from(le32(&part[12..])) * 512,
+        bios.len() as u64 - (1 << 20)
+    );
+    assert_eq!(&bios[510..512], &[0x55, 0xAA]);
+    let volume = t.join("bios-part.img");
+    std::fs::write(&volume, &bios[1 << 20..]).unwrap();
+    let volume = volume.to_str().unwrap();
+    let fsck = run_tool("fsck.fat", &["-n", volume]);
+    let fsck_out = stdout(&fsck);
+    assert!(
+        !fsck_out.contains("differ") && !fsck_out.contains("wrong"),
+        "{fsck_out}"
+    );
+    let dir = stdout(&run_tool("mdir", &["-b", "-i", volume, "::/"]));
+    for f in [
+        "INITRD.IMG",
+        "KERNEL",
+        "LDLINUX.C32",
+        "LDLINUX.SYS",
+        "SYSLINUX.CFG",
+    ] {
+        assert!(dir.contains(&format!("::/{f}")), "{f}: {dir}");
+    }
+    let kernel_copy = run_tool("mtype", &["-i", volume, "::KERNEL"]).stdout;
+    assert!(
+        kernel_copy == std::fs::read(p("m-kernel")).unwrap(),
+        "KERNEL is the kernel"
+    );
+    let cfg = run_tool("mtype", &["-i", volume, "::SYSLINUX.CFG"]).stdout;
+    assert!(
+        String::from_utf8_lossy(&cfg).contains(&format!("APPEND {}", cmdline.trim())),
+        "{}",
+        String::from_utf8_lossy(&cfg)
+    );
+    // The boot sector is SYSLINUX's around the volume's own BPB.
+    assert_eq!(&bios[(1 << 20) + 82..(1 << 20) + 90], b"FAT32   ");
+    assert!(
+        bios[(1 << 20) + 90..(1 << 20) + 510]
+            .windows(12)
+            .any(|w| w == b"Boot error\r\n"),
+        "SYSLINUX boot code"
+    );
+    run_tool("qemu-img", &["check", "-f", "qcow2", &p("m.qcow2")]);
+    let o = run_tool(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "qcow2",
+            &p("m-bios.img"),
+            &p("m.qcow2"),
+        ],
+    );
+    assert!(
+        stdout(&o).contains("Images are identical"),
+        "{}",
+        stdout(&o)
     );
 
     // Every container is the same disk as the raw image.

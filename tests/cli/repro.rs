@@ -172,6 +172,8 @@ fn disk_formats_are_reproducible_under_a_perturbed_environment() {
         "iso-bios",
         "iso-efi",
         "iso-efi-initrd",
+        "raw-bios",
+        "qcow2-bios",
         "raw-efi",
         "qcow2-efi",
         "vhd",
