@@ -5,10 +5,11 @@
 //! [`write_rootfs_iso`] takes the tree, its content store, the epoch and a
 //! volume label, and streams the image to a sink front to back, giving the
 //! number of bytes written. It holds metadata only (directory extents,
-//! path tables, continuation areas), never file contents; it never reads
-//! the clock (every ISO date is the epoch, Rock Ridge times are each
-//! entry's mtime) and depends on no host state: directories, inode serial
-//! numbers and file extents all follow path order.
+//! path tables, continuation areas), never file contents. It never reads
+//! the clock: every ISO 9660 date is the epoch and Rock Ridge times are
+//! each entry's mtime. Everything is sorted: inode serial numbers follow
+//! path order, directories the path table order (depth, parent,
+//! identifier), records their identifiers, file extents the records.
 //!
 //! Every entry carries Rock Ridge: PX (the whole `st_mode`, nlink, uid,
 //! gid and a serial number, shared by the names of one hard-linked file),
@@ -18,7 +19,8 @@
 //! extension with ER (`RRIP_1991A`, as xorriso does); entries that do not
 //! fit a 255-byte directory record continue in CE areas, each within one
 //! sector as Linux requires. Hard links are names of one extent with the
-//! same PX; identical contents also share an extent. The base ISO 9660
+//! same PX; identical contents also share an extent; a hard link to a
+//! symlink, device or fifo is written as a copy of it. The base ISO 9660
 //! names, which Linux ignores when Rock Ridge is present, are valid
 //! level-1 identifiers (8.3, d-characters, unique per directory by a
 //! numeric suffix) so any reader can list the volume.
@@ -27,18 +29,21 @@
 //! more is `InvalidInput` (that would need multi-extent files, which this
 //! writer does not write), as are more than 65535 directories (the path
 //! table's parent numbers are 16-bit), a volume past 2^32 sectors, and a
-//! device numbered `0:256` or above (no PN encoding Linux decodes).
+//! device with major 0 and a minor above 255 (no PN encoding Linux
+//! decodes).
 //! Directories deeper than ISO 9660's eight levels are written in place,
 //! not relocated (no RE/CL entries): Linux and libisofs read them. Extended
-//! attributes are dropped (Linux's iso9660 has none), and Linux shows at
-//! most 253 bytes of a name.
+//! attributes are dropped, file capabilities (`security.capability`)
+//! included: Linux's iso9660 driver reads none. Linux shows at most 253
+//! bytes of a name; libisofs (xorriso) refuses symlink targets over 1024
+//! bytes, which Linux reads up to a page.
 //!
-//! Written by hand: no maintained crate writes this reproducibly while
-//! streaming. `hadris-iso` (2.x) writes Rock Ridge, but its
-//! `IsoImageWriter` needs a `Read + Write + Seek` target and builds from
-//! its own input tree of names and file data rather than a stream of
-//! contents, so it would mean staging the image and auditing its choice
-//! of dates, order and identifiers.
+//! Written by hand: no maintained crate writes Rock Ridge reproducibly
+//! while streaming. `hadris-iso` (2.x, checked on docs.rs) writes Rock
+//! Ridge, but its `IsoImageWriter::create` needs a `Read + Write +
+//! Seek` target and builds from its own input tree (`InputFiles`) rather
+//! than from our content store, so it would mean staging the whole image,
+//! and auditing its dates, ordering and identifiers for reproducibility.
 //!
 //! Layout, in 2048-byte sectors: 0–15 zero, 16 the primary volume
 //! descriptor, 17 the terminator, then the little- and big-endian path
@@ -113,10 +118,7 @@ pub fn write_rootfs_iso(
     let total = at;
 
     // Pass two: the bytes.
-    let mut out = Counter {
-        inner: w,
-        count: 0,
-    };
+    let mut out = Counter { inner: w, count: 0 };
     zeros(&mut out, u64::from(PVD_LBA) * SECTOR as u64)?;
     let root_record = dir_record(
         &Record {
@@ -206,12 +208,7 @@ struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    fn new(
-        tree: &'a Tree,
-        links: &Links<'a>,
-        root: &'a Entry,
-        epoch: i64,
-    ) -> io::Result<Plan<'a>> {
+    fn new(tree: &'a Tree, links: &Links<'a>, root: &'a Entry, epoch: i64) -> io::Result<Plan<'a>> {
         let mut serials: BTreeMap<&[u8], u32> = BTreeMap::new();
         let mut subdirs: BTreeMap<&[u8], u32> = BTreeMap::new();
         let mut listing: BTreeMap<&[u8], Vec<(&[u8], Inode)>> = BTreeMap::new();
@@ -303,31 +300,16 @@ impl<'a> Plan<'a> {
                         inode: child.inode,
                         children: Vec::new(),
                     });
-                } else {
-                    match &child.inode.entry.kind {
-                        Kind::File(c) => {
-                            file_size(child.path, c.len())?;
-                            files.push(c);
-                        }
-                        Kind::Char { major, minor } | Kind::Block { major, minor } => {
-                            if susp::pn(*major, *minor).is_none() {
-                                return Err(io::Error::new(
-                                    io::ErrorKind::InvalidInput,
-                                    format!(
-                                        "{}: device {major}:{minor} has no Rock Ridge encoding Linux reads",
-                                        show(child.path)
-                                    ),
-                                ));
-                            }
-                        }
-                        _ => {}
-                    }
+                } else if let Some(c) = leaf_content(child.path, child.inode.entry)? {
+                    files.push(c);
                 }
             }
             if dirs.len() > MAX_DIRS {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("more than {MAX_DIRS} directories, more than ISO 9660 path tables number"),
+                    format!(
+                        "more than {MAX_DIRS} directories, more than ISO 9660 path tables number"
+                    ),
                 ));
             }
             dirs[i].children = children;
@@ -425,6 +407,30 @@ fn attributes(inode: &Inode) -> Vec<Vec<u8>> {
         }),
         susp::tf(e.mtime),
     ]
+}
+
+/// A leaf's content to write, if it has one, once the format is known to
+/// hold the leaf: `InvalidInput` for a file of 4 GiB or more and for a
+/// device number with no PN encoding Linux reads.
+fn leaf_content<'a>(path: &[u8], entry: &'a Entry) -> io::Result<Option<&'a Content>> {
+    match &entry.kind {
+        Kind::File(c) => {
+            file_size(path, c.len())?;
+            Ok(Some(c))
+        }
+        Kind::Char { major, minor } | Kind::Block { major, minor }
+            if susp::pn(*major, *minor).is_none() =>
+        {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: device {major}:{minor} has no Rock Ridge encoding Linux reads",
+                    show(path)
+                ),
+            ))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A file's size as ISO 9660 records it; `InvalidInput` from 4 GiB on.

@@ -143,7 +143,8 @@ pub(super) fn sl(target: &[u8]) -> Vec<Vec<u8>> {
         comps.push((COMP_ROOT, &[]));
         rest = r;
     }
-    if !(rest.is_empty() && !comps.is_empty()) {
+    // A bare `/` is the root component alone.
+    if !rest.is_empty() || comps.is_empty() {
         for part in rest.split(|&b| b == b'/') {
             match part {
                 b"." => comps.push((COMP_CURRENT, &[])),
@@ -314,7 +315,16 @@ mod tests {
     #[test]
     fn symlink_targets_round_trip_through_linux_rules() {
         let long = format!("../{}/./x//y/", "z".repeat(600));
-        for t in ["/", "/usr/bin/env", "busybox", "../lib/../lib64/./ld", "a//b", "a/", "//x", ""] {
+        for t in [
+            "/",
+            "/usr/bin/env",
+            "busybox",
+            "../lib/../lib64/./ld",
+            "a//b",
+            "a/",
+            "//x",
+            "",
+        ] {
             assert_eq!(linux_target(&sl(t.as_bytes())), t.as_bytes(), "{t}");
         }
         let entries = sl(long.as_bytes());
@@ -363,7 +373,10 @@ mod tests {
         assert_eq!(cont.sectors(), 2);
         let bytes = cont.into_bytes();
         assert_eq!(&bytes[2000..2002], b"CE");
-        assert_eq!(u32::from_le_bytes(bytes[2004..2008].try_into().unwrap()), 101);
+        assert_eq!(
+            u32::from_le_bytes(bytes[2004..2008].try_into().unwrap()),
+            101
+        );
         assert_eq!(bytes[2048], 10);
     }
 }
