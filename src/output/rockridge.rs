@@ -55,7 +55,7 @@ mod susp;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
 use self::base::{dir_record, path_record, primary, sort_key, system_use_room, terminator};
@@ -102,7 +102,7 @@ pub fn write_rootfs_iso(
     let mut lay = Layout::default();
     let mut cont = Continuations::new(0);
     for i in 0..plan.dirs.len() {
-        let size = plan.extent(i, &lay, &mut cont).len() as u32;
+        let size = u32::try_from(plan.extent(i, &lay, &mut cont).len()).map_err(|_| too_big())?;
         lay.dir_lba.push(at);
         lay.dir_size.push(size);
         at = add_sectors(at, u64::from(size))?;
@@ -150,9 +150,9 @@ pub fn write_rootfs_iso(
         out.write_all(&plan.extent(i, &lay, &mut cont))?;
     }
     out.write_all(&cont.into_bytes())?;
-    let mut written = BTreeMap::new();
+    let mut written = BTreeSet::new();
     for c in &plan.files {
-        if !c.is_empty() && written.insert(c.sha256(), ()).is_none() {
+        if !c.is_empty() && written.insert(c.sha256()) {
             store.copy_to(c, &mut out)?;
             pad(&mut out)?;
         }
