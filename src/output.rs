@@ -14,6 +14,7 @@ pub mod fat;
 pub mod gzip;
 pub mod iso;
 pub mod qcow2;
+pub mod rockridge;
 pub mod squashfs;
 pub mod syslinux;
 pub mod tar;
