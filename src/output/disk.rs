@@ -14,7 +14,8 @@
 //!
 //! [`write_raw_efi`] composes it with the [FAT32 writer](super::fat): one
 //! EFI System Partition holding the removable-media boot path
-//! `\EFI\BOOT\BOOTX64.EFI`, staged in an unnamed temporary file.
+//! `\EFI\BOOT\BOOTX64.EFI`, written by the FAT writer straight into the
+//! disk's stream (a [`PartData::Writer`]).
 //!
 //! GUIDs are `[u8; 16]` in on-disk order: GPT stores the first three
 //! fields of the textual form little-endian ([`guid_string`] prints them).
@@ -46,8 +47,17 @@ pub struct GptPartition<'a> {
     /// The first sector; `None` for the next 1 MiB boundary.
     pub first_lba: Option<u64>,
     /// Exactly `len` bytes of contents; the last sector is zero-padded.
-    pub data: &'a mut dyn Read,
+    pub data: PartData<'a>,
     pub len: u64,
+}
+
+/// Where a partition's bytes come from.
+pub enum PartData<'a> {
+    /// Read from here.
+    Reader(&'a mut dyn Read),
+    /// Written by this function into the disk's stream (no copy through a
+    /// buffer or pipe); it returns the bytes it wrote.
+    Writer(&'a mut dyn FnMut(&mut dyn Write) -> io::Result<u64>),
 }
 
 const SECTOR: u64 = 512;
@@ -173,7 +183,21 @@ pub fn write_gpt_disk(
     let mut at = 2 + ENTRY_SECTORS;
     for (i, (p, &(first, end))) in partitions.iter_mut().zip(&ranges).enumerate() {
         write_zeros(&mut out, (first - at) * SECTOR)?;
-        let copied = io::copy(&mut (&mut *p.data).take(p.len), &mut out)?;
+        let copied = match &mut p.data {
+            PartData::Reader(r) => io::copy(&mut (&mut **r).take(p.len), &mut out)?,
+            PartData::Writer(f) => {
+                let n = f(&mut out)?;
+                if n > p.len {
+                    return Err(io::Error::other(format!(
+                        "gpt: partition {} ({:?}) wrote {n} bytes, more than its {}",
+                        i + 1,
+                        p.name,
+                        p.len
+                    )));
+                }
+                n
+            }
+        };
         if copied != p.len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -300,45 +324,18 @@ pub fn write_raw_efi(
         hidden_sectors: ALIGN as u32,
         boot_code: None,
     };
-    // The FAT volume is streamed straight into the disk: a thread writes it
-    // into a pipe that the GPT writer reads, so it is written once, not
-    // staged in a temp file. Its size is known before a byte is written.
-    let (pipe_r, pipe_w) = io::pipe()?;
-    let files: Vec<(&str, Content)> = files.iter().map(|(p, c)| (*p, (*c).clone())).collect();
-    let store = store.clone();
-    std::thread::scope(|scope| {
-        let producer = scope.spawn(move || -> io::Result<u64> {
-            let refs: Vec<(&str, &Content)> = files.iter().map(|(p, c)| (*p, c)).collect();
-            let mut out = io::BufWriter::with_capacity(1 << 20, pipe_w);
-            let n = write_fat(&refs, &store, &opts, &mut out)?;
-            out.flush()?;
-            Ok(n)
-        });
-        let mut reader = io::BufReader::with_capacity(1 << 20, pipe_r);
-        let mut parts = [GptPartition {
-            type_guid: ESP_TYPE,
-            unique_guid: id("kiln raw-efi esp"),
-            name: "ESP",
-            first_lba: Some(ALIGN),
-            data: &mut reader,
-            len: esp_size,
-        }];
-        let written = write_gpt_disk(&mut parts, id("kiln raw-efi disk"), size, w);
-        drop(reader); // unblocks the producer if the disk writer stopped early
-        let fat = producer
-            .join()
-            .map_err(|_| io::Error::other("the FAT writer panicked"))?;
-        // The disk writer's own error comes first: a FAT error after it is
-        // only the broken pipe.
-        let written = written?;
-        let fat_len = fat?;
-        if fat_len != esp_size {
-            return Err(io::Error::other(format!(
-                "FAT volume is {fat_len} bytes, expected {esp_size}"
-            )));
-        }
-        Ok(written)
-    })
+    // The FAT writer writes the volume straight into the disk's stream:
+    // its size is known before a byte is written.
+    let mut write_esp = |w: &mut dyn Write| write_fat(&files, store, &opts, w);
+    let mut parts = [GptPartition {
+        type_guid: ESP_TYPE,
+        unique_guid: id("kiln raw-efi esp"),
+        name: "ESP",
+        first_lba: Some(ALIGN),
+        data: PartData::Writer(&mut write_esp),
+        len: esp_size,
+    }];
+    write_gpt_disk(&mut parts, id("kiln raw-efi disk"), size, w)
 }
 
 fn write_zeros(w: &mut dyn Write, mut n: u64) -> io::Result<()> {

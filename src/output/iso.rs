@@ -1,41 +1,3 @@
-//! The `iso-efi` format: an ISO 9660 image that UEFI firmware boots from a
-//! CD (or a virtual CD) through El Torito.
-//!
-//! [`write_iso_efi`] takes the UKI, stages a FAT32 EFI System Partition
-//! holding it as `\EFI\BOOT\BOOTX64.EFI` in an unnamed temporary file
-//! (written by [`write_fat`]), and streams the image to a sink front to back;
-//! it gives the number of bytes written. It never holds the image in
-//! memory, never reads the clock (every date is `epoch`) and derives the
-//! FAT volume serial and the GPT GUIDs from the UKI's sha256 and `epoch`.
-//!
-//! It is written by hand rather than with `hadris-iso` (or by running
-//! `xorriso`): the image is eight fixed sectors and two files, all laid out
-//! before the first byte is written, so a library would add a seekable
-//! output, its own defaults for dates and identifiers, and a minimum
-//! toolchain, and save little code.
-//!
-//! Layout, in 2048-byte sectors: 0–15 the system area, 16 the primary
-//! volume descriptor, 17 the El Torito boot record, 18 the terminator, 19
-//! and 20 the little- and big-endian path tables, 21 the root directory,
-//! 22 the boot catalog, 23 `README.TXT`, then `EFI.IMG`, the ESP, last.
-//! The catalog's validation entry names the EFI platform (0xEF) and its
-//! default entry, the only one, loads the ESP without emulation — the
-//! shape `xorriso -as mkisofs -e EFI.IMG -no-emul-boot` gives, with no BIOS
-//! entry a legacy BIOS could mistake for its own.
-//!
-//! An entry counts its image in 512-byte sectors in 16 bits, so it cannot
-//! describe an ESP of 32 MiB or more, and FAT32 volumes are at least
-//! 33 MiB. Such an entry gets a count of 0, as xorriso writes too, which
-//! UEFI firmware (EDK II's partition driver, hence OVMF) reads as "up to
-//! the end of the volume": that is why the ESP is the volume's last extent.
-//!
-//! The image is also a disk (a "hybrid" ISO, for USB sticks and virtual
-//! disks): the system area holds a protective MBR and a GPT, written by
-//! [`write_gpt_disk`], whose one partition is an ESP over exactly the
-//! bytes of `EFI.IMG` (disk sector 96). The backup GPT follows the ISO
-//! volume, and the image is rounded up to whole MiB. Firmware reading the
-//! image as a CD looks for a GPT in 2048-byte sectors and finds none.
-
 //! The ISO formats: ISO 9660 images that BIOS and UEFI firmware boot from
 //! a CD (or a virtual CD) through El Torito, and from a disk ("hybrid").
 //!
@@ -43,8 +5,8 @@
 //! ([`IsoLinux`]: its loader, `ldlinux.c32`, the isohybrid MBR code, the
 //! kernel, the initrd and the command line), for UEFI the UKI — and
 //! streams the image to a sink front to back, giving the number of bytes
-//! written. It never holds the image in memory (the ESP is staged in an
-//! unnamed temporary file, the initrd is read from its own), never reads
+//! written. It never holds the image in memory (the ESP is written
+//! straight into the stream, the initrd is read from its own file), never reads
 //! the clock (every date is `epoch`), and derives the FAT volume serial,
 //! the MBR signature and the GPT GUIDs from the content hashes and `epoch`.
 //!
@@ -83,9 +45,9 @@
 //! MiB. Firmware reading the image as a CD looks for a GPT in 2048-byte
 //! sectors and finds none.
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 
-use super::disk::{guid_from, write_gpt_disk, GptPartition, EFI_BOOT_PATH, ESP_TYPE};
+use super::disk::{guid_from, write_gpt_disk, GptPartition, PartData, EFI_BOOT_PATH, ESP_TYPE};
 use super::fat::{min_fat_size, write_fat, FatOptions};
 use super::syslinux;
 use super::ZEROS;
@@ -238,7 +200,7 @@ pub fn write_iso(
         loader_sector = Some(u64::from(lba) * DISK_PER_ISO);
     }
     let mut esp = None;
-    if let (Some(esp_files), Some((lba, len))) = (&esp_files, lba_of(&files, ESP_NAME)) {
+    if let (Some(_), Some((lba, len))) = (&esp_files, lba_of(&files, ESP_NAME)) {
         let serial = id("kiln iso-efi fat serial");
         let opts = FatOptions {
             size_bytes: Some(len),
@@ -248,11 +210,7 @@ pub fn write_iso(
             hidden_sectors: lba * DISK_PER_ISO as u32,
             boot_code: None,
         };
-        let mut out = io::BufWriter::new(tempfile::tempfile()?);
-        write_fat(esp_files, store, &opts, &mut out)?;
-        let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.seek(SeekFrom::Start(0))?;
-        esp = Some((io::BufReader::new(file), lba, len));
+        esp = Some((opts, lba, len));
         // An entry's count is 16 bits of 512-byte sectors; 0 means "to
         // the end of the volume".
         entries.push(CatalogEntry {
@@ -327,7 +285,7 @@ pub fn write_iso(
         _ => None,
     };
 
-    let Some((mut esp, esp_lba, esp_len)) = esp else {
+    let (Some((esp_opts, esp_lba, esp_len)), Some(esp_files)) = (esp, &esp_files) else {
         // BIOS only: an isohybrid MBR, the volume, zeros to a whole MiB.
         let code = code.ok_or_else(|| io::Error::other("iso: no BIOS loader"))?;
         let end = body_start + body_len;
@@ -360,12 +318,14 @@ pub fn write_iso(
         body: &mut body,
         scratch: Vec::new(),
     };
+    // The FAT writer writes the ESP straight into the disk's stream.
+    let mut write_esp = |w: &mut dyn Write| write_fat(esp_files, store, &esp_opts, w);
     let mut parts = [GptPartition {
         type_guid: ESP_TYPE,
         unique_guid: id("kiln iso-efi esp"),
         name: "ESP",
         first_lba: Some(u64::from(esp_lba) * DISK_PER_ISO),
-        data: &mut esp,
+        data: PartData::Writer(&mut write_esp),
         len: esp_len,
     }];
     let n = write_gpt_disk(&mut parts, id("kiln iso-efi disk"), None, &mut out)?;
@@ -401,7 +361,7 @@ struct File<'a> {
 enum Source<'a> {
     Bytes(Vec<u8>),
     Reader(&'a mut dyn Read),
-    /// The ESP, staged apart and streamed by the GPT writer.
+    /// The ESP, written by the FAT writer straight into the GPT disk.
     Esp,
 }
 
