@@ -84,7 +84,11 @@ pub fn tree(root: &Tree, store: &ContentStore, epoch: i64) -> anyhow::Result<Tre
         if builtin.is_some() {
             files.push(builtin_path);
         }
-        files.extend(deps.closure(MODULES).iter().map(|p| tree::join(&dir, p.as_bytes())));
+        files.extend(
+            deps.closure(MODULES)
+                .iter()
+                .map(|p| tree::join(&dir, p.as_bytes())),
+        );
         for path in files {
             let entry = regular_file(root, &path).ok_or_else(|| {
                 UserError(format!(
@@ -300,8 +304,12 @@ kernel/drivers/cdrom/cdrom.ko:
 
         fn file(&mut self, path: &str, text: &str, mode: u32) {
             let c = self.store.add(text.as_bytes()).expect("add");
-            self.tree
-                .insert_with_parents(path.as_bytes().to_vec(), Entry::file(c, mode, 7), 0o755, 7);
+            self.tree.insert_with_parents(
+                path.as_bytes().to_vec(),
+                Entry::file(c, mode, 7),
+                0o755,
+                7,
+            );
         }
 
         fn kernel(&mut self, dep: &str, builtin: Option<&str>) {
@@ -356,7 +364,10 @@ kernel/drivers/cdrom/cdrom.ko:
         assert_eq!(t.get(b"init").map(|e| (e.mode, e.mtime)), Some((0o755, 7)));
         for (path, _) in t.iter() {
             if let Some(p) = tree::parent(path) {
-                assert!(t.get(p).is_some_and(Entry::is_dir), "no parent for {path:?}");
+                assert!(
+                    t.get(p).is_some_and(Entry::is_dir),
+                    "no parent for {path:?}"
+                );
             }
         }
     }
@@ -372,7 +383,10 @@ kernel/drivers/cdrom/cdrom.ko:
         let mut f = Fixture::new();
         f.tree.remove_subtree(b"init");
         let err = f.paths().expect_err("no init");
-        assert!(format!("{err:#}").contains("no regular file /init"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("no regular file /init"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -388,7 +402,11 @@ kernel/drivers/cdrom/cdrom.ko:
     #[test]
     fn a_kernel_that_cannot_mount_squashfs_is_an_error() {
         let mut f = Fixture::new();
-        let dep: String = DEP.lines().filter(|l| !l.contains("squashfs")).map(|l| format!("{l}\n")).collect();
+        let dep: String = DEP
+            .lines()
+            .filter(|l| !l.contains("squashfs"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         f.kernel(&dep, Some("kernel/fs/ext4/ext4.ko\n"));
         let err = f.paths().expect_err("no squashfs");
         assert!(format!("{err:#}").contains("module squashfs"), "{err:#}");
@@ -401,7 +419,10 @@ kernel/drivers/cdrom/cdrom.ko:
     #[test]
     fn module_paths_must_stay_in_the_release_directory() {
         let mut f = Fixture::new();
-        f.kernel("kernel/fs/overlayfs/overlay.ko: ../../../etc/shadow\n", None);
+        f.kernel(
+            "kernel/fs/overlayfs/overlay.ko: ../../../etc/shadow\n",
+            None,
+        );
         let err = f.paths().expect_err("escape");
         assert!(format!("{err:#}").contains("line 1"), "{err:#}");
     }
