@@ -136,7 +136,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if !status.success() {
         bail!("cargo build --release failed");
     }
-    let kiln = fs::canonicalize("target/release/kiln")?;
+    // Where cargo put it: a shared CARGO_TARGET_DIR (worktrees) or ./target.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let release = target_dir.join("release/kiln");
+    let kiln = fs::canonicalize(&release)
+        .with_context(|| format!("finding the kiln binary at {}", release.display()))?;
     let mut cases = discover()?;
     cases.retain(|c| {
         if wanted.is_empty() {
