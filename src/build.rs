@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 
 mod disk;
+mod rootinitrd;
 
 use crate::assemble::{self, Assembled, ImageDefaults, ImageInput, Inputs};
 use crate::atomic::{AtomicFile, Written};
@@ -548,6 +549,7 @@ fn write_outputs(
                 let mut f = AtomicFile::create(dir, &format!("{name}-squashfs.img"))?;
                 std::io::copy(&mut tmp, &mut f)?;
                 pending.push(f);
+                pending.push(root_initrd(a, store, opts)?);
             }
             _ => {} // disk formats: below
         }
@@ -564,6 +566,26 @@ fn write_outputs(
         disk::write(opts, &disk_formats, layout, a, initrd, store, &mut pending)?;
     }
     Ok(pending)
+}
+
+/// `NAME-root-initrd.img`: the boot initrd that mounts `NAME-squashfs.img`
+/// (see [`rootinitrd`]), compressed like the normal initrd.
+fn root_initrd(
+    a: &Assembled,
+    store: &ContentStore,
+    opts: &BuildOptions,
+) -> anyhow::Result<AtomicFile> {
+    let tree = rootinitrd::tree(&a.tree, store, opts.epoch)?;
+    let mut f = AtomicFile::create(&opts.out_dir, &format!("{}-root-initrd.img", opts.name))?;
+    rootinitrd::write(
+        &tree,
+        a.ucode.as_ref(),
+        store,
+        opts.compression,
+        opts.threads,
+        &mut f,
+    )?;
+    Ok(f)
 }
 
 /// The build context LinuxKit's `docker` output carries, so that

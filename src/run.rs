@@ -1,8 +1,10 @@
 //! `kiln run qemu`: boot what `kiln build` wrote, like `linuxkit run qemu`.
 //!
 //! Takes a build name or path; finds the artefacts (`NAME-kernel` +
-//! `NAME-initrd.img` + `NAME-cmdline` for direct kernel boot, or an ISO,
-//! raw/qcow2 disk or UKI), picks SeaBIOS or OVMF to match, and runs
+//! `NAME-initrd.img` + `NAME-cmdline` for direct kernel boot,
+//! `NAME-squashfs.img` with `NAME-kernel` + `NAME-root-initrd.img` beside
+//! it, or an ISO, raw/qcow2 disk or UKI), picks SeaBIOS or OVMF to match,
+//! and runs
 //! `qemu-system-x86_64` with the serial console on stdio (and optionally
 //! copied to a log file). Never writes firmware variables in place: OVMF's
 //! variable store is copied to a temp file per run. The guest's verdict is
@@ -21,6 +23,14 @@ pub enum Boot {
     KernelInitrd {
         kernel: PathBuf,
         initrd: PathBuf,
+        cmdline: String,
+    },
+    /// `kernel+squashfs`: direct kernel boot of the root initrd, which
+    /// mounts `squashfs` (the first virtio disk) as `/`.
+    KernelSquashfs {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        squashfs: PathBuf,
         cmdline: String,
     },
     Iso {
@@ -48,8 +58,10 @@ impl Boot {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("nothing to boot at {0}: expected NAME-kernel + NAME-initrd.img, NAME.iso, NAME-efi.iso, NAME-efi-initrd.iso, NAME-efi.img, NAME-bios.img, NAME.qcow2, NAME-efi.qcow2 or NAME.efi")]
+    #[error("nothing to boot at {0}: expected NAME-kernel + NAME-initrd.img, NAME-squashfs.img, NAME.iso, NAME-efi.iso, NAME-efi-initrd.iso, NAME-efi.img, NAME-bios.img, NAME.qcow2, NAME-efi.qcow2 or NAME.efi")]
     NotFound(PathBuf),
+    #[error("{squashfs}: booting it needs {missing} beside it (`kiln build -f kernel+squashfs` writes both)")]
+    SquashfsIncomplete { squashfs: PathBuf, missing: PathBuf },
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: io::Error },
     #[error("{0} not found: install the Debian package `{1}`")]
@@ -107,55 +119,73 @@ const OVMF_CODE: &[&str] = &[
     "/usr/share/OVMF/OVMF_CODE.fd",
 ];
 
-/// Makes the [`Boot`] for a file.
-type MakeBoot = fn(PathBuf) -> Boot;
+/// Makes the [`Boot`] for a file (reading the files that travel with it).
+type MakeBoot = fn(PathBuf) -> Result<Boot, RunError>;
 
 /// The files `kiln build` writes that can boot, by suffix, in the order a
 /// build name is tried. kiln's VHD, VMDK and AWS raw disks are the raw-efi
-/// disk in another container, so they boot under UEFI.
+/// disk in another container, so they boot under UEFI. A squashfs is
+/// tried last: a build with kernel+initrd as well boots that directly.
 const BOOTABLE: &[(&str, MakeBoot)] = &[
-    (".iso", |p| Boot::Iso {
-        path: p,
-        efi: false,
+    (".iso", |p| {
+        Ok(Boot::Iso {
+            path: p,
+            efi: false,
+        })
     }),
-    ("-efi.iso", |p| Boot::Iso { path: p, efi: true }),
-    ("-efi-initrd.iso", |p| Boot::Iso { path: p, efi: true }),
-    ("-efi.img", |p| Boot::Disk {
-        path: p,
-        format: "raw",
-        efi: true,
+    ("-efi.iso", |p| Ok(Boot::Iso { path: p, efi: true })),
+    ("-efi-initrd.iso", |p| Ok(Boot::Iso { path: p, efi: true })),
+    ("-efi.img", |p| {
+        Ok(Boot::Disk {
+            path: p,
+            format: "raw",
+            efi: true,
+        })
     }),
-    ("-bios.img", |p| Boot::Disk {
-        path: p,
-        format: "raw",
-        efi: false,
+    ("-bios.img", |p| {
+        Ok(Boot::Disk {
+            path: p,
+            format: "raw",
+            efi: false,
+        })
     }),
-    (".qcow2", |p| Boot::Disk {
-        path: p,
-        format: "qcow2",
-        efi: false,
+    (".qcow2", |p| {
+        Ok(Boot::Disk {
+            path: p,
+            format: "qcow2",
+            efi: false,
+        })
     }),
-    ("-efi.qcow2", |p| Boot::Disk {
-        path: p,
-        format: "qcow2",
-        efi: true,
+    ("-efi.qcow2", |p| {
+        Ok(Boot::Disk {
+            path: p,
+            format: "qcow2",
+            efi: true,
+        })
     }),
-    (".efi", |p| Boot::Uki { path: p }),
-    (".vhd", |p| Boot::Disk {
-        path: p,
-        format: "vpc",
-        efi: true,
+    (".efi", |p| Ok(Boot::Uki { path: p })),
+    (".vhd", |p| {
+        Ok(Boot::Disk {
+            path: p,
+            format: "vpc",
+            efi: true,
+        })
     }),
-    (".vmdk", |p| Boot::Disk {
-        path: p,
-        format: "vmdk",
-        efi: true,
+    (".vmdk", |p| {
+        Ok(Boot::Disk {
+            path: p,
+            format: "vmdk",
+            efi: true,
+        })
     }),
-    (".raw", |p| Boot::Disk {
-        path: p,
-        format: "raw",
-        efi: true,
+    (".raw", |p| {
+        Ok(Boot::Disk {
+            path: p,
+            format: "raw",
+            efi: true,
+        })
     }),
+    ("-squashfs.img", squashfs_boot),
 ];
 
 /// Find what to boot for `target`: a build name (`out/linuxkit`) or a file.
@@ -170,41 +200,76 @@ pub fn find_boot(target: &Path) -> Result<Boot, RunError> {
             .iter()
             .filter(|(suffix, _)| name.ends_with(suffix))
             .max_by_key(|(suffix, _)| suffix.len());
-        return Ok(match best {
+        return match best {
             Some((_, make)) => make(target.to_owned()),
-            None => Boot::Disk {
+            None => Ok(Boot::Disk {
                 path: target.to_owned(),
                 format: "raw",
                 efi: false,
-            },
-        });
+            }),
+        };
     }
-    let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", target.display()));
+    let with = |suffix: &str| sibling(target, suffix);
     let (kernel, initrd) = (with("-kernel"), with("-initrd.img"));
     if kernel.is_file() && initrd.is_file() {
-        let cmdline_path = with("-cmdline");
-        let cmdline = if cmdline_path.exists() {
-            std::fs::read_to_string(&cmdline_path).map_err(|err| RunError::Io {
-                path: cmdline_path.clone(),
-                err,
-            })?
-        } else {
-            String::new()
-        };
         return Ok(Boot::KernelInitrd {
             kernel,
             initrd,
-            cmdline: cmdline.trim().to_owned(),
+            cmdline: read_cmdline(target)?,
         });
     }
     for (suffix, make) in BOOTABLE {
         let p = with(suffix);
         if p.is_file() {
-            return Ok(make(p));
+            return make(p);
         }
     }
     Err(RunError::NotFound(target.to_owned()))
 }
+
+/// `BASE` + `suffix` as a path.
+fn sibling(base: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", base.display()))
+}
+
+/// The trimmed text of `BASE-cmdline`, empty if there is none.
+fn read_cmdline(base: &Path) -> Result<String, RunError> {
+    let path = sibling(base, "-cmdline");
+    if !path.exists() {
+        return Ok(String::new());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|err| RunError::Io { path, err })?;
+    Ok(text.trim().to_owned())
+}
+
+/// `BASE-squashfs.img` → boot `BASE-kernel` with `BASE-root-initrd.img`
+/// and `BASE-cmdline`, the squashfs as the root disk.
+fn squashfs_boot(squashfs: PathBuf) -> Result<Boot, RunError> {
+    let name = squashfs.to_string_lossy();
+    let base = PathBuf::from(name.strip_suffix("-squashfs.img").unwrap_or(&name));
+    let (kernel, initrd) = (
+        sibling(&base, "-kernel"),
+        sibling(&base, "-root-initrd.img"),
+    );
+    for missing in [&kernel, &initrd] {
+        if !missing.is_file() {
+            return Err(RunError::SquashfsIncomplete {
+                squashfs: squashfs.clone(),
+                missing: missing.clone(),
+            });
+        }
+    }
+    Ok(Boot::KernelSquashfs {
+        kernel,
+        initrd,
+        cmdline: read_cmdline(&base)?,
+        squashfs,
+    })
+}
+
+/// What the root initrd reads to find the squashfs: the first virtio disk
+/// (kiln-init's boot-initrd contract, `pkg/init/src/rootfs.rs`).
+pub const SQUASHFS_ROOT: &str = "root=/dev/vda rootfstype=squashfs";
 
 /// The qemu argument list for `boot` (pure; firmware paths given).
 pub fn qemu_args(
@@ -272,6 +337,30 @@ pub fn qemu_args(
                 &initrd.to_string_lossy(),
                 "-append",
                 &line,
+            ]);
+        }
+        Boot::KernelSquashfs {
+            kernel,
+            initrd,
+            squashfs,
+            cmdline,
+        } => {
+            let mut line = format!("{cmdline} {SQUASHFS_ROOT}").trim().to_owned();
+            if let Some(extra) = &opts.cmdline_append {
+                line = format!("{line} {extra}").trim().to_owned();
+            }
+            push(&[
+                "-kernel",
+                &kernel.to_string_lossy(),
+                "-initrd",
+                &initrd.to_string_lossy(),
+                "-append",
+                &line,
+                "-drive",
+                &format!(
+                    "file={},if=virtio,format=raw,readonly=on",
+                    squashfs.display()
+                ),
             ]);
         }
         Boot::Iso { path, .. } => {
@@ -530,109 +619,4 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_kernel_initrd_by_name() {
-        let d = tempfile::tempdir().unwrap();
-        for (n, c) in [
-            ("x-kernel", "k"),
-            ("x-initrd.img", "i"),
-            ("x-cmdline", "console=ttyS0\n"),
-        ] {
-            std::fs::write(d.path().join(n), c).unwrap();
-        }
-        let b = find_boot(&d.path().join("x")).unwrap();
-        assert_eq!(
-            b,
-            Boot::KernelInitrd {
-                kernel: d.path().join("x-kernel"),
-                initrd: d.path().join("x-initrd.img"),
-                cmdline: "console=ttyS0".into()
-            }
-        );
-        assert!(matches!(
-            find_boot(&d.path().join("y")),
-            Err(RunError::NotFound(_))
-        ));
-        std::fs::write(d.path().join("y-efi.iso"), "").unwrap();
-        assert!(matches!(
-            find_boot(&d.path().join("y")).unwrap(),
-            Boot::Iso { efi: true, .. }
-        ));
-    }
-
-    #[test]
-    fn qemu_args_for_direct_boot() {
-        let b = Boot::KernelInitrd {
-            kernel: "k".into(),
-            initrd: "i".into(),
-            cmdline: "console=ttyS0".into(),
-        };
-        let opts = QemuOptions {
-            publish: vec!["8080:80".into()],
-            cmdline_append: Some("quiet".into()),
-            ..QemuOptions::default()
-        };
-        let a = qemu_args(&b, &opts, "tcg", None).unwrap().join(" ");
-        assert!(a.contains("-accel tcg -m 1024M -smp 1"), "{a}");
-        assert!(
-            a.contains("-kernel k -initrd i -append console=ttyS0 quiet"),
-            "{a}"
-        );
-        assert!(a.contains("hostfwd=tcp::8080-:80"), "{a}");
-        assert!(!a.contains("pflash"));
-        let bad = QemuOptions {
-            publish: vec!["x".into()],
-            ..QemuOptions::default()
-        };
-        assert!(qemu_args(&b, &bad, "tcg", None).is_err());
-    }
-
-    #[test]
-    fn uefi_firmware_is_a_copy() {
-        let b = Boot::Iso {
-            path: "a-efi.iso".into(),
-            efi: true,
-        };
-        let a = qemu_args(
-            &b,
-            &QemuOptions::default(),
-            "tcg",
-            Some((Path::new("/fw/CODE.fd"), Path::new("/tmp/x/VARS.fd"))),
-        )
-        .unwrap()
-        .join(" ");
-        assert!(a.contains("readonly=on,file=/fw/CODE.fd"), "{a}");
-        assert!(a.contains("unit=1,file=/tmp/x/VARS.fd"), "{a}");
-    }
-
-    #[test]
-    fn probe_firmware_runs_under_tcg() {
-        // The probe must report success where guest code does run; TCG
-        // always runs it (qemu is installed by .ci/run for the boot tests).
-        let rom = probe_firmware();
-        assert_eq!(rom.len(), 65536);
-        assert_eq!(rom[0xfff0], 0xe9);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("probe.rom");
-        std::fs::write(&path, &rom).unwrap();
-        let status = Command::new(QEMU)
-            .args([
-                "-accel",
-                "tcg",
-                "-machine",
-                "q35",
-                "-nodefaults",
-                "-display",
-                "none",
-                "-no-reboot",
-            ])
-            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-bios"])
-            .arg(&path)
-            .status()
-            .expect("qemu-system-x86_64 (Debian qemu-system-x86) must be installed");
-        assert_eq!(status.code(), Some(3));
-    }
-}
+mod tests;

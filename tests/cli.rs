@@ -376,9 +376,9 @@ fn flate2_uses_the_pinned_pure_rust_backend() {
 #[test]
 fn unknown_format_is_rejected_by_the_cli() {
     let t = TestDir::new();
-    let out = kiln(t.path(), &["build", "-f", "iso-bios", "x.yml"]);
+    let out = kiln(t.path(), &["build", "-f", "floppy-bios", "x.yml"]);
     assert_eq!(out.status.code(), Some(1), "usage errors are bad input");
-    assert!(stderr(&out).contains("iso-bios"));
+    assert!(stderr(&out).contains("floppy-bios"));
 }
 
 #[test]

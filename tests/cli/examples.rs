@@ -163,3 +163,100 @@ fn committed_layout_is_read_by_skopeo_and_umoci() {
         .fsck()
         .unwrap();
 }
+
+#[test]
+fn kernel_squashfs_root_initrd_holds_init_and_the_root_modules_only() {
+    // The committed layout's Debian kernel has virtio_blk, squashfs and
+    // overlay as modules: the root initrd must carry them (and what they
+    // depend on) beside kiln-init, and nothing of the image itself.
+    let t = TestDir::new();
+    let layout = root().join("oci-layout");
+    let yml = root().join("examples/minimal.yml");
+    let out = kiln(
+        t.path(),
+        &[
+            "build",
+            "--layout",
+            layout.to_str().unwrap(),
+            "-f",
+            "kernel+squashfs",
+            "-o",
+            "out",
+            "--name",
+            "m",
+            yml.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sums = String::from_utf8(t.read("out/m.sha256")).unwrap();
+    let files: Vec<&str> = sums.lines().filter_map(|l| l.split("  ").nth(1)).collect();
+    assert_eq!(
+        files,
+        [
+            "m-cmdline",
+            "m-kernel",
+            "m-root-initrd.img",
+            "m-squashfs.img"
+        ]
+    );
+    // The command line is kernel+initrd's: root= is added by whoever boots it.
+    assert_eq!(t.read("out/m-cmdline"), b"console=ttyS0");
+
+    let out = kiln(t.path(), &["inspect", "out/m-root-initrd.img"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = crate::support::stdout(&out);
+    let paths: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.splitn(6, ' ').nth(5))
+        .collect();
+    let release = "lib/modules/6.1.0-56-amd64";
+    for want in [
+        "init".to_owned(),
+        format!("{release}/modules.dep"),
+        format!("{release}/modules.builtin"),
+        format!("{release}/kernel/drivers/block/virtio_blk.ko"),
+        format!("{release}/kernel/drivers/virtio/virtio_pci.ko"),
+        format!("{release}/kernel/drivers/virtio/virtio_ring.ko"),
+        format!("{release}/kernel/fs/squashfs/squashfs.ko"),
+        format!("{release}/kernel/fs/overlayfs/overlay.ko"),
+        format!("{release}/kernel/fs/isofs/isofs.ko"),
+        format!("{release}/kernel/drivers/scsi/sr_mod.ko"),
+    ] {
+        assert!(paths.contains(&want.as_str()), "{want} missing:\n{listing}");
+    }
+    for p in &paths {
+        assert!(
+            *p == "init" || *p == "lib" || p.starts_with("lib/modules"),
+            "{p} is not part of the root initrd:\n{listing}"
+        );
+        assert!(
+            !p.ends_with("virtio_net.ko") && !p.ends_with("ext4.ko"),
+            "{p}: only the root's modules belong here"
+        );
+    }
+    // /init is the image's kiln-init, byte for byte.
+    let init = |file: &str| -> String {
+        let out = kiln(t.path(), &["inspect", file]);
+        crate::support::stdout(&out)
+            .lines()
+            .find(|l| l.ends_with(" init"))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let built = kiln(
+        t.path(),
+        &[
+            "build",
+            "--layout",
+            layout.to_str().unwrap(),
+            "-o",
+            "out",
+            "--name",
+            "m",
+            yml.to_str().unwrap(),
+        ],
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    assert_eq!(init("out/m-root-initrd.img"), init("out/m-initrd.img"));
+    assert!(!init("out/m-initrd.img").is_empty());
+}

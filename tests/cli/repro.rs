@@ -182,7 +182,7 @@ fn disk_formats_are_reproducible_under_a_perturbed_environment() {
         "aws",
         "gcp",
     ];
-    // kernel+squashfs adds three files (kernel, cmdline, squashfs).
+    // kernel+squashfs adds four files (kernel, cmdline, squashfs, root initrd).
     let formats_and_squashfs: Vec<&str> =
         formats.iter().copied().chain(["kernel+squashfs"]).collect();
     let t = TestDir::new();
@@ -232,8 +232,8 @@ fn disk_formats_are_reproducible_under_a_perturbed_environment() {
     let (oa, ob) = (outputs(&t.join("a")), outputs(&t.join("b")));
     assert_eq!(
         oa.len(),
-        formats.len() + 3 + 1,
-        "one file per disk format, kernel+squashfs's three and the sums"
+        formats.len() + 4 + 1,
+        "one file per disk format, kernel+squashfs's four and the sums"
     );
     for ((na, ba), (nb, bb)) in oa.iter().zip(&ob) {
         assert_eq!(na, nb);

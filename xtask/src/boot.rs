@@ -112,6 +112,7 @@ fn check_console(console: &str, case: &Case) -> Result<(), String> {
 fn output_name(format: &str, case: &str) -> String {
     match format {
         "kernel+initrd" => case.to_owned(),
+        "kernel+squashfs" => format!("{case}-squashfs.img"),
         "iso-bios" => format!("{case}.iso"),
         "iso-efi" => format!("{case}-efi.iso"),
         "iso-efi-initrd" => format!("{case}-efi-initrd.iso"),
@@ -135,7 +136,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if !status.success() {
         bail!("cargo build --release failed");
     }
-    let kiln = fs::canonicalize("target/release/kiln")?;
+    // Where cargo put it: a shared CARGO_TARGET_DIR (worktrees) or ./target.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let release = target_dir.join("release/kiln");
+    let kiln = fs::canonicalize(&release)
+        .with_context(|| format!("finding the kiln binary at {}", release.display()))?;
     let mut cases = discover()?;
     cases.retain(|c| {
         if wanted.is_empty() {
@@ -184,9 +192,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             std::iter::once((f, "", Vec::new())).chain(bios)
         });
         for (format, variant, extra) in runs {
-            if format == "gcp" || format == "kernel+squashfs" {
+            if format == "gcp" {
                 // Built and golden-checked above, not booted: a GCE import
-                // archive, and a root filesystem kiln-init does not mount yet.
+                // archive is not a disk qemu can attach.
                 println!(
                     "BUILT {:<23} {:<14} (golden ok; not booted)",
                     case.name, format
@@ -291,6 +299,14 @@ mod tests {
         let c = case("expect: a\nforbid: oops\n");
         assert!(check_console("a oops", &c).unwrap_err().contains("oops"));
         assert!(check_console("a Kernel panic - not syncing", &c).is_err());
+    }
+
+    #[test]
+    fn kernel_squashfs_boots_from_its_squashfs() {
+        // `kiln run qemu` finds the kernel and root initrd beside it; the
+        // name alone would boot a kernel+initrd of the same build instead.
+        assert_eq!(output_name("kernel+squashfs", "m"), "m-squashfs.img");
+        assert_eq!(output_name("kernel+initrd", "m"), "m");
     }
 
     #[test]
