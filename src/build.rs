@@ -47,6 +47,9 @@ pub enum Format {
     /// NAME-kernel, NAME-cmdline and NAME-squashfs.img (the filesystem as squashfs)
     #[value(name = "kernel+squashfs")]
     KernelSquashfs,
+    /// NAME-kernel, NAME-cmdline, NAME.iso (the filesystem as ISO 9660 + Rock Ridge) and NAME-root-initrd.img
+    #[value(name = "kernel+iso")]
+    KernelIso,
     /// NAME.efi: a Unified Kernel Image (systemd-stub + cmdline + initrd + kernel)
     #[value(name = "uki")]
     Uki,
@@ -442,6 +445,13 @@ fn write_outputs(
     formats.sort();
     formats.dedup();
 
+    if formats.contains(&Format::KernelIso) && formats.contains(&Format::IsoBios) {
+        return Err(UserError(format!(
+            "formats kernel+iso and iso-bios both write {name}.iso: build them in separate runs \
+             or under different --name"
+        ))
+        .into());
+    }
     let needs_initrd = formats
         .iter()
         .any(|f| matches!(f, Format::KernelInitrd | Format::TarKernelInitrd) || disk::is_disk(*f));
@@ -550,6 +560,39 @@ fn write_outputs(
                 std::io::copy(&mut tmp, &mut f)?;
                 pending.push(f);
                 pending.push(root_initrd(a, store, opts)?);
+            }
+            Format::KernelIso => {
+                let beside = [Format::KernelInitrd, Format::KernelSquashfs];
+                if !beside.iter().any(|f| formats.contains(f)) {
+                    if let Some(kernel) = &a.kernel {
+                        let mut f = AtomicFile::create(dir, &format!("{name}-kernel"))?;
+                        store.copy_to(kernel, &mut f)?;
+                        pending.push(f);
+                    }
+                    let mut f = AtomicFile::create(dir, &format!("{name}-cmdline"))?;
+                    f.write_all(a.cmdline.as_bytes())?;
+                    pending.push(f);
+                }
+                let mut tree = a.tree.clone();
+                tree.remove_children(b"boot");
+                let mut f = AtomicFile::create(dir, &format!("{name}.iso"))?;
+                let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut f);
+                crate::output::rockridge::write_rootfs_iso(
+                    &tree, store, opts.epoch, name, &mut buf,
+                )
+                .map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::InvalidInput {
+                        anyhow::Error::new(UserError(e.to_string()))
+                    } else {
+                        anyhow::Error::new(e).context("writing the root filesystem ISO")
+                    }
+                })?;
+                buf.flush()?;
+                drop(buf);
+                pending.push(f);
+                if !formats.contains(&Format::KernelSquashfs) {
+                    pending.push(root_initrd(a, store, opts)?);
+                }
             }
             _ => {} // disk formats: below
         }

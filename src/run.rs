@@ -33,6 +33,14 @@ pub enum Boot {
         squashfs: PathBuf,
         cmdline: String,
     },
+    /// `kernel+iso`: direct kernel boot of the root initrd, which mounts
+    /// `iso` (the first CD drive) as `/`.
+    KernelIso {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        iso: PathBuf,
+        cmdline: String,
+    },
     Iso {
         path: PathBuf,
         efi: bool,
@@ -60,7 +68,7 @@ impl Boot {
 pub enum RunError {
     #[error("nothing to boot at {0}: expected NAME-kernel + NAME-initrd.img, NAME-squashfs.img, NAME.iso, NAME-efi.iso, NAME-efi-initrd.iso, NAME-efi.img, NAME-bios.img, NAME.qcow2, NAME-efi.qcow2 or NAME.efi")]
     NotFound(PathBuf),
-    #[error("{squashfs}: booting it needs {missing} beside it (`kiln build -f kernel+squashfs` writes both)")]
+    #[error("{squashfs}: booting it needs {missing} beside it (`kiln build -f kernel+squashfs` or `-f kernel+iso` writes both)")]
     SquashfsIncomplete { squashfs: PathBuf, missing: PathBuf },
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: io::Error },
@@ -127,12 +135,7 @@ type MakeBoot = fn(PathBuf) -> Result<Boot, RunError>;
 /// disk in another container, so they boot under UEFI. A squashfs is
 /// tried last: a build with kernel+initrd as well boots that directly.
 const BOOTABLE: &[(&str, MakeBoot)] = &[
-    (".iso", |p| {
-        Ok(Boot::Iso {
-            path: p,
-            efi: false,
-        })
-    }),
+    (".iso", iso_boot),
     ("-efi.iso", |p| Ok(Boot::Iso { path: p, efi: true })),
     ("-efi-initrd.iso", |p| Ok(Boot::Iso { path: p, efi: true })),
     ("-efi.img", |p| {
@@ -267,6 +270,55 @@ fn squashfs_boot(squashfs: PathBuf) -> Result<Boot, RunError> {
     })
 }
 
+/// `BASE.iso`: a bootable ISO (an El Torito boot record in sector 17) boots
+/// from the CD; any other ISO is `kernel+iso`'s root filesystem, booted
+/// like a squashfs from `BASE-kernel` and `BASE-root-initrd.img`.
+fn iso_boot(iso: PathBuf) -> Result<Boot, RunError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let io_err = |err| RunError::Io {
+        path: iso.clone(),
+        err,
+    };
+    let mut sector = [0u8; 39];
+    let mut f = std::fs::File::open(&iso).map_err(io_err)?;
+    f.seek(SeekFrom::Start(17 * 2048)).map_err(io_err)?;
+    let bootable =
+        f.read_exact(&mut sector).is_ok() && &sector[..30] == b"\0CD001\x01EL TORITO SPECIFICATION";
+    if bootable {
+        return Ok(Boot::Iso {
+            path: iso,
+            efi: false,
+        });
+    }
+    let base = PathBuf::from(
+        iso.to_string_lossy()
+            .strip_suffix(".iso")
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    let (kernel, initrd) = (
+        sibling(&base, "-kernel"),
+        sibling(&base, "-root-initrd.img"),
+    );
+    for missing in [&kernel, &initrd] {
+        if !missing.is_file() {
+            return Err(RunError::SquashfsIncomplete {
+                squashfs: iso.clone(),
+                missing: missing.clone(),
+            });
+        }
+    }
+    Ok(Boot::KernelIso {
+        kernel,
+        initrd,
+        cmdline: read_cmdline(&base)?,
+        iso,
+    })
+}
+
+/// What the root initrd reads to find `kernel+iso`'s root: the first CD.
+pub const ISO_ROOT: &str = "root=/dev/sr0 rootfstype=iso9660";
+
 /// What the root initrd reads to find the squashfs: the first virtio disk
 /// (kiln-init's boot-initrd contract, `pkg/init/src/rootfs.rs`).
 pub const SQUASHFS_ROOT: &str = "root=/dev/vda rootfstype=squashfs";
@@ -361,6 +413,27 @@ pub fn qemu_args(
                     "file={},if=virtio,format=raw,readonly=on",
                     squashfs.display()
                 ),
+            ]);
+        }
+        Boot::KernelIso {
+            kernel,
+            initrd,
+            iso,
+            cmdline,
+        } => {
+            let mut line = format!("{cmdline} {ISO_ROOT}").trim().to_owned();
+            if let Some(extra) = &opts.cmdline_append {
+                line = format!("{line} {extra}").trim().to_owned();
+            }
+            push(&[
+                "-kernel",
+                &kernel.to_string_lossy(),
+                "-initrd",
+                &initrd.to_string_lossy(),
+                "-append",
+                &line,
+                "-drive",
+                &format!("file={},media=cdrom,readonly=on", iso.display()),
             ]);
         }
         Boot::Iso { path, .. } => {

@@ -248,3 +248,79 @@ fn disk_outputs_pass_their_independent_checkers() {
     let listing = stdout(&run_tool("tar", &["-tzf", &p("m.img.tar.gz")]));
     assert_eq!(listing, "disk.raw\n");
 }
+
+#[test]
+fn kernel_iso_root_is_rock_ridge_with_the_image_tree() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let t = TestDir::new();
+    let layout = root.join("oci-layout");
+    let yml = root.join("examples/minimal.yml");
+    let args = [
+        "build",
+        "--layout",
+        layout.to_str().unwrap(),
+        "-o",
+        "out",
+        "--name",
+        "m",
+        "-f",
+        "kernel+iso",
+        "-f",
+        "tar",
+        yml.to_str().unwrap(),
+    ];
+    let out = kiln(t.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p = |n: &str| t.join("out").join(n).to_str().unwrap().to_owned();
+    for f in ["m-kernel", "m-cmdline", "m-root-initrd.img"] {
+        assert!(Path::new(&p(f)).is_file(), "{f}");
+    }
+    let info = stdout(&run_tool("isoinfo", &["-d", "-i", &p("m.iso")]));
+    assert!(
+        info.contains("Rock Ridge signatures version 1 found"),
+        "{info}"
+    );
+    assert!(
+        !info.contains("El Torito"),
+        "a root filesystem, not a boot image: {info}"
+    );
+    // xorriso lists the same paths as the image's tar, without the boot
+    // files (the kernel and initrd travel beside the ISO).
+    let found = stdout(&run_tool(
+        "xorriso",
+        &["-indev", &p("m.iso"), "-find", "/", "-exec", "echo"],
+    ));
+    let mut iso: Vec<&str> = found
+        .lines()
+        .filter_map(|l| l.strip_prefix("'/").and_then(|l| l.strip_suffix('\'')))
+        .filter(|l| !l.is_empty())
+        .collect();
+    iso.sort_unstable();
+    let listing = stdout(&run_tool("tar", &["-tf", &p("m.tar")]));
+    let mut tar: Vec<&str> = listing
+        .lines()
+        .map(|l| l.trim_end_matches('/'))
+        .filter(|l| !l.starts_with("boot/"))
+        .collect();
+    tar.sort_unstable();
+    assert_eq!(iso, tar);
+    // Both at once would write m.iso twice: refused before anything is written.
+    let both = kiln(
+        t.path(),
+        &[
+            "build",
+            "--layout",
+            layout.to_str().unwrap(),
+            "-o",
+            "out2",
+            "-f",
+            "kernel+iso",
+            "-f",
+            "iso-bios",
+            yml.to_str().unwrap(),
+        ],
+    );
+    assert!(!both.status.success());
+    assert!(stderr(&both).contains("both write"), "{}", stderr(&both));
+    assert!(!t.join("out2/minimal-kernel").exists());
+}

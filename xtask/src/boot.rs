@@ -117,6 +117,7 @@ fn output_name(format: &str, case: &str) -> String {
         "iso-efi" => format!("{case}-efi.iso"),
         "iso-efi-initrd" => format!("{case}-efi-initrd.iso"),
         "qcow2-bios" => format!("{case}.qcow2"),
+        "kernel+iso" => format!("{case}.iso"),
         "raw-efi" => format!("{case}-efi.img"),
         "raw-bios" => format!("{case}-bios.img"),
         "uki" => format!("{case}.efi"),
