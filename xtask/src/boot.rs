@@ -193,16 +193,22 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             std::iter::once((f, "", Vec::new())).chain(bios)
         });
         for (format, variant, extra) in runs {
+            let mut target = out.join(output_name(format, &case.name));
             if format == "gcp" {
-                // Built and golden-checked above, not booted: a GCE import
-                // archive is not a disk qemu can attach.
-                println!(
-                    "BUILT {:<23} {:<14} (golden ok; not booted)",
-                    case.name, format
-                );
-                continue;
+                // A GCE import archive: boot the disk.raw GCE would import.
+                let dir = out.join("gcp");
+                fs::create_dir_all(&dir)?;
+                let status = Command::new("tar")
+                    .arg("-xzf")
+                    .arg(fs::canonicalize(&target)?)
+                    .arg("disk.raw")
+                    .current_dir(&dir)
+                    .status()?;
+                if !status.success() {
+                    bail!("extracting disk.raw from {}", target.display());
+                }
+                target = dir.join("disk.raw");
             }
-            let target = out.join(output_name(format, &case.name));
             let label = if variant.is_empty() {
                 format.clone()
             } else {
