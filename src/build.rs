@@ -580,13 +580,7 @@ fn write_outputs(
                 crate::output::rockridge::write_rootfs_iso(
                     &tree, store, opts.epoch, name, &mut buf,
                 )
-                .map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::InvalidInput {
-                        anyhow::Error::new(UserError(e.to_string()))
-                    } else {
-                        anyhow::Error::new(e).context("writing the root filesystem ISO")
-                    }
-                })?;
+                .map_err(|e| writer_error(e, "writing the root filesystem ISO"))?;
                 buf.flush()?;
                 drop(buf);
                 pending.push(f);
@@ -609,6 +603,16 @@ fn write_outputs(
         disk::write(opts, &disk_formats, layout, a, initrd, store, &mut pending)?;
     }
     Ok(pending)
+}
+
+/// A writer's error: `InvalidInput` is the user's (a size too small, an
+/// input the format cannot hold), anything else is kiln's or the system's.
+pub(crate) fn writer_error(e: std::io::Error, doing: &'static str) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::InvalidInput {
+        anyhow::Error::new(UserError(e.to_string()))
+    } else {
+        anyhow::Error::new(e).context(doing)
+    }
 }
 
 /// `NAME-root-initrd.img`: the boot initrd that mounts `NAME-squashfs.img`

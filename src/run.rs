@@ -68,8 +68,8 @@ impl Boot {
 pub enum RunError {
     #[error("nothing to boot at {0}: expected NAME-kernel + NAME-initrd.img, NAME-squashfs.img, NAME.iso, NAME-efi.iso, NAME-efi-initrd.iso, NAME-efi.img, NAME-bios.img, NAME.qcow2, NAME-efi.qcow2 or NAME.efi")]
     NotFound(PathBuf),
-    #[error("{squashfs}: booting it needs {missing} beside it (`kiln build -f kernel+squashfs` or `-f kernel+iso` writes both)")]
-    SquashfsIncomplete { squashfs: PathBuf, missing: PathBuf },
+    #[error("{image}: booting it needs {missing} beside it (`kiln build -f kernel+squashfs` or `-f kernel+iso` writes both)")]
+    RootIncomplete { image: PathBuf, missing: PathBuf },
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: io::Error },
     #[error("{0} not found: install the Debian package `{1}`")]
@@ -245,27 +245,34 @@ fn read_cmdline(base: &Path) -> Result<String, RunError> {
     Ok(text.trim().to_owned())
 }
 
-/// `BASE-squashfs.img` → boot `BASE-kernel` with `BASE-root-initrd.img`
-/// and `BASE-cmdline`, the squashfs as the root disk.
-fn squashfs_boot(squashfs: PathBuf) -> Result<Boot, RunError> {
-    let name = squashfs.to_string_lossy();
-    let base = PathBuf::from(name.strip_suffix("-squashfs.img").unwrap_or(&name));
+/// The kernel, root initrd and command line beside a root image
+/// `BASE{suffix}` (kernel+squashfs, kernel+iso).
+fn root_parts(image: &Path, suffix: &str) -> Result<(PathBuf, PathBuf, String), RunError> {
+    let name = image.to_string_lossy();
+    let base = PathBuf::from(name.strip_suffix(suffix).unwrap_or(&name));
     let (kernel, initrd) = (
         sibling(&base, "-kernel"),
         sibling(&base, "-root-initrd.img"),
     );
     for missing in [&kernel, &initrd] {
         if !missing.is_file() {
-            return Err(RunError::SquashfsIncomplete {
-                squashfs: squashfs.clone(),
+            return Err(RunError::RootIncomplete {
+                image: image.to_owned(),
                 missing: missing.clone(),
             });
         }
     }
+    Ok((kernel, initrd, read_cmdline(&base)?))
+}
+
+/// `BASE-squashfs.img` → boot `BASE-kernel` with `BASE-root-initrd.img`
+/// and `BASE-cmdline`, the squashfs as the root disk.
+fn squashfs_boot(squashfs: PathBuf) -> Result<Boot, RunError> {
+    let (kernel, initrd, cmdline) = root_parts(&squashfs, "-squashfs.img")?;
     Ok(Boot::KernelSquashfs {
         kernel,
         initrd,
-        cmdline: read_cmdline(&base)?,
+        cmdline,
         squashfs,
     })
 }
@@ -290,28 +297,11 @@ fn iso_boot(iso: PathBuf) -> Result<Boot, RunError> {
             efi: false,
         });
     }
-    let base = PathBuf::from(
-        iso.to_string_lossy()
-            .strip_suffix(".iso")
-            .unwrap_or_default()
-            .to_owned(),
-    );
-    let (kernel, initrd) = (
-        sibling(&base, "-kernel"),
-        sibling(&base, "-root-initrd.img"),
-    );
-    for missing in [&kernel, &initrd] {
-        if !missing.is_file() {
-            return Err(RunError::SquashfsIncomplete {
-                squashfs: iso.clone(),
-                missing: missing.clone(),
-            });
-        }
-    }
+    let (kernel, initrd, cmdline) = root_parts(&iso, ".iso")?;
     Ok(Boot::KernelIso {
         kernel,
         initrd,
-        cmdline: read_cmdline(&base)?,
+        cmdline,
         iso,
     })
 }
@@ -322,6 +312,32 @@ pub const ISO_ROOT: &str = "root=/dev/sr0 rootfstype=iso9660";
 /// What the root initrd reads to find the squashfs: the first virtio disk
 /// (kiln-init's boot-initrd contract, `pkg/init/src/rootfs.rs`).
 pub const SQUASHFS_ROOT: &str = "root=/dev/vda rootfstype=squashfs";
+
+/// `-kernel`, `-initrd` and `-append` with the command line, the root
+/// arguments (if any) and the user's extra arguments, in that order.
+fn direct_boot(
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    root: &str,
+    opts: &QemuOptions,
+) -> Vec<String> {
+    let extra = opts.cmdline_append.as_deref().unwrap_or("");
+    let line = [cmdline, root, extra]
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    vec![
+        "-kernel".to_owned(),
+        kernel.to_string_lossy().into_owned(),
+        "-initrd".to_owned(),
+        initrd.to_string_lossy().into_owned(),
+        "-append".to_owned(),
+        line,
+    ]
+}
 
 /// The qemu argument list for `boot` (pure; firmware paths given).
 pub fn qemu_args(
@@ -378,18 +394,8 @@ pub fn qemu_args(
             initrd,
             cmdline,
         } => {
-            let mut line = cmdline.clone();
-            if let Some(extra) = &opts.cmdline_append {
-                line = format!("{line} {extra}").trim().to_owned();
-            }
-            push(&[
-                "-kernel",
-                &kernel.to_string_lossy(),
-                "-initrd",
-                &initrd.to_string_lossy(),
-                "-append",
-                &line,
-            ]);
+            let args = direct_boot(kernel, initrd, cmdline, "", opts);
+            push(&args.iter().map(String::as_str).collect::<Vec<_>>());
         }
         Boot::KernelSquashfs {
             kernel,
@@ -397,23 +403,13 @@ pub fn qemu_args(
             squashfs,
             cmdline,
         } => {
-            let mut line = format!("{cmdline} {SQUASHFS_ROOT}").trim().to_owned();
-            if let Some(extra) = &opts.cmdline_append {
-                line = format!("{line} {extra}").trim().to_owned();
-            }
-            push(&[
-                "-kernel",
-                &kernel.to_string_lossy(),
-                "-initrd",
-                &initrd.to_string_lossy(),
-                "-append",
-                &line,
-                "-drive",
-                &format!(
-                    "file={},if=virtio,format=raw,readonly=on",
-                    squashfs.display()
-                ),
-            ]);
+            let drive = format!(
+                "file={},if=virtio,format=raw,readonly=on",
+                squashfs.display()
+            );
+            let args = direct_boot(kernel, initrd, cmdline, SQUASHFS_ROOT, opts);
+            push(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            push(&["-drive", &drive]);
         }
         Boot::KernelIso {
             kernel,
@@ -421,20 +417,10 @@ pub fn qemu_args(
             iso,
             cmdline,
         } => {
-            let mut line = format!("{cmdline} {ISO_ROOT}").trim().to_owned();
-            if let Some(extra) = &opts.cmdline_append {
-                line = format!("{line} {extra}").trim().to_owned();
-            }
-            push(&[
-                "-kernel",
-                &kernel.to_string_lossy(),
-                "-initrd",
-                &initrd.to_string_lossy(),
-                "-append",
-                &line,
-                "-drive",
-                &format!("file={},media=cdrom,readonly=on", iso.display()),
-            ]);
+            let drive = format!("file={},media=cdrom,readonly=on", iso.display());
+            let args = direct_boot(kernel, initrd, cmdline, ISO_ROOT, opts);
+            push(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            push(&["-drive", &drive]);
         }
         Boot::Iso { path, .. } => {
             push(&[

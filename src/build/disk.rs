@@ -12,7 +12,7 @@ use std::io::{Seek, SeekFrom, Write};
 
 use anyhow::Context;
 
-use super::{BuildOptions, Format, UserError};
+use super::{writer_error, BuildOptions, Format, UserError};
 use crate::assemble::Assembled;
 use crate::atomic::AtomicFile;
 use crate::oci::Layout;
@@ -186,13 +186,7 @@ fn raw_bios(
         write_raw_bios(
             &sl, kernel, &initrd, &a.cmdline, store, opts.epoch, opts.size, &mut buf,
         )
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidInput {
-                anyhow::Error::new(UserError(e.to_string()))
-            } else {
-                anyhow::Error::new(e).context("writing the raw BIOS disk")
-            }
-        })?;
+        .map_err(|e| writer_error(e, "writing the raw BIOS disk"))?;
         buf.flush()?;
     }
     let len = raw.seek(SeekFrom::End(0))?;
@@ -326,13 +320,8 @@ pub fn write(
         };
         let mut f = AtomicFile::create(dir, &format!("{name}{suffix}"))?;
         let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut f);
-        write_iso(bios, efi, store, opts.epoch, name, &mut buf).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidInput {
-                anyhow::Error::new(UserError(e.to_string()))
-            } else {
-                anyhow::Error::new(e).context("writing the ISO")
-            }
-        })?;
+        write_iso(bios, efi, store, opts.epoch, name, &mut buf)
+            .map_err(|e| writer_error(e, "writing the ISO"))?;
         buf.flush()?;
         drop(buf);
         pending.push(f);
@@ -351,15 +340,8 @@ pub fn write(
     let mut raw = tempfile::tempfile_in(dir)?;
     {
         let mut buf = std::io::BufWriter::new(&mut raw);
-        crate::output::disk::write_raw_efi(&uki, store, opts.epoch, opts.size, &mut buf).map_err(
-            |e| {
-                if e.kind() == std::io::ErrorKind::InvalidInput {
-                    anyhow::Error::new(UserError(e.to_string()))
-                } else {
-                    anyhow::Error::new(e).context("writing the raw EFI disk")
-                }
-            },
-        )?;
+        crate::output::disk::write_raw_efi(&uki, store, opts.epoch, opts.size, &mut buf)
+            .map_err(|e| writer_error(e, "writing the raw EFI disk"))?;
         buf.flush()?;
     }
     let len = raw.seek(SeekFrom::End(0))?;

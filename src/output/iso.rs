@@ -53,7 +53,7 @@ use super::syslinux;
 use super::ZEROS;
 use crate::tree::{Content, ContentStore};
 
-mod desc;
+pub(crate) mod desc;
 
 use self::desc::{
     boot_catalog, boot_record, dir_record, path_table, primary, terminator, volume_label,

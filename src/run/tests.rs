@@ -162,3 +162,38 @@ fn probe_firmware_runs_under_tcg() {
         .expect("qemu-system-x86_64 (Debian qemu-system-x86) must be installed");
     assert_eq!(status.code(), Some(3));
 }
+
+#[test]
+fn an_iso_without_el_torito_is_a_kernel_iso_root() {
+    let d = tempfile::tempdir().unwrap();
+    let mut boot = vec![0u8; 18 * 2048];
+    boot[17 * 2048..17 * 2048 + 30].copy_from_slice(b"\0CD001\x01EL TORITO SPECIFICATION");
+    std::fs::write(d.path().join("b.iso"), &boot).unwrap();
+    assert_eq!(
+        find_boot(&d.path().join("b.iso")).unwrap(),
+        Boot::Iso {
+            path: d.path().join("b.iso"),
+            efi: false
+        }
+    );
+    let root = d.path().join("r.iso");
+    std::fs::write(&root, vec![0u8; 18 * 2048]).unwrap();
+    let err = find_boot(&root).unwrap_err();
+    assert!(err.to_string().contains("r-kernel"), "{err}");
+    for n in ["r-kernel", "r-root-initrd.img"] {
+        std::fs::write(d.path().join(n), "x").unwrap();
+    }
+    let b = find_boot(&root).unwrap();
+    assert!(
+        matches!(&b, Boot::KernelIso { iso, .. } if *iso == root),
+        "{b:?}"
+    );
+    let a = qemu_args(&b, &QemuOptions::default(), "tcg", None)
+        .unwrap()
+        .join(" ");
+    assert!(
+        a.contains("-append root=/dev/sr0 rootfstype=iso9660 "),
+        "{a}"
+    );
+    assert!(a.contains("media=cdrom,readonly=on"), "{a}");
+}

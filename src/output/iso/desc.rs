@@ -36,7 +36,7 @@ const EL_TORITO_ID: &[u8] = b"EL TORITO SPECIFICATION";
 /// The volume label from a free-form name: upper-cased, other characters
 /// than `A-Z 0-9 _` replaced by `_`, at most 32 characters, space-padded;
 /// `KILN` for an empty name.
-pub(super) fn volume_label(name: &str) -> [u8; 32] {
+pub(crate) fn volume_label(name: &str) -> [u8; 32] {
     let name = if name.is_empty() { "KILN" } else { name };
     let mut label = [b' '; 32];
     for (slot, c) in label.iter_mut().zip(name.chars()) {
@@ -181,9 +181,9 @@ pub(super) fn boot_catalog(entries: &[CatalogEntry]) -> Vec<u8> {
     c
 }
 
-fn civil(epoch: i64) -> [i64; 6] {
-    let max = 253_402_300_799; // 9999-12-31 23:59:59
-    let t = epoch.clamp(0, max);
+/// Year, month, day, hour, minute, second (UTC) of seconds since 1970;
+/// callers clamp to the range their field can hold.
+fn civil(t: i64) -> [i64; 6] {
     let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
     // Howard Hinnant's days-to-civil, for days since 1970-01-01.
     let z = days + 719_468;
@@ -199,9 +199,9 @@ fn civil(epoch: i64) -> [i64; 6] {
 }
 
 /// The 17-byte volume descriptor date: `YYYYMMDDHHMMSScc` and a zero
-/// offset from UTC.
-fn long_date(epoch: i64) -> [u8; 17] {
-    let [y, mo, d, h, mi, s] = civil(epoch);
+/// offset from UTC, clamped to 1970–9999.
+pub(crate) fn long_date(epoch: i64) -> [u8; 17] {
+    let [y, mo, d, h, mi, s] = civil(epoch.clamp(0, 253_402_300_799));
     let text = format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}00");
     let mut out = [0u8; 17];
     out[..16].copy_from_slice(text.as_bytes());
@@ -215,13 +215,11 @@ fn long_date_unset() -> [u8; 17] {
     out
 }
 
-/// The 7-byte directory record date (years since 1900, so clamped to
-/// 1970–2155), UTC.
-fn short_date(epoch: i64) -> [u8; 7] {
-    let [y, mo, d, h, mi, s] = civil(epoch);
-    if y > 2155 {
-        return [255, 12, 31, 23, 59, 59, 0];
-    }
+/// The 7-byte date of directory records and short-form Rock Ridge TF
+/// entries: years since 1900 in one byte, so clamped to 1900–2155, UTC.
+pub(crate) fn short_date(epoch: i64) -> [u8; 7] {
+    // Clamp first so the calendar arithmetic stays in range.
+    let [y, mo, d, h, mi, s] = civil(epoch.clamp(-2_208_988_800, 5_869_583_999));
     [
         (y - 1900) as u8,
         mo as u8,

@@ -9,6 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub(super) use crate::output::iso::desc::short_date;
+use crate::output::iso::desc::{long_date, volume_label};
+
 /// ISO 9660 logical sector (and block) size.
 pub(super) const SECTOR: usize = 2048;
 /// A directory record's fixed part, before the identifier.
@@ -144,18 +147,6 @@ pub(super) fn terminator() -> Vec<u8> {
     descriptor(255)
 }
 
-/// The volume label from a free-form name: upper-cased, characters other
-/// than `A-Z 0-9 _` replaced by `_`, at most 32, space-padded; `KILN` for
-/// an empty name.
-fn volume_label(name: &str) -> [u8; 32] {
-    let name = if name.is_empty() { "KILN" } else { name };
-    let mut label = [b' '; 32];
-    for (slot, c) in label.iter_mut().zip(name.chars()) {
-        *slot = d_char(c.to_ascii_uppercase() as u32);
-    }
-    label
-}
-
 /// A d-character for one character (as a code point): itself for
 /// `A-Z 0-9 _`, `_` for anything else.
 fn d_char(c: u32) -> u8 {
@@ -229,46 +220,4 @@ pub(super) fn sort_key(ident: &[u8]) -> (&[u8], &[u8]) {
         Some(i) => (&ident[..i], &ident[i + 1..]),
         None => (ident, &[]),
     }
-}
-
-/// Year, month, day, hour, minute, second (UTC) of seconds since 1970.
-fn civil(t: i64) -> [i64; 6] {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    [year, month, day, secs / 3600, secs / 60 % 60, secs % 60]
-}
-
-/// The 17-byte volume descriptor date, `YYYYMMDDHHMMSScc` and a zero
-/// offset from UTC, clamped to 1970–9999.
-fn long_date(epoch: i64) -> [u8; 17] {
-    let [y, mo, d, h, mi, s] = civil(epoch.clamp(0, 253_402_300_799));
-    let text = format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}00");
-    let mut out = [0u8; 17];
-    out[..16].copy_from_slice(text.as_bytes());
-    out
-}
-
-/// The 7-byte date of directory records and short-form Rock Ridge TF
-/// entries: years since 1900 in one byte, so clamped to 1900–2155, UTC.
-pub(super) fn short_date(epoch: i64) -> [u8; 7] {
-    // Clamp first so the calendar arithmetic stays in range.
-    let [y, mo, d, h, mi, s] = civil(epoch.clamp(-2_208_988_800, 5_869_583_999));
-    [
-        (y - 1900) as u8,
-        mo as u8,
-        d as u8,
-        h as u8,
-        mi as u8,
-        s as u8,
-        0,
-    ]
 }
