@@ -90,6 +90,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Pins, SpecError> {
             source: take("source")?,
             license: take("license")?,
         };
+        // Names become file names and apt-get arguments: only what Debian
+        // allows in them, so none can name a path.
+        if let Err(msg) = check_names(&pin) {
+            return Err(error(item, &path, msg));
+        }
         if pin.sha256.len() != 64 || !pin.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(error(
                 item,
@@ -114,6 +119,29 @@ pub fn parse(file: &Path, text: &str) -> Result<Pins, SpecError> {
         );
     }
     Ok(out)
+}
+
+/// Debian's rules for package names, versions and architectures.
+fn check_names(pin: &Pin) -> Result<(), String> {
+    let allowed = |s: &str, extra: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
+    };
+    if !allowed(&pin.package, ".+-") || pin.package.starts_with(['.', '-', '+']) {
+        return Err(format!("{:?} is not a Debian package name", pin.package));
+    }
+    let version_ok = pin
+        .version
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c))
+        && pin.version.starts_with(|c: char| c.is_ascii_digit());
+    if !version_ok {
+        return Err(format!("{:?} is not a Debian version", pin.version));
+    }
+    if !allowed(&pin.arch, "-") {
+        return Err(format!("{:?} is not a Debian architecture", pin.arch));
+    }
+    Ok(())
 }
 
 /// The first `vendor-images/debs.yml` in `dir` or one of its ancestors.
@@ -157,5 +185,18 @@ mod tests {
             e.to_string().contains("a: sha256 must be 64 hex digits"),
             "{e}"
         );
+        let one = format!(
+            "- {{package: a, version: 1.0-1, arch: all, sha256: {HASH}, source: a, license: MIT}}\n"
+        );
+        assert!(parse(Path::new("debs.yml"), &one).is_ok());
+        for (from, to, want) in [
+            ("package: a", "package: ../a", "not a Debian package name"),
+            ("version: 1.0-1", "version: /1.0", "not a Debian version"),
+            ("arch: all", "arch: ../x", "not a Debian architecture"),
+        ] {
+            let e = parse(Path::new("debs.yml"), &one.replace(from, to)).unwrap_err();
+            assert!(e.to_string().contains(want), "{e}");
+            assert!(e.to_string().starts_with("debs.yml:1:"), "{e}");
+        }
     }
 }

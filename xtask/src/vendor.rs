@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
-use kiln::spec::yaml::{self, Node, Value};
 
 /// The pins file, relative to the project root.
 const PINS: &str = "vendor-images/debs.yml";
@@ -42,29 +41,7 @@ const RECIPES: &[&str] = &[
     "pkg/syslinux",
 ];
 
-/// One pinned Debian package, as written in `vendor-images/debs.yml`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pin {
-    pub package: String,
-    pub version: String,
-    pub arch: String,
-    pub sha256: String,
-    pub source: String,
-    pub license: String,
-}
-
-impl Pin {
-    /// The file name `apt-get download` gives this package: the epoch's `:`
-    /// is written `%3a`.
-    pub fn file_name(&self) -> String {
-        format!(
-            "{}_{}_{}.deb",
-            self.package,
-            self.version.replace(':', "%3a"),
-            self.arch
-        )
-    }
-}
+pub use kiln::pkg::pins::Pin;
 
 /// What `cargo xtask vendor` was asked to do.
 #[derive(Debug, PartialEq, Eq)]
@@ -142,113 +119,11 @@ fn parse_args(args: &[String]) -> anyhow::Result<Options> {
     Ok(opts)
 }
 
-/// Reads the pins file: a sequence of mappings with exactly the six keys of
-/// [`Pin`], each a non-empty string. Names are checked because they become
-/// file names and apt-get arguments.
+/// Reads the pins file with kiln's own parser (the one `kiln pkg build`
+/// checks every .deb against), in package order.
 pub fn parse_pins(file: &str, text: &str) -> anyhow::Result<Vec<Pin>> {
-    let doc = yaml::load(file, text)?;
-    let items = match &doc.value {
-        Value::Sequence(items) => items,
-        Value::Null => return Ok(Vec::new()),
-        _ => bail!(
-            "{}: expected a list of pins, found {}",
-            at(&doc),
-            doc.kind()
-        ),
-    };
-    let mut pins = Vec::new();
-    let mut seen = BTreeMap::new();
-    for item in items {
-        let pin = parse_pin(item)?;
-        if let Some(first) = seen.insert(pin.package.clone(), at(item)) {
-            bail!(
-                "{}: package {} is pinned twice (first at {first})",
-                at(item),
-                pin.package
-            );
-        }
-        pins.push(pin);
-    }
-    Ok(pins)
-}
-
-fn parse_pin(node: &Node) -> anyhow::Result<Pin> {
-    let Value::Mapping(entries) = &node.value else {
-        bail!(
-            "{}: expected a pin mapping, found {}",
-            at(node),
-            node.kind()
-        );
-    };
-    let mut fields = BTreeMap::new();
-    for (key, value) in entries {
-        let name = yaml::key_text(key);
-        const KEYS: &[&str] = &["package", "version", "arch", "sha256", "source", "license"];
-        if !KEYS.contains(&name) {
-            bail!(
-                "{}: unknown key {name:?}; expected one of {}",
-                at(key),
-                KEYS.join(", ")
-            );
-        }
-        let text = match &value.value {
-            Value::Scalar { text, .. } if !text.is_empty() => text.clone(),
-            _ => bail!(
-                "{}: {name}: expected a non-empty string, found {}",
-                at(value),
-                value.kind()
-            ),
-        };
-        fields.insert(name.to_owned(), text);
-    }
-    let mut take = |key: &str| {
-        fields
-            .remove(key)
-            .with_context(|| format!("{}: pin without {key}", at(node)))
-    };
-    let pin = Pin {
-        package: take("package")?,
-        version: take("version")?,
-        arch: take("arch")?,
-        sha256: take("sha256")?,
-        source: take("source")?,
-        license: take("license")?,
-    };
-    let allowed = |s: &str, extra: &str| {
-        s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
-    };
-    if !allowed(&pin.package, ".+-") || pin.package.starts_with(['.', '-', '+']) {
-        bail!(
-            "{}: {:?} is not a Debian package name",
-            at(node),
-            pin.package
-        );
-    }
-    if !pin
-        .version
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c))
-        || !pin.version.starts_with(|c: char| c.is_ascii_digit())
-    {
-        bail!("{}: {:?} is not a Debian version", at(node), pin.version);
-    }
-    if !allowed(&pin.arch, "-") {
-        bail!("{}: {:?} is not a Debian architecture", at(node), pin.arch);
-    }
-    let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
-    if pin.sha256.len() != 64 || !pin.sha256.chars().all(lower_hex) {
-        bail!(
-            "{}: sha256 of {} is not 64 lowercase hex digits",
-            at(node),
-            pin.package
-        );
-    }
-    Ok(pin)
-}
-
-fn at(node: &Node) -> String {
-    node.pos.to_string()
+    let pins = kiln::pkg::pins::parse(Path::new(file), text)?;
+    Ok(pins.pins.into_values().collect())
 }
 
 /// Makes sure the pinned .deb is in `dir` and intact; returns its path.
@@ -430,20 +305,19 @@ mod tests {
     #[test]
     fn bad_pins_name_the_problem() {
         let cases = [
-            (ONE.replace("  arch: amd64\n", ""), "pin without arch"),
-            (ONE.replace("3d3fdbe9", "3D3FDBE9"), "not 64 lowercase hex"),
-            (ONE.replace("3d3fdbe9", ""), "not 64 lowercase hex"),
+            (
+                ONE.replace("  arch: amd64\n", ""),
+                "missing required key `arch`",
+            ),
+            (ONE.replace("3d3fdbe9", ""), "sha256 must be 64 hex digits"),
             (
                 ONE.replace("busybox-static", "../x"),
                 "not a Debian package name",
             ),
             (ONE.replace("1:1.35", "/1.35"), "not a Debian version"),
-            (
-                ONE.replace("license:", "licence:"),
-                "unknown key \"licence\"",
-            ),
+            (ONE.replace("license:", "licence:"), "unknown key `licence`"),
             (format!("{ONE}{ONE}"), "pinned twice"),
-            ("package: x\n".to_owned(), "expected a list of pins"),
+            ("package: x\n".to_owned(), "expected a sequence"),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", parse_pins("debs.yml", &text).unwrap_err());
