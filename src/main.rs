@@ -96,6 +96,9 @@ struct QemuArgs {
     /// Boot the hybrid NAME-efi.iso with BIOS firmware (SeaBIOS) instead of UEFI
     #[arg(long)]
     bios: bool,
+    /// Attach a bootable ISO as a disk (as written to a USB stick), not a CD
+    #[arg(long)]
+    iso_as_disk: bool,
     /// Extra disk: FILE[,format=raw|qcow2]; repeatable
     #[arg(long = "disk", value_name = "FILE[,format=F]")]
     disks: Vec<String>,
@@ -292,6 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 accel: q.accel,
                 uefi: q.uefi,
                 bios: q.bios,
+                iso_as_disk: q.iso_as_disk,
                 disks: q.disks,
                 publish: q.publish,
                 data: q.data,

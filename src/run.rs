@@ -88,6 +88,8 @@ pub struct QemuOptions {
     pub uefi: bool,
     /// Boot a hybrid (BIOS and UEFI) ISO with BIOS firmware.
     pub bios: bool,
+    /// Attach a bootable ISO as a disk rather than a CD.
+    pub iso_as_disk: bool,
     /// `FILE[,size=S][,format=F]`
     pub disks: Vec<String>,
     /// `HOST:GUEST` TCP port forwards (user networking).
@@ -110,6 +112,7 @@ impl Default for QemuOptions {
             accel: None,
             uefi: false,
             bios: false,
+            iso_as_disk: false,
             disks: Vec::new(),
             publish: Vec::new(),
             data: None,
@@ -421,6 +424,13 @@ pub fn qemu_args(
             let args = direct_boot(kernel, initrd, cmdline, ISO_ROOT, opts);
             push(&args.iter().map(String::as_str).collect::<Vec<_>>());
             push(&["-drive", &drive]);
+        }
+        Boot::Iso { path, .. } if opts.iso_as_disk => {
+            // A hybrid ISO written to a USB stick: a plain disk.
+            push(&[
+                "-drive",
+                &format!("file={},format=raw,if=virtio,readonly=on", path.display()),
+            ]);
         }
         Boot::Iso { path, .. } => {
             push(&[

@@ -197,3 +197,25 @@ fn an_iso_without_el_torito_is_a_kernel_iso_root() {
     );
     assert!(a.contains("media=cdrom,readonly=on"), "{a}");
 }
+
+#[test]
+fn a_bootable_iso_can_be_attached_as_a_disk() {
+    let b = Boot::Iso {
+        path: "h.iso".into(),
+        efi: false,
+    };
+    let opts = QemuOptions {
+        iso_as_disk: true,
+        ..QemuOptions::default()
+    };
+    let a = qemu_args(&b, &opts, "tcg", None).unwrap().join(" ");
+    assert!(
+        a.contains("-drive file=h.iso,format=raw,if=virtio,readonly=on"),
+        "{a}"
+    );
+    assert!(!a.contains("cdrom"), "{a}");
+    let a = qemu_args(&b, &QemuOptions::default(), "tcg", None)
+        .unwrap()
+        .join(" ");
+    assert!(a.contains("media=cdrom"), "{a}");
+}

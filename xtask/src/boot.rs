@@ -187,10 +187,20 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             );
             continue;
         }
-        // The hybrid ISO boots twice: under UEFI (its default) and BIOS.
+        // The hybrid ISOs boot every way they can: iso-efi from a CD and as
+        // a disk, under UEFI (its default) and BIOS; iso-bios also as a disk.
         let runs = case.formats.iter().flat_map(|f| {
-            let bios = (f == "iso-efi").then(|| (f, "bios", vec!["--bios"]));
-            std::iter::once((f, "", Vec::new())).chain(bios)
+            let extra: Vec<(&str, Vec<&str>)> = match f.as_str() {
+                "iso-efi" => vec![
+                    ("bios", vec!["--bios"]),
+                    ("disk", vec!["--iso-as-disk"]),
+                    ("disk-bios", vec!["--iso-as-disk", "--bios"]),
+                ],
+                "iso-bios" | "iso-efi-initrd" => vec![("disk", vec!["--iso-as-disk"])],
+                _ => Vec::new(),
+            };
+            std::iter::once((f, "", Vec::new()))
+                .chain(extra.into_iter().map(move |(v, a)| (f, v, a)))
         });
         for (format, variant, extra) in runs {
             let mut target = out.join(output_name(format, &case.name));
