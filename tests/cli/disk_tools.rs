@@ -324,3 +324,88 @@ fn kernel_iso_root_is_rock_ridge_with_the_image_tree() {
     assert!(stderr(&both).contains("both write"), "{}", stderr(&both));
     assert!(!t.join("out2/minimal-kernel").exists());
 }
+
+/// Copy the committed layout without the images whose names start with
+/// `drop` (blobs stay; only index.json forgets them).
+fn layout_without(t: &TestDir, drop: &str) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("oci-layout");
+    let dst = t.join("layout");
+    std::fs::create_dir_all(dst.join("blobs/sha256")).unwrap();
+    for e in std::fs::read_dir(root.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join("blobs/sha256").join(e.file_name())).unwrap();
+    }
+    std::fs::copy(root.join("oci-layout"), dst.join("oci-layout")).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
+    let mut index = index;
+    let manifests = index["manifests"].as_array_mut().unwrap();
+    let before = manifests.len();
+    manifests.retain(|m| {
+        !m["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(drop)
+    });
+    assert!(manifests.len() < before, "{drop} was in the layout");
+    std::fs::write(dst.join("index.json"), index.to_string()).unwrap();
+    dst
+}
+
+#[test]
+fn missing_bootloaders_and_small_sizes_are_user_errors_leaving_nothing() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let yml = root.join("examples/minimal.yml");
+    let yml = yml.to_str().unwrap();
+    let t = TestDir::new();
+    let committed = root.join("oci-layout");
+    let committed = committed.to_str().unwrap();
+    // A disk smaller than the kernel and initrd: both sizes are named.
+    for format in ["raw-bios", "raw-efi"] {
+        let out = kiln(
+            t.path(),
+            &[
+                "build", "--layout", committed, "-o", "small", "-f", format, "--size", "4194304",
+                yml,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("a disk of at least") && err.contains("4194304 bytes"),
+            "{format}: {err}"
+        );
+    }
+    // A layout without the loader images: the error names the image and
+    // the command that builds it.
+    let no_syslinux = layout_without(&t, "kiln.dev/syslinux:");
+    for format in ["iso-bios", "raw-bios", "iso-efi"] {
+        let out = kiln(
+            t.path(),
+            &[
+                "build",
+                "--layout",
+                no_syslinux.to_str().unwrap(),
+                "-o",
+                "noloader",
+                "-f",
+                format,
+                yml,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("kiln.dev/syslinux:0.1")
+                && err.contains("kiln pkg build")
+                && err.contains("pkg/syslinux"),
+            "{format}: {err}"
+        );
+    }
+    for dir in ["small", "noloader"] {
+        let left: Vec<_> = std::fs::read_dir(t.join(dir))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{dir}: {left:?}");
+    }
+}
