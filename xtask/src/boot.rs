@@ -118,6 +118,7 @@ fn output_name(format: &str, case: &str) -> String {
         "iso-efi-initrd" => format!("{case}-efi-initrd.iso"),
         "qcow2-bios" => format!("{case}.qcow2"),
         "kernel+iso" => format!("{case}.iso"),
+        "gcp" => format!("{case}.img.tar.gz"),
         "raw-efi" => format!("{case}-efi.img"),
         "raw-bios" => format!("{case}-bios.img"),
         "uki" => format!("{case}.efi"),
@@ -126,6 +127,23 @@ fn output_name(format: &str, case: &str) -> String {
         "aws" => format!("{case}.raw"),
         other => format!("{case}.{other}"),
     }
+}
+
+/// Unpack `disk.raw` from a GCE image archive into `dir`; its path.
+fn extract_disk_raw(archive: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let archive = fs::canonicalize(archive)
+        .with_context(|| format!("no GCE archive at {}", archive.display()))?;
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("disk.raw")
+        .current_dir(dir)
+        .status()?;
+    if !status.success() {
+        bail!("extracting disk.raw from {}", archive.display());
+    }
+    Ok(dir.join("disk.raw"))
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -206,18 +224,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             let mut target = out.join(output_name(format, &case.name));
             if format == "gcp" {
                 // A GCE import archive: boot the disk.raw GCE would import.
-                let dir = out.join("gcp");
-                fs::create_dir_all(&dir)?;
-                let status = Command::new("tar")
-                    .arg("-xzf")
-                    .arg(fs::canonicalize(&target)?)
-                    .arg("disk.raw")
-                    .current_dir(&dir)
-                    .status()?;
-                if !status.success() {
-                    bail!("extracting disk.raw from {}", target.display());
+                match extract_disk_raw(&target, &out.join("gcp")) {
+                    Ok(disk) => target = disk,
+                    Err(e) => {
+                        failures += 1;
+                        println!("FAIL {:<24} {:<14} {e:#}", case.name, format);
+                        continue;
+                    }
                 }
-                target = dir.join("disk.raw");
             }
             let label = if variant.is_empty() {
                 format.clone()
@@ -333,5 +347,29 @@ mod tests {
         assert_eq!(c.formats, ["kernel+initrd", "iso-bios"]);
         assert!(c.ci);
         assert!(parse_expect("c", Path::new("c.yml"), "bogus: 1").is_err());
+    }
+
+    #[test]
+    fn output_names_are_the_files_kiln_build_writes() {
+        for (format, file) in [
+            ("kernel+initrd", "m"),
+            ("kernel+squashfs", "m-squashfs.img"),
+            ("kernel+iso", "m.iso"),
+            ("iso-bios", "m.iso"),
+            ("iso-efi", "m-efi.iso"),
+            ("iso-efi-initrd", "m-efi-initrd.iso"),
+            ("raw-bios", "m-bios.img"),
+            ("raw-efi", "m-efi.img"),
+            ("qcow2-bios", "m.qcow2"),
+            ("qcow2-efi", "m-efi.qcow2"),
+            ("uki", "m.efi"),
+            ("vhd", "m.vhd"),
+            ("dynamic-vhd", "m-dynamic.vhd"),
+            ("vmdk", "m.vmdk"),
+            ("aws", "m.raw"),
+            ("gcp", "m.img.tar.gz"),
+        ] {
+            assert_eq!(output_name(format, "m"), file, "{format}");
+        }
     }
 }
