@@ -435,4 +435,18 @@ kernel/drivers/cdrom/cdrom.ko:
             ["kernel/crypto/crc32c-intel.ko"]
         );
     }
+
+    #[test]
+    fn modules_cover_what_kiln_init_loads_for_our_roots() {
+        use kiln_init::rootfs::{device_modules, fs_module};
+        let mut wanted: Vec<&str> = device_modules("/dev/vda").to_vec();
+        wanted.extend(device_modules("/dev/sr0"));
+        wanted.extend([fs_module("squashfs"), fs_module("iso9660"), "overlay"]);
+        for m in wanted {
+            assert!(
+                MODULES.contains(&m),
+                "{m} is loaded by kiln-init but not shipped"
+            );
+        }
+    }
 }
