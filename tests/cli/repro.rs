@@ -20,18 +20,14 @@ const FORMATS: &[&str] = &[
     "docker",
 ];
 
-/// Run kiln through `sh` so the umask can be set, with the given environment.
-fn build(cwd: &Path, yml: &str, layout: &str, out: &Path, umask: &str, env: &[(&str, &str)]) {
-    let mut args = vec!["build", "--name", "r", "--layout", layout, "-o"];
-    let out_s = out.to_str().unwrap();
-    args.push(out_s);
-    args.extend_from_slice(FORMATS);
-    args.push(yml);
+/// Run kiln with `args` in `cwd` through `sh`, so the umask can be set,
+/// with only `PATH` and `env` in its environment; it must succeed.
+fn kiln_under(cwd: &Path, args: &[&str], umask: &str, env: &[(&str, &str)]) {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_kiln"))
-        .args(&args);
+        .args(args);
     cmd.current_dir(cwd)
         .env_clear()
         .env("PATH", "/usr/bin:/bin");
@@ -40,6 +36,15 @@ fn build(cwd: &Path, yml: &str, layout: &str, out: &Path, umask: &str, env: &[(&
     }
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Build the fixture formats of `yml` into `out`.
+fn build(cwd: &Path, yml: &str, layout: &str, out: &Path, umask: &str, env: &[(&str, &str)]) {
+    let mut args = vec!["build", "--name", "r", "--layout", layout, "-o"];
+    args.push(out.to_str().unwrap());
+    args.extend_from_slice(FORMATS);
+    args.push(yml);
+    kiln_under(cwd, &args, umask, env);
 }
 
 fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -187,31 +192,15 @@ fn disk_formats_are_reproducible_under_a_perturbed_environment() {
         formats.iter().copied().chain(["kernel+squashfs"]).collect();
     let t = TestDir::new();
     let run = |set: &[&str], cwd: &Path, out: &Path, umask: &str, env: &[(&str, &str)]| {
-        let mut args: Vec<String> = vec![
-            "build".into(),
-            "--layout".into(),
-            layout.display().to_string(),
-            "-o".into(),
-        ];
-        args.push(out.display().to_string());
+        let (layout, out) = (layout.to_str().unwrap(), out.to_str().unwrap());
+        let mut args = vec!["build", "--layout", layout, "-o", out];
         for f in set {
-            args.extend(["-f".to_string(), f.to_string()]);
+            args.extend(["-f", f]);
         }
-        args.push(yml.display().to_string());
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_kiln"))
-            .args(&args);
-        cmd.current_dir(cwd)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let o = cmd.output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        args.push(yml.to_str().unwrap());
+        kiln_under(cwd, &args, umask, env);
     };
+
     std::fs::create_dir_all(t.join("elsewhere/deeper")).unwrap();
     // kernel+iso writes NAME.iso as iso-bios does, so it is a second set;
     // it adds the kernel, cmdline, root ISO and root initrd.
