@@ -135,6 +135,36 @@ pub struct ContentStore {
     inner: Arc<Mutex<StoreInner>>,
 }
 
+/// Reads one [`Content`] out of a [`ContentStore`]; see
+/// [`ContentStore::reader`].
+pub struct ContentReader {
+    store: ContentStore,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for ContentReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = {
+            let mut inner = self.store.inner.lock().expect("content store poisoned");
+            inner.file.seek(SeekFrom::Start(self.pos))?;
+            inner.file.read(&mut buf[..want])?
+        };
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "content store file ended early",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 struct StoreInner {
     file: File,
     len: u64,
@@ -223,6 +253,17 @@ impl ContentStore {
         let mut out = Vec::with_capacity(content.len as usize);
         self.copy_to(content, &mut out)?;
         Ok(out)
+    }
+
+    /// A reader of the content, for streaming it into a writer that pulls
+    /// (the ISO writer's chained sections); it reads through the store's
+    /// file at its own position, so readers do not disturb each other.
+    pub fn reader(&self, content: &Content) -> ContentReader {
+        ContentReader {
+            store: self.clone(),
+            pos: content.offset,
+            end: content.offset + content.len,
+        }
     }
 
     /// Copy the content to `w` without holding it all in memory.
@@ -450,6 +491,22 @@ pub fn join(prefix: &[u8], path: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readers_stream_contents_independently() {
+        let store = ContentStore::new().unwrap();
+        let a = store.add(&[1u8; 5000]).unwrap();
+        let b = store.add(b"second").unwrap();
+        let (mut ra, mut rb) = (store.reader(&a), store.reader(&b));
+        let mut head = [0u8; 10];
+        ra.read_exact(&mut head).unwrap();
+        let mut all_b = Vec::new();
+        rb.read_to_end(&mut all_b).unwrap();
+        let mut rest = Vec::new();
+        ra.read_to_end(&mut rest).unwrap();
+        assert_eq!((head, all_b.as_slice()), ([1u8; 10], &b"second"[..]));
+        assert_eq!(rest, vec![1u8; 4990]);
+    }
 
     #[test]
     fn normalize_keeps_paths_inside_the_root() {

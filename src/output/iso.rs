@@ -141,7 +141,12 @@ pub fn write_iso(
         files.push(File::bytes("LDLINUX.C32", b.ldlinux_c32.to_vec()));
         let config = syslinux::config(b.cmdline, "/kernel", "/initrd.img");
         files.push(File::bytes("ISOLINUX.CFG", config.into_bytes()));
-        files.push(File::bytes("KERNEL.", store.read(b.kernel)?));
+        files.push(File {
+            name: "KERNEL.",
+            len: b.kernel.len(),
+            source: Source::Stored(b.kernel),
+            lba: 0,
+        });
         files.push(File {
             name: "INITRD.IMG",
             len: b.initrd_len,
@@ -269,6 +274,11 @@ pub fn write_iso(
         let padded = f.len.div_ceil(SECTOR) * SECTOR;
         let data: Box<dyn Read + '_> = match f.source {
             Source::Bytes(b) => Box::new(io::Cursor::new(b)),
+            Source::Stored(c) => Box::new(ExactReader {
+                inner: store.reader(c),
+                left: f.len,
+                name: f.name,
+            }),
             Source::Reader(r) => Box::new(ExactReader {
                 inner: r.take(f.len),
                 left: f.len,
@@ -360,6 +370,8 @@ struct File<'a> {
 
 enum Source<'a> {
     Bytes(Vec<u8>),
+    /// Streamed from the content store.
+    Stored(&'a Content),
     Reader(&'a mut dyn Read),
     /// The ESP, written by the FAT writer straight into the GPT disk.
     Esp,
