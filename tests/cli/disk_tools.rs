@@ -143,6 +143,19 @@ fn disk_outputs_pass_their_independent_checkers() {
         std::fs::read(&copy).unwrap() == std::fs::read(p("m.efi")).unwrap(),
         "the ESP holds the UKI"
     );
+    // fsck.fat on the ESP exactly as the GPT bounds it (first entry): clean,
+    // and the count fsck.fat gives for the one-file ESP.
+    let disk = std::fs::read(p("m-efi.img")).unwrap();
+    let le64 = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().unwrap());
+    let entry = &disk[1024..1024 + 128];
+    let (first, last) = (le64(&entry[32..]) as usize, le64(&entry[40..]) as usize);
+    let esp_path = t.join("esp.img");
+    std::fs::write(&esp_path, &disk[first * 512..(last + 1) * 512]).unwrap();
+    let fsck = stdout(&run_tool("fsck.fat", &["-n", esp_path.to_str().unwrap()]));
+    assert!(
+        fsck.contains("esp.img: 4 files") && !fsck.contains("differ") && !fsck.contains("wrong"),
+        "{fsck}"
+    );
 
     // raw-bios: an MBR with SYSLINUX's code and one active FAT32-LBA
     // partition at 1 MiB over the rest of the disk; the volume is clean
