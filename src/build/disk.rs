@@ -139,6 +139,25 @@ fn isolinux(
         .map_err(|_| anyhow::anyhow!("three files asked, three given"))
 }
 
+/// What a boot loader loads as the initrd: the microcode archive, if the
+/// spec has one, then the compressed initrd, streamed from their start;
+/// and its length.
+fn boot_initrd<'a>(
+    a: &Assembled,
+    store: &ContentStore,
+    initrd: &'a mut File,
+) -> std::io::Result<(Box<dyn std::io::Read + 'a>, u64)> {
+    let len = initrd.seek(SeekFrom::End(0))?;
+    initrd.seek(SeekFrom::Start(0))?;
+    Ok(match &a.ucode {
+        Some(c) => (
+            Box::new(std::io::Read::chain(store.reader(c), initrd)),
+            c.len() + len,
+        ),
+        None => (Box::new(initrd), len),
+    })
+}
+
 /// The raw-bios disk and the qcow2 over it.
 #[allow(clippy::too_many_arguments)]
 fn raw_bios(
@@ -171,15 +190,8 @@ fn raw_bios(
         ldlinux_sys: &files[2],
         ldlinux_c32: &files[3],
     };
-    let ucode = match &a.ucode {
-        Some(c) => store.read(c)?,
-        None => Vec::new(),
-    };
-    initrd.seek(SeekFrom::Start(0))?;
-    let initrd = store.add_reader(
-        &mut std::io::Read::chain(ucode.as_slice(), &mut *initrd),
-        None,
-    )?;
+    let (mut boot_initrd, _) = boot_initrd(a, store, initrd)?;
+    let initrd = store.add_reader(&mut boot_initrd, None)?;
     let mut raw = tempfile::tempfile_in(dir)?;
     {
         let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut raw);
@@ -295,12 +307,7 @@ pub fn write(
         if !formats.contains(&format) {
             continue;
         }
-        let ucode = match &a.ucode {
-            Some(c) => store.read(c)?,
-            None => Vec::new(),
-        };
-        initrd.seek(SeekFrom::Start(0))?;
-        let mut initrd_reader = std::io::Read::chain(ucode.as_slice(), &mut *initrd);
+        let (mut initrd_reader, boot_initrd_len) = boot_initrd(a, store, initrd)?;
         let bios = match (&isolinux, needs_isolinux(format)) {
             (Some([loader, ldlinux_c32, mbr]), true) => Some(IsoLinux {
                 loader,
@@ -308,7 +315,7 @@ pub fn write(
                 mbr,
                 kernel,
                 initrd: &mut initrd_reader,
-                initrd_len: ucode.len() as u64 + initrd_len,
+                initrd_len: boot_initrd_len,
                 cmdline: &a.cmdline,
             }),
             _ => None,
