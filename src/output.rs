@@ -130,6 +130,22 @@ impl Write for Counter<'_> {
 /// Zero bytes for padding.
 pub(crate) const ZEROS: [u8; 1024] = [0; 1024];
 
+/// Write `n` zero bytes.
+pub(crate) fn write_zeros(w: &mut dyn Write, mut n: u64) -> io::Result<()> {
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        w.write_all(&ZEROS[..k])?;
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+/// An `InvalidInput` error with `msg`: the caller asked for something the
+/// format cannot hold (a size too small, a file too large).
+pub(crate) fn invalid_input(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
 /// A tree with every kind of entry, shared by the writer and reader tests.
 #[cfg(test)]
 pub(crate) mod sample {

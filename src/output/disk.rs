@@ -25,7 +25,7 @@ use std::io::{self, Read, Write};
 use sha2::{Digest, Sha256};
 
 use super::fat::{min_fat_size, write_fat, FatOptions};
-use super::{Counter, ZEROS};
+use super::{invalid_input as input, write_zeros, Counter};
 use crate::tree::{Content, ContentStore};
 
 /// `C12A7328-F81F-11D2-BA4B-00A0C93EC93B`, the EFI System Partition type.
@@ -336,19 +336,6 @@ pub fn write_raw_efi(
         len: esp_size,
     }];
     write_gpt_disk(&mut parts, id("kiln raw-efi disk"), size, w)
-}
-
-fn write_zeros(w: &mut dyn Write, mut n: u64) -> io::Result<()> {
-    while n > 0 {
-        let k = n.min(ZEROS.len() as u64) as usize;
-        w.write_all(&ZEROS[..k])?;
-        n -= k as u64;
-    }
-    Ok(())
-}
-
-fn input(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ use self::entry::{
     check_label, check_name, entry_count, lfn_entries, plain_short, short_entry, short_names,
     stamp, Stamp,
 };
-use super::{Counter, ZEROS};
+use super::{invalid_input as input, write_zeros, Counter};
 use crate::tree::{Content, ContentStore};
 
 /// How to format the volume.
@@ -509,25 +509,12 @@ fn dir_bytes(
     out
 }
 
-fn write_zeros(w: &mut dyn Write, mut n: u64) -> io::Result<()> {
-    while n > 0 {
-        let k = n.min(ZEROS.len() as u64) as usize;
-        w.write_all(&ZEROS[..k])?;
-        n -= k as u64;
-    }
-    Ok(())
-}
-
 fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_le_bytes());
 }
 
 fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn input(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ use std::io::{self, Read, Write};
 use super::disk::{guid_from, write_gpt_disk, GptPartition, PartData, EFI_BOOT_PATH, ESP_TYPE};
 use super::fat::{min_fat_size, write_fat, FatOptions};
 use super::syslinux;
-use super::ZEROS;
+use super::{invalid_input as input, write_zeros};
 use crate::tree::{Content, ContentStore};
 
 pub(crate) mod desc;
@@ -252,6 +252,7 @@ pub fn write_iso(
     // Sectors 16 to 22: the descriptors, path tables, root and catalog.
     let mut head = Vec::with_capacity(((README_LBA - PVD_LBA) as u64 * SECTOR) as usize);
     head.extend_from_slice(&primary(&Primary {
+        system: b"KILN",
         label: &volume_label(volume_id),
         total_sectors: total,
         path_table_len: path_table(ROOT_LBA, false).len() as u32,
@@ -498,10 +499,6 @@ impl Write for Overlay<'_, '_> {
     }
 }
 
-fn input(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
-}
-
 /// Write `bytes` (at most one sector) zero-padded to a whole sector.
 fn write_sector(w: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
     if bytes.len() as u64 > SECTOR {
@@ -509,15 +506,6 @@ fn write_sector(w: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
     }
     w.write_all(bytes)?;
     write_zeros(w, SECTOR - bytes.len() as u64)
-}
-
-fn write_zeros(w: &mut dyn Write, mut n: u64) -> io::Result<()> {
-    while n > 0 {
-        let k = n.min(ZEROS.len() as u64) as usize;
-        w.write_all(&ZEROS[..k])?;
-        n -= k as u64;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -58,9 +58,10 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
-use self::base::{dir_record, path_record, primary, sort_key, system_use_room, terminator};
-use self::base::{Namer, Primary, Record, SECTOR};
+use self::base::{dir_record, path_record, sort_key, system_use_room};
+use self::base::{Namer, Record, SECTOR};
 use self::susp::{place, Continuations, Posix};
+use super::iso::desc::{primary, terminator, volume_label, Primary};
 use super::{invalid, resolve, show, Counter, Links, ZEROS};
 use crate::tree::{parent, Content, ContentStore, Entry, Kind, Tree};
 
@@ -131,7 +132,8 @@ pub fn write_rootfs_iso(
         &[],
     );
     out.write_all(&primary(&Primary {
-        label: volume_id,
+        system: b"LINUX",
+        label: &volume_label(volume_id),
         total_sectors: total,
         path_table_len: path_len as u32,
         path_l: PATH_L_LBA,

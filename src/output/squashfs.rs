@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Seek, SeekFrom, Write};
 
 use self::meta::{Blocks, Meta};
-use super::{invalid, resolve, show, Links, ZEROS};
+use super::{invalid, resolve, show, write_zeros, Links, ZEROS};
 use crate::tree::{parent, ContentStore, Entry, Kind, Tree};
 
 /// Data block size: 128 KiB, mksquashfs's default.
@@ -145,12 +145,7 @@ pub fn write_squashfs(
 
     let bytes_used = pos;
     let padded = bytes_used.div_ceil(PAD) * PAD;
-    let mut left = padded - bytes_used;
-    while left > 0 {
-        let n = left.min(ZEROS.len() as u64) as usize;
-        out.write_all(&ZEROS[..n])?;
-        left -= n as u64;
-    }
+    write_zeros(out, padded - bytes_used)?;
 
     let mut sb = Vec::with_capacity(SUPERBLOCK_LEN);
     sb.extend_from_slice(&MAGIC.to_le_bytes());

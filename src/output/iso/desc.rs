@@ -9,15 +9,18 @@
 use super::SECTOR;
 
 /// The values the primary volume descriptor records.
-pub(super) struct Primary<'a> {
-    pub(super) label: &'a [u8; 32],
-    pub(super) total_sectors: u32,
-    pub(super) path_table_len: u32,
-    pub(super) path_l: u32,
-    pub(super) path_m: u32,
-    /// The root directory's own record (34 bytes).
-    pub(super) root: &'a [u8],
-    pub(super) epoch: i64,
+pub(crate) struct Primary<'a> {
+    /// The system identifier (at most 32 bytes, space-padded): `KILN` for
+    /// boot media, `LINUX` for a Rock Ridge root filesystem.
+    pub(crate) system: &'a [u8],
+    pub(crate) label: &'a [u8; 32],
+    pub(crate) total_sectors: u32,
+    pub(crate) path_table_len: u32,
+    pub(crate) path_l: u32,
+    pub(crate) path_m: u32,
+    /// The root directory's own record (34 bytes, no system use field).
+    pub(crate) root: &'a [u8],
+    pub(crate) epoch: i64,
 }
 
 /// One directory record.
@@ -67,10 +70,10 @@ fn both16(buf: &mut [u8], at: usize, v: u16) {
 }
 
 /// The primary volume descriptor (sector 16).
-pub(super) fn primary(p: &Primary) -> Vec<u8> {
+pub(crate) fn primary(p: &Primary) -> Vec<u8> {
     let mut s = header(1);
     s[8..72].fill(b' '); // system and volume identifiers
-    s[8..12].copy_from_slice(b"KILN");
+    s[8..8 + p.system.len().min(32)].copy_from_slice(&p.system[..p.system.len().min(32)]);
     s[40..72].copy_from_slice(p.label);
     both32(&mut s, 80, p.total_sectors);
     both16(&mut s, 120, 1); // volume set size
@@ -102,7 +105,7 @@ pub(super) fn boot_record(catalog_lba: u32) -> Vec<u8> {
 }
 
 /// The volume descriptor set terminator.
-pub(super) fn terminator() -> Vec<u8> {
+pub(crate) fn terminator() -> Vec<u8> {
     header(255)
 }
 

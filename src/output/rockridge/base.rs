@@ -1,6 +1,7 @@
-//! The plain ISO 9660 pieces of the Rock Ridge root-filesystem image: the
-//! primary volume descriptor, the terminator, path table records,
-//! directory records, the two date formats and the level-1 identifiers
+//! The plain ISO 9660 pieces of the Rock Ridge root-filesystem image that
+//! the boot ISO does not share (its volume descriptors and dates come from
+//! `iso::desc`): path table records for a whole hierarchy, directory
+//! records with a system use field, and the level-1 identifiers
 //! (`NAME.EXT;1`) derived from real names. Each function takes plain
 //! values and gives bytes; nothing here does I/O or reads the clock.
 //!
@@ -10,7 +11,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) use crate::output::iso::desc::short_date;
-use crate::output::iso::desc::{long_date, volume_label};
 
 /// ISO 9660 logical sector (and block) size.
 pub(super) const SECTOR: usize = 2048;
@@ -18,18 +18,6 @@ pub(super) const SECTOR: usize = 2048;
 pub(super) const RECORD_FIXED: usize = 33;
 /// The longest directory record with an even length.
 const RECORD_MAX: usize = 254;
-
-/// The values the primary volume descriptor records.
-pub(super) struct Primary<'a> {
-    pub(super) label: &'a str,
-    pub(super) total_sectors: u32,
-    pub(super) path_table_len: u32,
-    pub(super) path_l: u32,
-    pub(super) path_m: u32,
-    /// The root directory's own record (34 bytes, no system use field).
-    pub(super) root: &'a [u8],
-    pub(super) epoch: i64,
-}
 
 /// One directory record's fixed fields.
 pub(super) struct Record<'a> {
@@ -99,52 +87,6 @@ pub(super) fn path_record(ident: &[u8], lba: u32, parent: u16, big_endian: bool)
         t.push(0);
     }
     t
-}
-
-fn descriptor(kind: u8) -> Vec<u8> {
-    let mut s = vec![0u8; SECTOR];
-    s[0] = kind;
-    s[1..6].copy_from_slice(b"CD001");
-    s[6] = 1;
-    s
-}
-
-/// The primary volume descriptor (sector 16).
-pub(super) fn primary(p: &Primary) -> Vec<u8> {
-    let mut s = descriptor(1);
-    s[8..72].fill(b' '); // system and volume identifiers
-    s[8..13].copy_from_slice(b"LINUX");
-    s[40..72].copy_from_slice(&volume_label(p.label));
-    let mut tail = Vec::with_capacity(64);
-    both32(&mut tail, p.total_sectors);
-    s[80..88].copy_from_slice(&tail);
-    let mut fields = Vec::with_capacity(16);
-    both16(&mut fields, 1); // volume set size
-    both16(&mut fields, 1); // volume sequence number
-    both16(&mut fields, SECTOR as u16);
-    s[120..132].copy_from_slice(&fields);
-    let mut len = Vec::with_capacity(8);
-    both32(&mut len, p.path_table_len);
-    s[132..140].copy_from_slice(&len);
-    s[140..144].copy_from_slice(&p.path_l.to_le_bytes());
-    s[148..152].copy_from_slice(&p.path_m.to_be_bytes());
-    s[156..156 + p.root.len()].copy_from_slice(p.root);
-    // Volume set, publisher, preparer, application, and the copyright,
-    // abstract and bibliographic file identifiers: all blank but one.
-    s[190..813].fill(b' ');
-    s[574..578].copy_from_slice(b"KILN");
-    let date = long_date(p.epoch);
-    s[813..830].copy_from_slice(&date); // creation
-    s[830..847].copy_from_slice(&date); // modification
-    s[847..863].fill(b'0'); // expiration: not specified
-    s[864..881].copy_from_slice(&date); // effective
-    s[881] = 1; // file structure version
-    s
-}
-
-/// The volume descriptor set terminator.
-pub(super) fn terminator() -> Vec<u8> {
-    descriptor(255)
 }
 
 /// A d-character for one character (as a code point): itself for

@@ -25,7 +25,7 @@ use std::io::{self, Write};
 
 use super::super::disk::guid_from;
 use super::super::fat::{file_sectors, min_fat_size, write_fat, FatOptions};
-use super::super::ZEROS;
+use super::super::{invalid_input as input, write_zeros};
 use super::config;
 use crate::tree::{Content, ContentStore};
 
@@ -153,12 +153,7 @@ pub fn write_raw_bios(
     mbr[510] = 0x55;
     mbr[511] = 0xAA;
     w.write_all(&mbr)?;
-    let mut gap = (PART_START - 1) * SECTOR;
-    while gap > 0 {
-        let k = gap.min(ZEROS.len() as u64) as usize;
-        w.write_all(&ZEROS[..k])?;
-        gap -= k as u64;
-    }
+    write_zeros(w, (PART_START - 1) * SECTOR)?;
     let n = write_fat(&real_refs, store, &opts, w)?;
     Ok(PART_START * SECTOR + n)
 }
@@ -255,10 +250,6 @@ fn empty_adv() -> [u8; 1024] {
         copy[508..512].copy_from_slice(&ADV_MAGIC3.to_le_bytes());
     }
     adv
-}
-
-fn input(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
 #[cfg(test)]
