@@ -4,43 +4,30 @@
 
 use std::path::Path;
 
+use super::examples::build_minimal;
 use crate::support::{kiln, run_tool, stderr, stdout, TestDir};
 
 #[test]
 fn disk_outputs_pass_their_independent_checkers() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let t = TestDir::new();
-    let layout = root.join("oci-layout");
-    let yml = root.join("examples/minimal.yml");
-    let mut args = vec![
-        "build",
-        "--layout",
-        layout.to_str().unwrap(),
-        "-o",
-        "out",
-        "--name",
-        "m",
-    ];
-    for f in [
-        "uki",
-        "iso-bios",
-        "iso-efi",
-        "iso-efi-initrd",
-        "raw-bios",
-        "qcow2-bios",
-        "raw-efi",
-        "qcow2-efi",
-        "vhd",
-        "dynamic-vhd",
-        "vmdk",
-        "gcp",
-        "kernel+squashfs",
-    ] {
-        args.extend(["-f", f]);
-    }
-    args.push(yml.to_str().unwrap());
-    let out = kiln(t.path(), &args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    build_minimal(
+        &t,
+        &[
+            "uki",
+            "iso-bios",
+            "iso-efi",
+            "iso-efi-initrd",
+            "raw-bios",
+            "qcow2-bios",
+            "raw-efi",
+            "qcow2-efi",
+            "vhd",
+            "dynamic-vhd",
+            "vmdk",
+            "gcp",
+            "kernel+squashfs",
+        ],
+    );
     let p = |n: &str| t.join("out").join(n).to_str().unwrap().to_owned();
 
     // The UKI has systemd-stub's sections plus ours, the kernel last.
@@ -268,22 +255,7 @@ fn kernel_iso_root_is_rock_ridge_with_the_image_tree() {
     let t = TestDir::new();
     let layout = root.join("oci-layout");
     let yml = root.join("examples/minimal.yml");
-    let args = [
-        "build",
-        "--layout",
-        layout.to_str().unwrap(),
-        "-o",
-        "out",
-        "--name",
-        "m",
-        "-f",
-        "kernel+iso",
-        "-f",
-        "tar",
-        yml.to_str().unwrap(),
-    ];
-    let out = kiln(t.path(), &args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    build_minimal(&t, &["kernel+iso", "tar"]);
     let p = |n: &str| t.join("out").join(n).to_str().unwrap().to_owned();
     for f in ["m-kernel", "m-cmdline", "m-root-initrd.img"] {
         assert!(Path::new(&p(f)).is_file(), "{f}");

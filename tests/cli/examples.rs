@@ -9,6 +9,28 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Build `examples/minimal.yml` from the committed layout into `t`'s `out/`
+/// as `m`, in `formats` (none: the default); the build must succeed.
+pub(super) fn build_minimal(t: &TestDir, formats: &[&str]) {
+    let layout = root().join("oci-layout");
+    let yml = root().join("examples/minimal.yml");
+    let mut args = vec![
+        "build",
+        "--layout",
+        layout.to_str().unwrap(),
+        "-o",
+        "out",
+        "--name",
+        "m",
+    ];
+    for f in formats {
+        args.extend(["-f", f]);
+    }
+    args.push(yml.to_str().unwrap());
+    let out = kiln(t.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 fn check(example: &str) {
     let t = TestDir::new();
     let yml = root().join("examples").join(format!("{example}.yml"));
@@ -170,24 +192,7 @@ fn kernel_squashfs_root_initrd_holds_init_and_the_root_modules_only() {
     // overlay as modules: the root initrd must carry them (and what they
     // depend on) beside kiln-init, and nothing of the image itself.
     let t = TestDir::new();
-    let layout = root().join("oci-layout");
-    let yml = root().join("examples/minimal.yml");
-    let out = kiln(
-        t.path(),
-        &[
-            "build",
-            "--layout",
-            layout.to_str().unwrap(),
-            "-f",
-            "kernel+squashfs",
-            "-o",
-            "out",
-            "--name",
-            "m",
-            yml.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    build_minimal(&t, &["kernel+squashfs"]);
     let sums = String::from_utf8(t.read("out/m.sha256")).unwrap();
     let files: Vec<&str> = sums.lines().filter_map(|l| l.split("  ").nth(1)).collect();
     assert_eq!(
@@ -243,20 +248,7 @@ fn kernel_squashfs_root_initrd_holds_init_and_the_root_modules_only() {
             .map(str::to_owned)
             .unwrap_or_default()
     };
-    let built = kiln(
-        t.path(),
-        &[
-            "build",
-            "--layout",
-            layout.to_str().unwrap(),
-            "-o",
-            "out",
-            "--name",
-            "m",
-            yml.to_str().unwrap(),
-        ],
-    );
-    assert!(built.status.success(), "{}", stderr(&built));
+    build_minimal(&t, &[]);
     assert_eq!(init("out/m-root-initrd.img"), init("out/m-initrd.img"));
     assert!(!init("out/m-initrd.img").is_empty());
 }
