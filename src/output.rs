@@ -104,6 +104,26 @@ pub(crate) fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// The parent directory (`b""` for the root) and the name of `path`, a
+/// non-root entry of `tree`, for the writers that lay out a directory
+/// hierarchy. Fails with `InvalidData` if the parent is not a directory of
+/// the tree or the name is empty, `.` or `..`.
+pub(crate) fn dir_and_name<'a>(tree: &Tree, path: &'a [u8]) -> io::Result<(&'a [u8], &'a [u8])> {
+    let dir = crate::tree::parent(path).unwrap_or(b"");
+    if !dir.is_empty() && !tree.get(dir).is_some_and(Entry::is_dir) {
+        return Err(invalid(format!(
+            "{}: parent {} is not a directory",
+            show(path),
+            show(dir)
+        )));
+    }
+    let name = &path[dir.len() + usize::from(!dir.is_empty())..];
+    if matches!(name, b"" | b"." | b"..") {
+        return Err(invalid(format!("{}: not a normalised path", show(path))));
+    }
+    Ok((dir, name))
+}
+
 /// A path for an error message (lossy UTF-8).
 pub(crate) fn show(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()

@@ -62,7 +62,7 @@ use self::base::{dir_record, path_record, sort_key, system_use_room};
 use self::base::{Namer, Record, SECTOR};
 use self::susp::{place, Continuations, Posix};
 use super::iso::desc::{primary, terminator, volume_label, Primary};
-use super::{invalid, resolve, show, Counter, Links, ZEROS};
+use super::{dir_and_name, invalid, resolve, show, Counter, Links, ZEROS};
 use crate::tree::{parent, Content, ContentStore, Entry, Kind, Tree};
 
 const PVD_LBA: u32 = 16;
@@ -220,18 +220,7 @@ impl<'a> Plan<'a> {
             if path.is_empty() {
                 continue;
             }
-            let dir = parent(path).unwrap_or(b"");
-            if !dir.is_empty() && !tree.get(dir).is_some_and(Entry::is_dir) {
-                return Err(invalid(format!(
-                    "{}: parent {} is not a directory",
-                    show(path),
-                    show(dir)
-                )));
-            }
-            let name = &path[dir.len() + usize::from(!dir.is_empty())..];
-            if matches!(name, b"" | b"." | b"..") {
-                return Err(invalid(format!("{}: not a normalised path", show(path))));
-            }
+            let (dir, _) = dir_and_name(tree, path)?;
             let (target, resolved) = resolve(tree, path)?;
             if resolved.is_dir() && !entry.is_dir() {
                 return Err(invalid(format!(

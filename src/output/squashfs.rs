@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Seek, SeekFrom, Write};
 
 use self::meta::{Blocks, Meta};
-use super::{invalid, resolve, show, write_zeros, Links, ZEROS};
+use super::{dir_and_name, invalid, resolve, show, write_zeros, Links, ZEROS};
 use crate::tree::{parent, ContentStore, Entry, Kind, Tree};
 
 /// Data block size: 128 KiB, mksquashfs's default.
@@ -201,18 +201,8 @@ impl<'a> Plan<'a> {
             if path.is_empty() {
                 continue;
             }
-            let dir = parent(path).unwrap_or(b"");
-            if !dir.is_empty() && !tree.get(dir).is_some_and(Entry::is_dir) {
-                return Err(invalid(format!(
-                    "{}: parent {} is not a directory",
-                    show(path),
-                    show(dir)
-                )));
-            }
-            if matches!(name_of(path), b"" | b"." | b"..") {
-                return Err(invalid(format!("{}: not a normalised path", show(path))));
-            }
-            if name_of(path).len() > NAME_MAX {
+            let (dir, name) = dir_and_name(tree, path)?;
+            if name.len() > NAME_MAX {
                 return Err(invalid(format!(
                     "{}: name longer than {NAME_MAX} bytes",
                     show(path)
