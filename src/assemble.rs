@@ -186,13 +186,7 @@ pub fn kernel_file_names(k: &spec::Kernel) -> KernelFiles {
 /// Build the LinuxKit root filesystem tree.
 pub fn assemble(inputs: &Inputs) -> Result<Assembled, AssembleError> {
     let spec = inputs.spec;
-    let mut warnings = Vec::new();
-    let ids = IdMap::from_spec(spec);
-    for dup in ids.duplicates() {
-        warnings.push(format!(
-            "container name {dup:?} is used more than once; as a uid/gid it means the last one"
-        ));
-    }
+    let (ids, mut warnings) = id_map(spec);
     let mut tree = Tree::new();
     let cmdline = spec.kernel.cmdline.clone().unwrap_or_default();
     let (kernel, ucode) = match &spec.kernel.image {
@@ -213,6 +207,37 @@ pub fn assemble(inputs: &Inputs) -> Result<Assembled, AssembleError> {
         ucode,
         warnings,
     })
+}
+
+/// Every check of [`assemble`] that needs no layer contents, for
+/// `kiln validate`: names, volume formats, each container's `config.json`
+/// and `runtime.json` from the YAML, the label and the image config
+/// (capabilities, mounts, binds of volumes, devices, rlimits, …), and
+/// `files:`. The image trees of `inputs` may be empty; the kernel's files
+/// are not looked for. Gives the warnings a build would give about them.
+pub fn check(inputs: &Inputs) -> Result<Vec<String>, AssembleError> {
+    let (ids, mut warnings) = id_map(inputs.spec);
+    let mut tree = Tree::new();
+    layout::add_init(&mut tree, inputs, &mut warnings)?;
+    layout::add_volumes(&mut tree, inputs, &mut warnings)?;
+    layout::add_containers(&mut tree, inputs, &ids, &mut warnings)?;
+    files::add_files(&mut tree, inputs, &ids)?;
+    Ok(warnings)
+}
+
+/// Container names → uids/gids, with a warning per ambiguous name.
+fn id_map(spec: &Spec) -> (IdMap, Vec<String>) {
+    let ids = IdMap::from_spec(spec);
+    let warnings = ids
+        .duplicates()
+        .iter()
+        .map(|dup| {
+            format!(
+                "container name {dup:?} is used more than once; as a uid/gid it means the last one"
+            )
+        })
+        .collect();
+    (ids, warnings)
 }
 
 fn image_input<'a>(

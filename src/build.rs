@@ -196,6 +196,23 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     2
 }
 
+/// The one-line message for an error and its causes, `outer: cause: …`,
+/// leaving out a cause whose text the message already ends with (many
+/// errors quote their source in their own text).
+pub fn error_message(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// `SOURCE_DATE_EPOCH` as seconds, or the fixed default when unset or empty.
 pub fn source_date_epoch() -> anyhow::Result<i64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
@@ -235,8 +252,27 @@ pub fn threads_from_env() -> anyhow::Result<usize> {
 pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Result<Vec<String>> {
     let spec = crate::spec::load(files)?;
     let layout = crate::oci::Layout::open(layout_dir)?;
-    crate::resolve::resolve(&spec, &layout, arch)?;
-    Ok(spec.warnings.clone())
+    let plan = crate::resolve::resolve(&spec, &layout, arch)?;
+    let mut images = BTreeMap::new();
+    for (reference, image) in &plan.images {
+        let input = ImageInput {
+            tree: Tree::new(),
+            reference: reference.clone(),
+            canonical: image.name.clone(),
+            defaults: image_defaults(image)?,
+        };
+        images.insert(reference.clone(), input);
+    }
+    let store = ContentStore::new().context("creating the content store")?;
+    let mut warnings = spec.warnings.clone();
+    warnings.extend(assemble::check(&Inputs {
+        spec: &spec,
+        images: &images,
+        kernel_modules: None,
+        store: &store,
+        epoch: 0,
+    })?);
+    Ok(warnings)
 }
 
 /// Run the whole pipeline and write the requested outputs.
@@ -349,17 +385,7 @@ fn unpack_one(
             .with_context(|| format!("unpacking image {}", image.name))?;
     }
     let Unpacked { tree, warnings } = unpacker.finish();
-    let label = match image.config.labels.get(LABEL) {
-        Some(text) => Some(crate::spec::label(text, &image.name)?),
-        None => None,
-    };
-    let defaults = ImageDefaults {
-        label,
-        entrypoint: image.config.entrypoint.clone(),
-        cmd: image.config.cmd.clone(),
-        env: image.config.env.clone(),
-        working_dir: image.config.working_dir.clone(),
-    };
+    let defaults = image_defaults(image)?;
     let warnings = warnings
         .into_iter()
         .map(|w| format!("image {}: {w}", image.name))
@@ -373,6 +399,22 @@ fn unpack_one(
         },
         warnings,
     ))
+}
+
+/// What an image's config says about running it: its label, parsed, and
+/// its entrypoint, cmd, env and working directory.
+fn image_defaults(image: &ResolvedImage) -> anyhow::Result<ImageDefaults> {
+    let label = match image.config.labels.get(LABEL) {
+        Some(text) => Some(crate::spec::label(text, &image.name)?),
+        None => None,
+    };
+    Ok(ImageDefaults {
+        label,
+        entrypoint: image.config.entrypoint.clone(),
+        cmd: image.config.cmd.clone(),
+        env: image.config.env.clone(),
+        working_dir: image.config.working_dir.clone(),
+    })
 }
 
 /// The label holding an image's LinuxKit defaults.
@@ -658,4 +700,24 @@ fn initrd(
     )?;
     write_cpio(&tree, store, &mut c)?;
     Ok(c.finish()?.into_inner().map_err(|e| e.into_error())?)
+}
+
+#[cfg(test)]
+mod error_message_tests {
+    use super::error_message;
+
+    #[test]
+    fn a_cause_quoted_by_its_parent_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let quoted = crate::oci::OciError::Io {
+            path: "/x".into(),
+            source: io,
+        };
+        assert_eq!(error_message(&quoted), "/x: gone");
+        let e = anyhow::Error::new(quoted).context("reading the layout");
+        assert_eq!(error_message(e.as_ref()), "reading the layout: /x: gone");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(io).context("reading /y");
+        assert_eq!(error_message(e.as_ref()), "reading /y: gone");
+    }
 }

@@ -193,7 +193,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("kiln: error: {err:#}");
+            eprintln!("kiln: error: {}", build::error_message(err.as_ref()));
             ExitCode::from(build::exit_code(&err))
         }
     }
@@ -338,7 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let built =
                 kiln::pkg::build(&dirs, &opts, &kiln::pkg::Cargo { epoch }).map_err(|e| {
                     if e.is_user_error() {
-                        anyhow::Error::new(build::UserError(format!("{:#}", anyhow::Error::new(e))))
+                        anyhow::Error::new(build::UserError(build::error_message(&e)))
                     } else {
                         anyhow::Error::new(e)
                     }

@@ -429,3 +429,48 @@ fn hostile_layers_are_bad_input_naming_the_layer() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("1000"), "{}", stderr(&out));
 }
+
+/// `kiln validate` runs every check of a build that needs no layer contents:
+/// each of these builds fails, and validate fails first with the same words.
+#[test]
+fn validate_runs_the_checks_a_build_runs_without_layer_contents() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    let head = "kernel:\n  image: kiln.test/kernel:1\ninit:\n  - kiln.test/init:1\n";
+    let cases = [
+        (
+            "rw-bind-of-ro-volume",
+            "volumes:\n  - name: v\n    readonly: true\nservices:\n  - name: s\n    image: kiln.test/busybox:1\n    binds: [\"v:/data\"]\n",
+            "volume \"v\" is read-only, so the bind must be read-only",
+        ),
+        (
+            "undeclared-volume",
+            "services:\n  - name: s\n    image: kiln.test/busybox:1\n    binds: [\"v:/data\"]\n",
+            "no volume named \"v\"",
+        ),
+        (
+            "oci-volume",
+            "volumes:\n  - name: v\n    format: oci\n",
+            "format \"oci\" is not supported",
+        ),
+        (
+            "device-without-mode",
+            "services:\n  - name: s\n    image: kiln.test/busybox:1\n    devices:\n      - path: /dev/x\n        type: c\n        major: 1\n        minor: 3\n",
+            "device \"/dev/x\" from the yaml has no mode",
+        ),
+    ];
+    for (name, body, words) in cases {
+        let file = format!("{name}.yml");
+        t.write(&file, format!("{head}{body}"));
+        for args in [vec!["validate", &file], vec!["build", "-o", "out", &file]] {
+            let cmd = args[0];
+            let out = t.kiln(&args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{cmd} {name}: {err}");
+            assert!(
+                err.contains(&format!("{file}:")) && err.contains(words),
+                "{cmd} {name}: {err}"
+            );
+        }
+    }
+}

@@ -336,7 +336,7 @@ fn merge_checks_duplicate_names_across_files() {
     let a = write(
         dir.path(),
         "a.yml",
-        "onboot:\n  - name: x\n    image: x:1\n",
+        "services:\n  - name: x\n    image: x:1\n",
     );
     let b = write(
         dir.path(),
@@ -347,7 +347,7 @@ fn merge_checks_duplicate_names_across_files() {
     assert_eq!(
         err,
         format!(
-            "{}:4:5: services[1]: duplicate name `x` (first used at {}:2:5)",
+            "{}:4:5: services[1]: duplicate service name `x` (first used at {}:2:5)",
             b.display(),
             a.display()
         )
@@ -489,18 +489,70 @@ bad_input! {
 }
 
 #[test]
-fn duplicate_name_reports_both_positions() {
-    let (_dir, path, result) = load_one(
-        "onboot:\n  - name: dup\n    image: a:1\nservices:\n  - name: dup\n    image: b:1\n",
-    );
+fn duplicate_service_name_reports_both_positions() {
+    let (_dir, path, result) =
+        load_one("services:\n  - name: dup\n    image: a:1\n  - name: dup\n    image: b:1\n");
     let err = result.unwrap_err().to_string();
     assert_eq!(
         err,
         format!(
-            "{0}:5:5: services[0]: duplicate name `dup` (first used at {0}:2:5)",
+            "{0}:4:5: services[1]: duplicate service name `dup` (first used at {0}:2:5)",
             path.display()
         )
     );
+}
+
+/// As in LinuxKit: onboot and onshutdown entries may share a name (their
+/// directories are `000-mount`, `001-mount`), and so may entries of different
+/// sections.
+#[test]
+fn repeated_onboot_names_and_names_across_sections_are_accepted() {
+    let (_dir, _path, result) = load_one(
+        "onboot:\n  - name: mount\n    image: a:1\n  - name: mount\n    image: a:1\n\
+         onshutdown:\n  - name: mount\n    image: a:1\n  - name: mount\n    image: a:1\n\
+         services:\n  - name: mount\n    image: b:1\n",
+    );
+    let spec = result.unwrap();
+    let names =
+        |imgs: &[kiln::spec::Image]| imgs.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&spec.onboot), ["mount", "mount"]);
+    assert_eq!(names(&spec.onshutdown), ["mount", "mount"]);
+    assert_eq!(names(&spec.services), ["mount"]);
+}
+
+/// `destination` is optional in `mounts:` (image entries, labels and
+/// `runtime.mounts`), as in LinuxKit's schema; assemble fills it in.
+#[test]
+fn mounts_without_destination_parse() {
+    let (_dir, _path, result) = load_one(
+        "services:\n  - name: a\n    image: a:1\n    mounts:\n      - type: cgroup\n        options: [rw]\n\
+         \x20   runtime:\n      mounts:\n        - type: bind\n          source: /x\n",
+    );
+    let spec = result.unwrap();
+    let img = &spec.services[0];
+    let m = &img.mounts.as_ref().unwrap()[0];
+    assert_eq!(
+        (m.destination.as_str(), m.kind.as_deref()),
+        ("", Some("cgroup"))
+    );
+    let rt = img.runtime.as_ref().unwrap().mounts.as_ref().unwrap();
+    assert_eq!(
+        (rt[0].destination.as_str(), rt[0].source.as_deref()),
+        ("", Some("/x"))
+    );
+    let label = kiln::spec::label(r#"{"mounts":[{"type":"proc"}]}"#, "x:1").unwrap();
+    assert_eq!(label.mounts.unwrap()[0].destination, "");
+}
+
+#[test]
+fn capabilities_none_parses_for_capabilities_and_ambient() {
+    let (_dir, _path, result) = load_one(
+        "services:\n  - name: a\n    image: a:1\n    capabilities: [none]\n    ambient: [NONE]\n",
+    );
+    let img = &result.unwrap().services[0];
+    let none = Some(vec!["none".to_string()]);
+    assert_eq!(img.capabilities, none);
+    assert_eq!(img.ambient, none);
 }
 
 #[test]

@@ -23,6 +23,8 @@ pub enum ConfigError {
         "unknown capability {cap:?} in {origin} (expected e.g. CAP_NET_ADMIN, `all` or `none`)"
     )]
     UnknownCapability { cap: String, origin: Origin },
+    #[error("capability `none` in {origin} must be the list's only entry")]
+    NoneWithOthers { origin: Origin },
     #[error("cannot parse bind {bind:?} from {origin}: expected source:destination[:options]")]
     BadBind { bind: String, origin: Origin },
     #[error("cannot parse tmpfs {tmpfs:?} from {origin}: expected destination[:options]")]
@@ -289,6 +291,9 @@ fn capability_set(list: &[(String, Origin)]) -> Result<Vec<String>, ConfigError>
     }
     let mut out = Vec::new();
     for (c, origin) in list {
+        if c.eq_ignore_ascii_case("none") {
+            return Err(ConfigError::NoneWithOthers { origin: *origin });
+        }
         if !spec::CAPABILITIES.contains(&c.as_str()) {
             return Err(ConfigError::UnknownCapability {
                 cap: c.clone(),

@@ -516,6 +516,12 @@ fn capability_all_none_sorting_and_ambient() {
         config(&img, &ImageDefaults::default())["process"]["capabilities"],
         json!({})
     );
+    // none among other names is an error that says so (LinuxKit: "unknown
+    // capability: none").
+    let mut with_others = image("c");
+    with_others.ambient = s(&["none", "CAP_CHOWN"]);
+    assert!(err(&with_others, &ImageDefaults::default())
+        .contains("capability `none` in the yaml must be the list's only entry"));
     // ambient joins the bounding set; effective and ambient are sorted.
     img.capabilities = s(&["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_SYS_ADMIN"]);
     img.ambient = s(&["CAP_NET_RAW", "CAP_KILL"]);

@@ -82,6 +82,8 @@ pub enum OciError {
     },
     #[error("malformed image reference {reference:?}: {message}")]
     BadReference { reference: String, message: String },
+    #[error("image {reference:?} is a LinuxKit package template; templates are not expanded: build the package with `kiln pkg build` and name its tag")]
+    Template { reference: String },
     #[error("image {reference:?} not found in layout {}{}", dir.display(), closest_suffix(closest))]
     NotFound {
         reference: String,

@@ -31,6 +31,11 @@ impl Reference {
         if written.is_empty() {
             return Err(bad("empty"));
         }
+        if written.starts_with('@') {
+            return Err(OciError::Template {
+                reference: written.to_string(),
+            });
+        }
         if written.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("contains whitespace"));
         }
@@ -188,6 +193,18 @@ mod tests {
         assert_eq!(
             canon(&format!("linuxkit/init:v1@{pin}")),
             format!("docker.io/linuxkit/init:v1@{pin}")
+        );
+    }
+
+    #[test]
+    fn package_templates_say_they_are_not_expanded() {
+        let e = Reference::parse("@pkg:../pkg/init")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"@pkg:../pkg/init\" is a LinuxKit package template")
+                && e.contains("`kiln pkg build`"),
+            "{e}"
         );
     }
 

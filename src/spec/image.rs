@@ -205,12 +205,14 @@ fn list<T>(
     Ok(Some(out))
 }
 
-/// Normalises a capability name (any case, `CAP_` optional) to `CAP_XXX`
-/// or `all`; `None` if it is not in [`CAPABILITIES`].
+/// Normalises a capability name (any case, `CAP_` optional) to `CAP_XXX`,
+/// `all` or `none`; `None` if it is not in [`CAPABILITIES`]. `none` means
+/// "no capabilities" only as the list's sole entry (assemble checks that,
+/// as LinuxKit does).
 pub fn capability(name: &str) -> Option<String> {
     let upper = name.to_ascii_uppercase();
-    if upper == "ALL" {
-        return Some("all".to_owned());
+    if upper == "ALL" || upper == "NONE" {
+        return Some(upper.to_ascii_lowercase());
     }
     let full = if upper.starts_with("CAP_") {
         upper
@@ -233,19 +235,19 @@ fn mounts(node: &Node, path: &str) -> Result<Option<Vec<Mount>>, SpecError> {
 
 fn mount(node: &Node, path: &str) -> Result<Mount, SpecError> {
     let mut m = Mount::default();
-    let mut destination = None;
     for (k, v) in mapping(node, path)? {
         let key = key_text(k);
         let p = &join(path, key);
         match key {
-            "destination" => destination = opt_string(v, p)?,
+            // Optional, as in LinuxKit: assemble gives a default by type
+            // (`proc` → `/proc`, …) and names the mount if there is none.
+            "destination" => m.destination = opt_string(v, p)?.unwrap_or_default(),
             "type" => m.kind = opt_string(v, p)?,
             "source" => m.source = opt_string(v, p)?,
             "options" => m.options = opt_strings(v, p)?.unwrap_or_default(),
             _ => return Err(unknown_key(k, path, MOUNT_KEYS)),
         }
     }
-    m.destination = destination.ok_or_else(|| error(node, path, "missing `destination`"))?;
     Ok(m)
 }
 
@@ -398,6 +400,8 @@ mod tests {
             Some("CAP_SYS_ADMIN")
         );
         assert_eq!(capability("ALL").as_deref(), Some("all"));
+        assert_eq!(capability("none").as_deref(), Some("none"));
+        assert_eq!(capability("None").as_deref(), Some("none"));
         assert_eq!(capability("CAP_FLY"), None);
         assert_eq!(capability("CAP_"), None);
     }

@@ -415,28 +415,23 @@ fn merge_raw(acc: &mut serde_json::Value, next: serde_json::Value) {
     }
 }
 
-/// Container names must be unique across onboot, onshutdown and services
-/// (they share `/run/containerd` state and `containers/` directories), and
-/// volume names among volumes.
+/// Service names must be unique among services, as in LinuxKit: they run
+/// side by side as `containers/services/NAME`. onboot and onshutdown entries
+/// may repeat a name (their directories carry an index prefix), and a name may
+/// appear in several sections; assemble warns where that makes a uid/gid name
+/// ambiguous. Volume names must be unique among volumes.
 fn check_unique(spec: &Spec) -> Result<(), SpecError> {
-    let sections: [(&str, &[Image]); 3] = [
-        ("onboot", &spec.onboot),
-        ("onshutdown", &spec.onshutdown),
-        ("services", &spec.services),
-    ];
     let mut seen: BTreeMap<&str, &Pos> = BTreeMap::new();
-    for (section, images) in sections {
-        for (i, img) in images.iter().enumerate() {
-            if let Some(first) = seen.insert(&img.name, &img.pos) {
-                let at = file_index(images, i, |im| &im.pos);
-                return Err(SpecError {
-                    pos: img.pos.clone(),
-                    msg: format!(
-                        "{section}[{at}]: duplicate name `{}` (first used at {first})",
-                        img.name
-                    ),
-                });
-            }
+    for (i, img) in spec.services.iter().enumerate() {
+        if let Some(first) = seen.insert(&img.name, &img.pos) {
+            let at = file_index(&spec.services, i, |im| &im.pos);
+            return Err(SpecError {
+                pos: img.pos.clone(),
+                msg: format!(
+                    "services[{at}]: duplicate service name `{}` (first used at {first})",
+                    img.name
+                ),
+            });
         }
     }
     let mut volumes: BTreeMap<&str, &Pos> = BTreeMap::new();
