@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod corpus;
 mod disk;
 mod iso;
 mod oci;
