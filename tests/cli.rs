@@ -242,6 +242,22 @@ fn missing_image_exits_1_with_closest_names() {
             && err.contains("kiln.test/init:1"),
         "{err}"
     );
+    // The position wraps the layout's error: its text is printed once.
+    assert_eq!(err.matches("not found in layout").count(), 1, "{err}");
+    t.write(
+        "p.yml",
+        "services:\n  - name: a\n    image: \"@pkg:../pkg/x\"\n",
+    );
+    let out = t.kiln(&["validate", "p.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("p.yml:3:12: image \"@pkg:../pkg/x\" is a LinuxKit package template")
+            && err.contains("`kiln pkg build`")
+            && !err.contains("digest"),
+        "{err}"
+    );
+    assert_eq!(err.matches("package template").count(), 1, "{err}");
     write_case(&t, "basic.yml", CASE_BASIC);
     let out = t.kiln(&["validate", "basic.yml"]);
     assert!(out.status.success(), "{}", stderr(&out));
