@@ -76,6 +76,9 @@ pub struct Inputs<'a> {
     pub images: &'a BTreeMap<String, ImageInput>,
     /// The kernel image's modules tarball, unpacked by the caller.
     pub kernel_modules: Option<Tree>,
+    /// For each `format: oci` volume with an image, by volume name: the
+    /// image as an OCI image layout, made by the caller.
+    pub oci_volumes: &'a BTreeMap<String, Tree>,
     pub store: &'a ContentStore,
     /// mtime of every generated entry (`SOURCE_DATE_EPOCH`).
     pub epoch: i64,
@@ -142,7 +145,9 @@ pub enum AssembleError {
         section: &'static str,
         name: String,
     },
-    #[error("{pos}: volume {name:?}: format {format:?} is not supported (only `filesystem`)")]
+    #[error(
+        "{pos}: volume {name:?}: format {format:?} is not supported (only `filesystem` or `oci`)"
+    )]
     VolumeFormat {
         pos: Pos,
         name: String,

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 
 mod disk;
+mod ocivolume;
 mod rootinitrd;
 
 use crate::assemble::{self, Assembled, ImageDefaults, ImageInput, Inputs};
@@ -263,12 +264,14 @@ pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Res
         };
         images.insert(reference.clone(), input);
     }
+    oci_volume_images(&spec, &layout, &plan)?;
     let store = ContentStore::new().context("creating the content store")?;
     let mut warnings = spec.warnings.clone();
     warnings.extend(assemble::check(&Inputs {
         spec: &spec,
         images: &images,
         kernel_modules: None,
+        oci_volumes: &BTreeMap::new(),
         store: &store,
         epoch: 0,
     })?);
@@ -290,10 +293,17 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let (images, unpack_warnings) = unpack_images(&layout, &plan, &store, opts)?;
     warnings.extend(unpack_warnings);
     let kernel_modules = kernel_modules(&spec, &images, &store, &opts.limits, &mut warnings)?;
+    let mut oci_volumes = BTreeMap::new();
+    for (name, images) in oci_volume_images(&spec, &layout, &plan)? {
+        let tree = ocivolume::layout_tree(&layout, &images, &store, opts.epoch)
+            .with_context(|| format!("volume {name:?}: writing its image as an OCI layout"))?;
+        oci_volumes.insert(name, tree);
+    }
     let mut assembled = assemble::assemble(&Inputs {
         spec: &spec,
         images: &images,
         kernel_modules,
+        oci_volumes: &oci_volumes,
         store: &store,
         epoch: opts.epoch,
     })?;
@@ -399,6 +409,58 @@ fn unpack_one(
         },
         warnings,
     ))
+}
+
+/// Each `format: oci` volume with an image, by name: its image resolved for
+/// every platform of `platforms:` (`linux/ARCH`, in the order given), or for
+/// the build's architecture when there is none.
+fn oci_volume_images(
+    spec: &Spec,
+    layout: &Layout,
+    plan: &Plan,
+) -> anyhow::Result<BTreeMap<String, Vec<ResolvedImage>>> {
+    let mut out = BTreeMap::new();
+    for vol in &spec.volumes {
+        let Some(r) = vol
+            .image
+            .as_ref()
+            .filter(|_| vol.format.as_deref() == Some("oci"))
+        else {
+            continue;
+        };
+        let mut images = Vec::new();
+        if vol.platforms.is_empty() {
+            let image = plan
+                .get(r)
+                .with_context(|| format!("{}: image {:?} was not resolved", r.pos, r.reference))?;
+            images.push(image.clone());
+        }
+        for p in &vol.platforms {
+            let mut parts = p.split('/');
+            let (os, platform_arch) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            if os != "linux" || platform_arch.is_empty() {
+                return Err(UserError(format!(
+                    "{}: volume {:?}: platform {p:?} is not `linux/ARCH[/VARIANT]`",
+                    vol.pos, vol.name
+                ))
+                .into());
+            }
+            let image = layout
+                .resolve(&r.reference, platform_arch)
+                .map_err(|source| crate::resolve::ResolveError {
+                    pos: r.pos.clone(),
+                    source: Box::new(source),
+                })?;
+            if !images
+                .iter()
+                .any(|i: &ResolvedImage| i.manifest_digest == image.manifest_digest)
+            {
+                images.push(image);
+            }
+        }
+        out.insert(vol.name.clone(), images);
+    }
+    Ok(out)
 }
 
 /// What an image's config says about running it: its label, parsed, and

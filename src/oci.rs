@@ -48,7 +48,11 @@ pub struct ResolvedImage {
     pub name: String,
     /// The platform manifest chosen (not the index, for multi-arch images).
     pub manifest_digest: String,
+    pub manifest_size: u64,
+    /// As its descriptor (or, if that has none, the manifest) says.
+    pub manifest_media_type: String,
     pub config_digest: String,
+    pub config_size: u64,
     pub config: ImageConfig,
     /// Bottom layer first.
     pub layers: Vec<LayerDesc>,
@@ -196,6 +200,18 @@ impl Layout {
     ) -> Result<BlobReader, OciError> {
         let digest = parse_digest(&layer.digest, &image.reference)?;
         BlobRef::new(&self.root, digest, layer.size, &image.reference).open_stream()
+    }
+
+    /// Opens any blob of `image` (manifest, config, layer) as its raw bytes,
+    /// size- and digest-checked as they are read.
+    pub fn open_blob(
+        &self,
+        image: &ResolvedImage,
+        digest: &str,
+        size: u64,
+    ) -> Result<BlobReader, OciError> {
+        let digest = parse_digest(digest, &image.reference)?;
+        BlobRef::new(&self.root, digest, size, &image.reference).open_stream()
     }
 
     /// Opens a layer as its uncompressed tar stream; call

@@ -6,6 +6,7 @@ mod disk_tools;
 mod examples;
 mod fixture;
 mod golden_cases;
+mod oci_volume;
 mod repro;
 
 use std::path::Path;
@@ -465,9 +466,9 @@ fn validate_runs_the_checks_a_build_runs_without_layer_contents() {
             "no volume named \"v\"",
         ),
         (
-            "oci-volume",
-            "volumes:\n  - name: v\n    format: oci\n",
-            "format \"oci\" is not supported",
+            "unknown-volume-format",
+            "volumes:\n  - name: v\n    format: squashfs\n",
+            "format \"squashfs\" is not supported",
         ),
         (
             "device-without-mode",

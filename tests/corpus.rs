@@ -24,8 +24,6 @@ use crate::support::{write_layout, LayerBuilder, TestDir, TestImage};
 /// Documents LinuxKit v1.2.0 rejects and kiln rejects too: the corpus path
 /// and words of kiln's error.
 const BOTH_REJECT: &[(&str, &str)] = &[
-    // v1.2.0 has no `volumes:`; LinuxKit HEAD has `format: oci` (not yet in kiln).
-    ("head/docs/yaml-3.yml", "format \"oci\" is not supported"),
     // Negative test of LinuxKit HEAD's volumes: a writable bind of a read-only volume.
     (
         "head/test/cases/000_build/070_volumes/002_rw_on_ro/test.yml",

@@ -234,32 +234,48 @@ pub fn add_volumes(
                 name: vol.name.clone(),
             });
         }
-        if let Some(f) = vol
-            .format
-            .as_deref()
-            .filter(|f| !f.is_empty() && *f != "filesystem")
-        {
-            return Err(AssembleError::VolumeFormat {
-                pos: vol.pos.clone(),
-                name: vol.name.clone(),
-                format: f.to_string(),
-            });
-        }
+        let oci = match vol.format.as_deref() {
+            None | Some("") | Some("filesystem") => false,
+            Some("oci") => true,
+            Some(f) => {
+                return Err(AssembleError::VolumeFormat {
+                    pos: vol.pos.clone(),
+                    name: vol.name.clone(),
+                    format: f.to_string(),
+                })
+            }
+        };
         let dir = volume_dir(&vol.name);
         let lower = format!("{dir}/lower");
         own_dirs(tree, &lower, inputs.epoch);
-        if let Some(r) = &vol.image {
-            let input = image_input(inputs, r)?;
-            let mut t = input.tree.clone();
-            filter_image(&mut t, Resolv::Symlink, inputs, &r.pos)?;
-            overlay(
-                tree,
-                lower.as_bytes(),
-                t,
-                inputs.epoch,
-                warnings,
-                &format!("volume {}", vol.name),
-            );
+        match (&vol.image, oci) {
+            // The image's layout, blobs as they are: nothing in it is filtered.
+            (Some(_), true) => {
+                if let Some(t) = inputs.oci_volumes.get(&vol.name) {
+                    overlay(
+                        tree,
+                        lower.as_bytes(),
+                        t.clone(),
+                        inputs.epoch,
+                        warnings,
+                        &format!("volume {}", vol.name),
+                    );
+                }
+            }
+            (Some(r), false) => {
+                let input = image_input(inputs, r)?;
+                let mut t = input.tree.clone();
+                filter_image(&mut t, Resolv::Symlink, inputs, &r.pos)?;
+                overlay(
+                    tree,
+                    lower.as_bytes(),
+                    t,
+                    inputs.epoch,
+                    warnings,
+                    &format!("volume {}", vol.name),
+                );
+            }
+            (None, _) => {}
         }
         for sub in ["tmp", "merged"] {
             own_dirs(tree, &format!("{dir}/{sub}"), inputs.epoch);

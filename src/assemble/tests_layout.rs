@@ -81,6 +81,7 @@ impl Fixture {
 
     pub(super) fn run(&self) -> Result<Assembled, AssembleError> {
         assemble(&Inputs {
+            oci_volumes: &BTreeMap::new(),
             spec: &self.spec,
             images: &self.images,
             kernel_modules: self.modules.clone(),
@@ -453,16 +454,37 @@ fn volumes_blank_and_from_image() {
 }
 
 #[test]
-fn error_volume_format_oci() {
+fn error_volume_format_unknown() {
+    let mut f = Fixture::new();
+    let mut v = volume("v", None);
+    v.format = Some("squashfs".into());
+    f.spec.volumes = vec![v];
+    let e = f.run().unwrap_err().to_string();
+    assert!(
+        e.starts_with("test.yml:20:3: volume \"v\": format \"squashfs\" is not supported (only `filesystem` or `oci`)"),
+        "{e}"
+    );
+}
+
+/// `format: oci` without an image is a blank volume, as in LinuxKit.
+#[test]
+fn oci_volume_without_image_is_blank() {
     let mut f = Fixture::new();
     let mut v = volume("v", None);
     v.format = Some("oci".into());
     f.spec.volumes = vec![v];
-    let e = f.run().unwrap_err().to_string();
-    assert!(
-        e.starts_with("test.yml:20:3: volume \"v\": format \"oci\""),
-        "{e}"
-    );
+    let out = f.run().unwrap();
+    for sub in ["lower", "tmp", "merged"] {
+        let path = format!("containers/volumes/v/{sub}");
+        assert!(
+            out.tree.get(path.as_bytes()).is_some_and(Entry::is_dir),
+            "{path}"
+        );
+    }
+    assert!(out
+        .tree
+        .get(b"containers/volumes/v/lower/index.json")
+        .is_none());
 }
 
 #[test]

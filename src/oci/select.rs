@@ -384,8 +384,17 @@ fn finish(reference: &str, name: String, chosen: Chosen) -> Result<ResolvedImage
     Ok(ResolvedImage {
         reference: reference.to_string(),
         name,
+        manifest_media_type: if manifest.media_type.is_empty() {
+            body.media_type
+                .clone()
+                .unwrap_or_else(|| json::MT_OCI_MANIFEST.to_string())
+        } else {
+            manifest.media_type
+        },
         manifest_digest: manifest.digest,
+        manifest_size: manifest.size,
         config_digest: body.config.digest,
+        config_size: body.config.size,
         config: ImageConfig {
             labels: rc.labels.unwrap_or_default(),
             entrypoint: rc.entrypoint,
