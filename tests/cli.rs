@@ -8,6 +8,7 @@ mod fixture;
 mod golden_cases;
 mod oci_volume;
 mod repro;
+mod run_qemu;
 
 use std::path::Path;
 

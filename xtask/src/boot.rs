@@ -254,8 +254,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 .stdout(std::process::Stdio::null())
                 .process_group(0)
                 .spawn()?;
-            // kiln runs qemu as its child: stop the whole process group.
+            // SIGTERM lets kiln stop qemu and remove its temp directory; the
+            // whole process group is killed only if that takes too long.
             let stop = |child: &mut std::process::Child| {
+                // SAFETY: plain kill(2) on the child we started.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+                let asked = Instant::now();
+                while asked.elapsed() < std::time::Duration::from_secs(10) {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
                 // SAFETY: plain kill(2) on the process group we created.
                 unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
                 let _ = child.wait();
