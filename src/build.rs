@@ -186,6 +186,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<crate::golden::GoldenError>()
             || cause.is::<crate::oci::OciError>()
             || cause.is::<crate::resolve::ResolveError>()
+            || cause.is::<crate::resolve::ResolveErrors>()
             || cause.is::<crate::unpack::UnpackError>()
             || cause.is::<crate::assemble::AssembleError>()
             || cause.is::<crate::inspect::InspectError>()
@@ -267,6 +268,7 @@ pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Res
     oci_volume_images(&spec, &layout, &plan)?;
     let store = ContentStore::new().context("creating the content store")?;
     let mut warnings = spec.warnings.clone();
+    warnings.extend(plan.warnings.iter().cloned());
     warnings.extend(assemble::check(&Inputs {
         spec: &spec,
         images: &images,
@@ -289,6 +291,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let plan = crate::resolve::resolve(&spec, &layout, &opts.arch)?;
     let store = ContentStore::new().context("creating the content store")?;
     let mut warnings = spec.warnings.clone();
+    warnings.extend(plan.warnings.iter().cloned());
 
     let (images, unpack_warnings) = unpack_images(&layout, &plan, &store, opts)?;
     warnings.extend(unpack_warnings);

@@ -56,6 +56,9 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
     /// Bottom layer first.
     pub layers: Vec<LayerDesc>,
+    /// The bare tag of the layout entry that matched, when no entry carried
+    /// the full name (skopeo's `oci:DIR:TAG` form).
+    pub short_tag_match: Option<String>,
 }
 
 /// The parts of an image config kiln uses.

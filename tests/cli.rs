@@ -492,3 +492,68 @@ fn validate_runs_the_checks_a_build_runs_without_layer_contents() {
         }
     }
 }
+
+/// A reference that matches only a layout entry named by its bare tag
+/// (`skopeo copy … oci:DIR:1.0`) builds, with a warning on stderr and in
+/// `--json` that names the reference and the bare name.
+#[test]
+fn bare_tag_match_warns_in_text_and_json() {
+    let t = TestDir::new();
+    let layout = t.join("oci-layout");
+    system_layout(&layout);
+    crate::support::write_layout(
+        &layout,
+        &[crate::support::TestImage::new("1.0").layer(
+            crate::support::LayerBuilder::new()
+                .file("etc/which", "some image", 0o644)
+                .build(),
+        )],
+    );
+    t.write(
+        "b.yml",
+        "kernel:\n  image: kiln.test/kernel:1\ninit:\n  - kiln.test/init:1\nonboot:\n  - name: r\n    image: redis:1.0\n",
+    );
+    let words = "image \"redis:1.0\" matched the layout entry named only \"1.0\"";
+    let out = t.kiln(&["build", "-f", "tar", "-o", "out", "--json", "b.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("b.yml:7:12") && err.contains(words), "{err}");
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w.as_str().unwrap().contains(words)),
+        "{report}"
+    );
+    let out = t.kiln(&["validate", "b.yml"]);
+    assert!(
+        out.status.success() && stderr(&out).contains(words),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// validate (and build) name every image the layout lacks, not only the first.
+#[test]
+fn every_missing_image_is_reported() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    t.write(
+        "m.yml",
+        "kernel:\n  image: kiln.test/kernel:1\ninit:\n  - kiln.test/nope:1\nservices:\n  - name: a\n    image: kiln.test/absent:2\n  - name: b\n    image: kiln.test/nope:1\n",
+    );
+    for cmd in ["validate", "build"] {
+        let out = t.kiln(&[cmd, "m.yml"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains("m.yml:4:5: image \"kiln.test/nope:1\" not found")
+                && err.contains("m.yml:7:12: image \"kiln.test/absent:2\" not found"),
+            "{cmd}: {err}"
+        );
+        assert_eq!(
+            err.matches("kiln.test/nope:1\" not found").count(),
+            1,
+            "{err}"
+        );
+    }
+}

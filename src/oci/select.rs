@@ -48,6 +48,7 @@ pub(super) fn resolve(
         .filter(|n| n.matches(&keys))
         .map(|n| &n.desc)
         .collect();
+    let mut short_tag_match = None;
     if matches.is_empty() {
         // `skopeo copy … oci:DIR:TAG` stores just the tag.
         let short = r.short_tag();
@@ -67,6 +68,9 @@ pub(super) fn resolve(
                     .map(|d| format!("{short} ({})", d.digest))
                     .collect(),
             });
+        }
+        if !matches.is_empty() {
+            short_tag_match = Some(short.to_string());
         }
     }
     dedup_by_digest(&mut matches);
@@ -112,7 +116,9 @@ pub(super) fn resolve(
             });
         }
     }
-    finish(reference, r.canonical(), chosen)
+    let mut image = finish(reference, r.canonical(), chosen)?;
+    image.short_tag_match = short_tag_match;
+    Ok(image)
 }
 
 fn dedup_by_digest(v: &mut Vec<&Descriptor>) {
@@ -406,6 +412,7 @@ fn finish(reference: &str, name: String, chosen: Chosen) -> Result<ResolvedImage
             os: config.os,
         },
         layers,
+        short_tag_match: None,
     })
 }
 
