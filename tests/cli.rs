@@ -511,7 +511,7 @@ fn bare_tag_match_warns_in_text_and_json() {
     );
     t.write(
         "b.yml",
-        "kernel:\n  image: kiln.test/kernel:1\ninit:\n  - kiln.test/init:1\nonboot:\n  - name: r\n    image: redis:1.0\n",
+        "kernel:\n  image: kiln.test/kernel:1\ninit:\n  - kiln.test/init:1\nonboot:\n  - name: r\n    image: redis:1.0\n    command: [/bin/true]\n",
     );
     let words = "image \"redis:1.0\" matched the layout entry named only \"1.0\"";
     let out = t.kiln(&["build", "-f", "tar", "-o", "out", "--json", "b.yml"]);
@@ -554,6 +554,67 @@ fn every_missing_image_is_reported() {
             err.matches("kiln.test/nope:1\" not found").count(),
             1,
             "{err}"
+        );
+    }
+}
+
+/// A container whose program needs an ELF interpreter its image lacks
+/// builds with a warning naming the program and the interpreter; one with no
+/// command at all is an error naming the container and its image.
+#[test]
+fn build_time_checks_of_the_containers_program() {
+    let t = TestDir::new();
+    let layout = t.join("oci-layout");
+    system_layout(&layout);
+    // An ELF64 header with one PT_INTERP program header.
+    let interp = b"/lib/ld-musl-x86_64.so.1\0";
+    let mut elf = vec![0u8; 0x40 + 0x38];
+    elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    elf[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+    elf[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes());
+    elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    elf[0x40..0x44].copy_from_slice(&3u32.to_le_bytes());
+    let off = elf.len() as u64;
+    elf[0x48..0x50].copy_from_slice(&off.to_le_bytes());
+    elf[0x60..0x68].copy_from_slice(&(interp.len() as u64).to_le_bytes());
+    elf.extend_from_slice(interp);
+    crate::support::write_layout(
+        &layout,
+        &[
+            crate::support::TestImage::new("kiln.test/dyn:1")
+                .entrypoint(&["app"])
+                .layer(
+                    crate::support::LayerBuilder::new()
+                        .dir("usr", 0o755)
+                        .dir("usr/bin", 0o755)
+                        .file("usr/bin/app", &elf, 0o755)
+                        .build(),
+                ),
+            crate::support::TestImage::new("kiln.test/nocmd:1").layer(
+                crate::support::LayerBuilder::new()
+                    .file("data", "x", 0o644)
+                    .build(),
+            ),
+        ],
+    );
+    let head = "kernel:\n  image: kiln.test/kernel:1\ninit:\n  - kiln.test/init:1\nservices:\n";
+    t.write("d.yml", format!("{head}  - name: app\n    image: kiln.test/dyn:1\n"));
+    let out = t.kiln(&["build", "-f", "tar", "-o", "out", "d.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("d.yml:6:5: container \"app\": /usr/bin/app needs the ELF interpreter /lib/ld-musl-x86_64.so.1"),
+        "{err}"
+    );
+    t.write("n.yml", format!("{head}  - name: idle\n    image: kiln.test/nocmd:1\n"));
+    for cmd in ["validate", "build"] {
+        let out = t.kiln(&[cmd, "n.yml"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("n.yml:6:5: container \"idle\" has no command")
+                && err.contains("image kiln.test/nocmd:1"),
+            "{cmd}: {err}"
         );
     }
 }
