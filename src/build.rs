@@ -118,6 +118,34 @@ pub struct BuildOptions {
 pub struct BuildReport {
     pub outputs: Vec<Written>,
     pub warnings: Vec<String>,
+    /// What went in: every image of the spec, by reference as written.
+    pub images: Vec<ImageUsed>,
+}
+
+/// One image a build used: the reference as written, its canonical name and
+/// the digests of its platform manifest, config and layers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageUsed {
+    pub reference: String,
+    pub name: String,
+    pub manifest: String,
+    pub config: String,
+    pub layers: Vec<String>,
+}
+
+impl ImageUsed {
+    fn from_plan(plan: &Plan) -> Vec<ImageUsed> {
+        plan.images
+            .iter()
+            .map(|(reference, i)| ImageUsed {
+                reference: reference.clone(),
+                name: i.name.clone(),
+                manifest: i.manifest_digest.clone(),
+                config: i.config_digest.clone(),
+                layers: i.layers.iter().map(|l| l.digest.clone()).collect(),
+            })
+            .collect()
+    }
 }
 
 impl BuildReport {
@@ -136,7 +164,21 @@ impl BuildReport {
             .iter()
             .map(|w| serde_json::json!({"path": w.path, "size": w.len, "sha256": w.sha256}))
             .collect();
-        serde_json::json!({"outputs": outputs, "warnings": self.warnings}).to_string()
+        let images: Vec<_> = self
+            .images
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "reference": i.reference,
+                    "name": i.name,
+                    "manifest": i.manifest,
+                    "config": i.config,
+                    "layers": i.layers,
+                })
+            })
+            .collect();
+        serde_json::json!({"outputs": outputs, "warnings": self.warnings, "images": images})
+            .to_string()
     }
 }
 
@@ -329,7 +371,11 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     for file in pending {
         outputs.push(file.commit().context("committing an output")?);
     }
-    let mut report = BuildReport { outputs, warnings };
+    let mut report = BuildReport {
+        outputs,
+        warnings,
+        images: ImageUsed::from_plan(&plan),
+    };
     let sums = golden::render(&report.sums());
     let sums_file = crate::atomic::write_file(
         &opts.out_dir,

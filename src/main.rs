@@ -262,6 +262,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for w in &report.warnings {
                 eprintln!("kiln: warning: {w}");
             }
+            for i in &report.images {
+                eprintln!(
+                    "kiln: image {} = {}@{} (config {})",
+                    i.reference, i.name, i.manifest, i.config
+                );
+            }
             if args.json {
                 println!("{}", report.to_json());
             } else {

@@ -524,6 +524,24 @@ fn bare_tag_match_warns_in_text_and_json() {
         warnings.iter().any(|w| w.as_str().unwrap().contains(words)),
         "{report}"
     );
+    // Provenance: every image with its digests, on stderr and in --json.
+    let want = kiln::oci::Layout::open(&layout)
+        .unwrap()
+        .resolve("redis:1.0", "amd64")
+        .unwrap();
+    let line = format!(
+        "kiln: image redis:1.0 = docker.io/library/redis:1.0@{} (config {})",
+        want.manifest_digest, want.config_digest
+    );
+    assert!(err.contains(&line), "{err}");
+    let images = report["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3, "{report}");
+    let redis = images
+        .iter()
+        .find(|i| i["reference"] == "redis:1.0")
+        .unwrap();
+    assert_eq!(redis["manifest"], want.manifest_digest.as_str());
+    assert_eq!(redis["layers"][0], want.layers[0].digest.as_str());
     let out = t.kiln(&["validate", "b.yml"]);
     assert!(
         out.status.success() && stderr(&out).contains(words),
@@ -598,7 +616,10 @@ fn build_time_checks_of_the_containers_program() {
         ],
     );
     let head = "kernel:\n  image: kiln.test/kernel:1\ninit:\n  - kiln.test/init:1\nservices:\n";
-    t.write("d.yml", format!("{head}  - name: app\n    image: kiln.test/dyn:1\n"));
+    t.write(
+        "d.yml",
+        format!("{head}  - name: app\n    image: kiln.test/dyn:1\n"),
+    );
     let out = t.kiln(&["build", "-f", "tar", "-o", "out", "d.yml"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
@@ -606,7 +627,10 @@ fn build_time_checks_of_the_containers_program() {
         err.contains("d.yml:6:5: container \"app\": /usr/bin/app needs the ELF interpreter /lib/ld-musl-x86_64.so.1"),
         "{err}"
     );
-    t.write("n.yml", format!("{head}  - name: idle\n    image: kiln.test/nocmd:1\n"));
+    t.write(
+        "n.yml",
+        format!("{head}  - name: idle\n    image: kiln.test/nocmd:1\n"),
+    );
     for cmd in ["validate", "build"] {
         let out = t.kiln(&[cmd, "n.yml"]);
         assert_eq!(out.status.code(), Some(1), "{cmd}");
