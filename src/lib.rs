@@ -16,6 +16,7 @@ pub mod resolve;
 pub mod run;
 pub mod spec;
 pub mod tree;
+pub mod trust;
 pub mod unpack;
 
 /// The fixed mtime of generated entries when `SOURCE_DATE_EPOCH` is unset:
