@@ -111,6 +111,10 @@ pub struct BuildOptions {
     pub size: Option<u64>,
     /// Appended to the kernel command line.
     pub cmdline_append: Option<String>,
+    /// `--verify-key`: every image needs a valid signature by one of these.
+    pub verify_keys: Vec<PathBuf>,
+    /// `--locked`: the lock file every image must match.
+    pub locked: Option<PathBuf>,
 }
 
 /// What a build wrote.
@@ -180,6 +184,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.is::<VerifyFailed>() {
             return 3;
+        }
+        if let Some(e) = cause.downcast_ref::<crate::trust::TrustError>() {
+            return if e.is_verification_failure() { 3 } else { 1 };
+        }
+        if let Some(e) = cause.downcast_ref::<crate::lock::LockError>() {
+            return if e.is_verification_failure() { 3 } else { 1 };
         }
         if cause.is::<crate::spec::SpecError>()
             || cause.is::<UserError>()
@@ -278,6 +288,24 @@ pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Res
     Ok(warnings)
 }
 
+/// `--locked` and `--verify-key`: the plan must match the lock, and every
+/// image must carry a valid signature.
+fn check_pins_and_signatures(
+    layout: &Layout,
+    plan: &Plan,
+    opts: &BuildOptions,
+) -> anyhow::Result<()> {
+    if let Some(path) = &opts.locked {
+        let lock = crate::lock::Lock::read(path)?;
+        crate::lock::check(&lock, path, plan, &opts.arch, &opts.layout)?;
+    }
+    if !opts.verify_keys.is_empty() {
+        let keys = crate::trust::load_keys(&opts.verify_keys)?;
+        crate::trust::verify_plan(layout, plan, &keys)?;
+    }
+    Ok(())
+}
+
 /// Run the whole pipeline and write the requested outputs.
 ///
 /// Every output is written to a temp file first; all of them are renamed
@@ -287,6 +315,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let spec = crate::spec::load(&opts.files)?;
     let layout = Layout::open(&opts.layout)?;
     let plan = crate::resolve::resolve(&spec, &layout, &opts.arch)?;
+    check_pins_and_signatures(&layout, &plan, opts)?;
     let store = ContentStore::new().context("creating the content store")?;
     let mut warnings = spec.warnings.clone();
 

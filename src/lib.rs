@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod build;
 pub mod golden;
 pub mod inspect;
+pub mod lock;
 pub mod oci;
 pub mod output;
 pub mod pkg;

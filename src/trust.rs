@@ -145,9 +145,11 @@ impl PrivateKey {
         let key = if text.contains("ENCRYPTED SIGSTORE PRIVATE KEY")
             || text.contains("ENCRYPTED COSIGN PRIVATE KEY")
         {
-            return Err(bad("cosign's encrypted key format is not supported; give an \
+            return Err(bad(
+                "cosign's encrypted key format is not supported; give an \
                  unencrypted PKCS#8 PEM key (`openssl pkcs8 -topk8 -nocrypt`)"
-                .to_string()));
+                    .to_string(),
+            ));
         } else if text.contains("BEGIN EC PRIVATE KEY") {
             p256::SecretKey::from_sec1_pem(text)
                 .map(SigningKey::from)
@@ -178,6 +180,11 @@ fn read_key_file(path: &Path) -> Result<String, TrustError> {
         path: path.to_path_buf(),
         message: "not PEM text".to_string(),
     })
+}
+
+/// Reads every key of `paths` (`--verify-key`, repeatable).
+pub fn load_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, TrustError> {
+    paths.iter().map(|p| PublicKey::load(p)).collect()
 }
 
 /// The simple signing payload, in cosign's field order.
@@ -305,7 +312,9 @@ pub fn verify_digests(
             };
             for (i, layer) in manifest.layers.iter().enumerate() {
                 let Some(sig) = layer.annotations.get(ANNOTATION_SIGNATURE) else {
-                    reasons.push(format!("{name} layer {i}: no {ANNOTATION_SIGNATURE} annotation"));
+                    reasons.push(format!(
+                        "{name} layer {i}: no {ANNOTATION_SIGNATURE} annotation"
+                    ));
                     continue;
                 };
                 let payload = layout.read_small_blob(layer, image).map_err(read_err)?;
@@ -409,7 +418,11 @@ pub fn sign(
                 .into_iter()
                 .map(|d| d.digest)
                 .collect();
-        } else if !layout.root().join(r.pin.as_ref().unwrap().blob_path()).is_file() {
+        } else if !layout
+            .root()
+            .join(r.pin.as_ref().unwrap().blob_path())
+            .is_file()
+        {
             return Err(bad(format!(
                 "{} is not in layout {}",
                 digests[0],
@@ -435,11 +448,7 @@ pub fn sign(
 }
 
 /// The layers of the signature image already tagged `tag`, if any.
-fn existing_layers(
-    layout: &Layout,
-    tag: &str,
-    image: &str,
-) -> Result<Vec<Descriptor>, TrustError> {
+fn existing_layers(layout: &Layout, tag: &str, image: &str) -> Result<Vec<Descriptor>, TrustError> {
     let Some((_, desc)) = layout.named().find(|(n, _)| *n == tag) else {
         return Ok(Vec::new());
     };
