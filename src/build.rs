@@ -297,7 +297,7 @@ fn check_pins_and_signatures(
 ) -> anyhow::Result<()> {
     if let Some(path) = &opts.locked {
         let lock = crate::lock::Lock::read(path)?;
-        crate::lock::check(&lock, path, plan, &opts.arch, &opts.layout)?;
+        crate::lock::check(&lock, path, plan, &opts.arch)?;
     }
     if !opts.verify_keys.is_empty() {
         let keys = crate::trust::load_keys(&opts.verify_keys)?;

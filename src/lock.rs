@@ -65,12 +65,11 @@ pub enum LockError {
     #[error("{}: image {reference:?} is not in the lock; run `kiln lock` again", path.display())]
     NotLocked { path: PathBuf, reference: String },
     #[error(
-        "{}: image {reference:?} moved: its {what} is {found} in layout {}, the lock pins {pinned}",
-        path.display(), layout.display()
+        "{}: image {reference:?} moved: the lock pins {what} {pinned}, the layout has {found}",
+        path.display()
     )]
     Moved {
         path: PathBuf,
-        layout: PathBuf,
         reference: String,
         what: &'static str,
         pinned: String,
@@ -149,13 +148,7 @@ pub fn path_for(first_yaml: &Path, name: &str) -> PathBuf {
 /// Requires every image of `plan` to be in `lock` with the same index,
 /// manifest, config and layers; the first difference (in reference order)
 /// is the error.
-pub fn check(
-    lock: &Lock,
-    lock_path: &Path,
-    plan: &Plan,
-    arch: &str,
-    layout: &Path,
-) -> Result<(), LockError> {
+pub fn check(lock: &Lock, lock_path: &Path, plan: &Plan, arch: &str) -> Result<(), LockError> {
     let arch = crate::oci::normalize_arch(arch);
     if lock.arch != arch {
         return Err(LockError::Arch {
@@ -173,7 +166,6 @@ pub fn check(
         };
         let moved = |what, pinned: &str, found: &str| LockError::Moved {
             path: lock_path.to_path_buf(),
-            layout: layout.to_path_buf(),
             reference: reference.clone(),
             what,
             pinned: pinned.to_string(),
