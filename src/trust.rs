@@ -407,28 +407,21 @@ pub fn sign(
             ));
         }
         let r = Reference::parse(reference).map_err(|e| bad(e.to_string()))?;
-        let mut digests: Vec<String> = match &r.pin {
-            Some(pin) => vec![pin.to_string()],
-            None => Vec::new(),
-        };
-        if digests.is_empty() {
-            digests = layout
+        let digests: Vec<String> = match &r.pin {
+            Some(pin) if layout.root().join(pin.blob_path()).is_file() => vec![pin.to_string()],
+            Some(pin) => {
+                return Err(bad(format!(
+                    "{pin} is not in layout {}",
+                    layout.root().display()
+                )))
+            }
+            None => layout
                 .lookup(reference)
                 .map_err(|e| bad(e.to_string()))?
                 .into_iter()
                 .map(|d| d.digest)
-                .collect();
-        } else if !layout
-            .root()
-            .join(r.pin.as_ref().unwrap().blob_path())
-            .is_file()
-        {
-            return Err(bad(format!(
-                "{} is not in layout {}",
-                digests[0],
-                layout.root().display()
-            )));
-        }
+                .collect(),
+        };
         for digest in digests {
             let tag = format!("{}:{}", r.repository, signature_tag(&digest));
             let existing = existing_layers(&layout, &tag, reference)?;

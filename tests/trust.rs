@@ -369,3 +369,54 @@ fn multi_arch_images_are_signed_by_index_and_verify_for_each_platform() {
         assert_eq!(info.signed_digest, idx[0].digest);
     }
 }
+
+#[test]
+fn a_signed_platform_manifest_verifies_and_unknown_references_are_named() {
+    let t = TestDir::new();
+    let dir = t.join("oci-layout");
+    let layer = LayerBuilder::new().file("a", "a", 0o644).build();
+    write_multiarch_layout(
+        &dir,
+        &[MultiArchImage::new(
+            "kiln.test/multi:1",
+            vec![
+                TestImage::new("x").layer(layer.clone()).arch("amd64"),
+                TestImage::new("x").layer(layer).arch("arm64"),
+            ],
+        )],
+    );
+    let amd64 = Layout::open(&dir)
+        .unwrap()
+        .resolve("kiln.test/multi:1", "amd64")
+        .unwrap();
+    // As `cosign sign NAME@sha256:<platform manifest>` (or --recursive) does.
+    let pinned = format!("kiln.test/multi@{}", amd64.manifest_digest);
+    let out = sign(&t, "kiln-test.key", &[&pinned]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let layout = Layout::open(&dir).unwrap();
+    let keys = [key("kiln-test.pub")];
+    let info = trust::verify(&layout, &amd64, &keys).unwrap();
+    assert_eq!(info.signed_digest, amd64.manifest_digest);
+    // The arm64 manifest is not signed, nor is the index.
+    let arm64 = layout.resolve("kiln.test/multi:1", "arm64").unwrap();
+    let msg = trust::verify(&layout, &arm64, &keys)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("kiln.test/multi:1") && msg.contains("has no signature"),
+        "{msg}"
+    );
+
+    for bad in [
+        "kiln.test/nope:1",
+        "kiln.test/multi@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let out = sign(&t, "kiln-test.key", &[bad]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("signing {bad:?}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
