@@ -198,7 +198,7 @@ struct LockArgs {
 
 #[derive(clap::Args)]
 struct SignArgs {
-    /// Private key: unencrypted PEM PKCS#8 or SEC1, ECDSA P-256
+    /// Private key, ECDSA P-256: PEM PKCS#8 or SEC1, or cosign's encrypted cosign.key ($COSIGN_PASSWORD)
     #[arg(long, value_name = "KEY")]
     key: PathBuf,
     /// OCI image layout holding the images [default: $KILN_LAYOUT, else ./oci-layout]
@@ -343,7 +343,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sign(args) => {
-            let key = kiln::trust::PrivateKey::load(&args.key)?;
+            let password = std::env::var("COSIGN_PASSWORD").ok();
+            let key = kiln::trust::PrivateKey::load(&args.key, password.as_deref())?;
             let layout = layout_dir(&LayoutArgs {
                 layout: args.layout,
                 arch: String::new(),

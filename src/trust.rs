@@ -37,6 +37,8 @@ use crate::oci::write::LayoutWriter;
 use crate::oci::{Descriptor, Digest, Layout, OciError, ResolvedImage};
 use crate::resolve::Plan;
 
+pub mod cosign_key;
+
 /// The layer annotation holding the base64 signature.
 pub const ANNOTATION_SIGNATURE: &str = "dev.cosignproject.cosign/signature";
 /// The media type of a signature payload layer.
@@ -51,7 +53,7 @@ pub struct PublicKey {
     key: VerifyingKey,
 }
 
-/// A private key to sign with (PEM PKCS#8 or SEC1, ECDSA P-256, unencrypted).
+/// A private key to sign with (ECDSA P-256: PEM PKCS#8 or SEC1, or cosign's encrypted key).
 #[derive(Clone, Debug)]
 pub struct PrivateKey {
     pub path: PathBuf,
@@ -132,24 +134,21 @@ impl PublicKey {
 }
 
 impl PrivateKey {
-    /// Reads an unencrypted PEM `PRIVATE KEY` (PKCS#8) or `EC PRIVATE KEY`
-    /// (SEC1, what `openssl ecparam -genkey` writes). cosign's own
-    /// `ENCRYPTED SIGSTORE PRIVATE KEY` is not read.
-    pub fn load(path: &Path) -> Result<PrivateKey, TrustError> {
+    /// Reads a PEM private key: unencrypted `PRIVATE KEY` (PKCS#8) or
+    /// `EC PRIVATE KEY` (SEC1, what `openssl ecparam -genkey` writes), or
+    /// cosign's `ENCRYPTED SIGSTORE PRIVATE KEY` decrypted with `password`
+    /// (cosign reads it from `$COSIGN_PASSWORD`; `None` is the empty one).
+    pub fn load(path: &Path, password: Option<&str>) -> Result<PrivateKey, TrustError> {
         let text = read_key_file(path)?;
         let text = text.trim();
         let bad = |message: String| TrustError::Key {
             path: path.to_path_buf(),
             message,
         };
-        let key = if text.contains("ENCRYPTED SIGSTORE PRIVATE KEY")
-            || text.contains("ENCRYPTED COSIGN PRIVATE KEY")
-        {
-            return Err(bad(
-                "cosign's encrypted key format is not supported; give an \
-                 unencrypted PKCS#8 PEM key (`openssl pkcs8 -topk8 -nocrypt`)"
-                    .to_string(),
-            ));
+        let key = if cosign_key::is_encrypted_key(text) {
+            let der = cosign_key::decrypt(text, password.unwrap_or("").as_bytes()).map_err(bad)?;
+            SigningKey::from_pkcs8_der(&der)
+                .map_err(|e| bad(format!("the decrypted key is not ECDSA P-256 PKCS#8: {e}")))?
         } else if text.contains("BEGIN EC PRIVATE KEY") {
             p256::SecretKey::from_sec1_pem(text)
                 .map(SigningKey::from)
@@ -162,6 +161,14 @@ impl PrivateKey {
             path: path.to_path_buf(),
             key,
         })
+    }
+
+    /// Its public key (named by the private key's path).
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey {
+            path: self.path.clone(),
+            key: *self.key.verifying_key(),
+        }
     }
 }
 

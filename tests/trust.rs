@@ -233,11 +233,35 @@ fn bad_key_files_are_named() {
         "cosign.key",
         "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
     );
-    let msg = trust::PrivateKey::load(&p).unwrap_err().to_string();
+    let msg = trust::PrivateKey::load(&p, None).unwrap_err().to_string();
     assert!(
-        msg.contains("encrypted key format is not supported"),
+        msg.contains("cosign.key") && msg.contains("not a cosign encrypted key"),
         "{msg}"
     );
+}
+
+#[test]
+fn cosign_encrypted_keys_sign_with_cosign_password() {
+    let path = data("cosign-generated-empty-password.key");
+    let msg = trust::PrivateKey::load(&path, Some("wrong"))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("wrong password"), "{msg}");
+    let k = trust::PrivateKey::load(&path, None).unwrap();
+
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    let key = path.to_str().unwrap();
+    let mut args = vec!["sign", "--key", key];
+    args.extend_from_slice(&REFS[..1]);
+    let out = kiln_env(t.path(), &args, &[("COSIGN_PASSWORD", "")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let layout = Layout::open(&t.join("oci-layout")).unwrap();
+    let img = layout.resolve(REFS[0], "amd64").unwrap();
+    trust::verify(&layout, &img, &[k.public_key()]).unwrap();
+    let out = kiln_env(t.path(), &args, &[("COSIGN_PASSWORD", "nope")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("wrong password"), "{}", stderr(&out));
 }
 
 const REFS: [&str; 6] = [
