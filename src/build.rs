@@ -259,11 +259,19 @@ pub fn threads_from_env() -> anyhow::Result<usize> {
     }
 }
 
-/// Check the YAML and that every image it names resolves in the layout.
-pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Result<Vec<String>> {
+/// Check the YAML and that every image it names resolves in the layout
+/// (and, as for a build, matches `locked` and is signed by one of `verify_keys`).
+pub fn validate(
+    files: &[PathBuf],
+    layout_dir: &Path,
+    arch: &str,
+    verify_keys: &[PathBuf],
+    locked: Option<&Path>,
+) -> anyhow::Result<Vec<String>> {
     let spec = crate::spec::load(files)?;
     let layout = crate::oci::Layout::open(layout_dir)?;
     let plan = crate::resolve::resolve(&spec, &layout, arch)?;
+    check_pins_and_signatures(&layout, &plan, arch, verify_keys, locked)?;
     let mut images = BTreeMap::new();
     for (reference, image) in &plan.images {
         let input = ImageInput {
@@ -293,14 +301,16 @@ pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Res
 fn check_pins_and_signatures(
     layout: &Layout,
     plan: &Plan,
-    opts: &BuildOptions,
+    arch: &str,
+    verify_keys: &[PathBuf],
+    locked: Option<&Path>,
 ) -> anyhow::Result<()> {
-    if let Some(path) = &opts.locked {
+    if let Some(path) = locked {
         let lock = crate::lock::Lock::read(path)?;
-        crate::lock::check(&lock, path, plan, &opts.arch)?;
+        crate::lock::check(&lock, path, plan, arch)?;
     }
-    if !opts.verify_keys.is_empty() {
-        let keys = crate::trust::load_keys(&opts.verify_keys)?;
+    if !verify_keys.is_empty() {
+        let keys = crate::trust::load_keys(verify_keys)?;
         crate::trust::verify_plan(layout, plan, &keys)?;
     }
     Ok(())
@@ -315,7 +325,13 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let spec = crate::spec::load(&opts.files)?;
     let layout = Layout::open(&opts.layout)?;
     let plan = crate::resolve::resolve(&spec, &layout, &opts.arch)?;
-    check_pins_and_signatures(&layout, &plan, opts)?;
+    check_pins_and_signatures(
+        &layout,
+        &plan,
+        &opts.arch,
+        &opts.verify_keys,
+        opts.locked.as_deref(),
+    )?;
     let store = ContentStore::new().context("creating the content store")?;
     let mut warnings = spec.warnings.clone();
 

@@ -213,6 +213,15 @@ struct SignArgs {
 struct ValidateArgs {
     #[command(flatten)]
     layout: LayoutArgs,
+    /// Base name of the lock file for --locked [default: the first file's stem]
+    #[arg(long)]
+    name: Option<String>,
+    /// Require a valid cosign signature of every image by one of these public keys; repeatable
+    #[arg(long = "verify-key", value_name = "KEY.pub")]
+    verify_keys: Vec<PathBuf>,
+    /// Refuse images that are not pinned, or pinned differently, in NAME.lock beside the first file
+    #[arg(long)]
+    locked: bool,
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
 }
@@ -322,8 +331,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(args) => {
-            let warnings =
-                build::validate(&args.files, &layout_dir(&args.layout), &args.layout.arch)?;
+            let name = output_name(args.name, &args.files)?;
+            let locked = args
+                .locked
+                .then(|| kiln::lock::path_for(&args.files[0], &name));
+            let warnings = build::validate(
+                &args.files,
+                &layout_dir(&args.layout),
+                &args.layout.arch,
+                &args.verify_keys,
+                locked.as_deref(),
+            )?;
             for w in &warnings {
                 eprintln!("kiln: warning: {w}");
             }

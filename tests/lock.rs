@@ -96,6 +96,23 @@ fn build_locked_refuses_a_moved_tag_naming_it_and_both_digests() {
         "{err}"
     );
     assert!(!t.join("out/basic-initrd.img").exists());
+    // validate runs the same check.
+    let out = t.kiln(&["validate", "--locked", "basic.yml"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&moved[0].digest), "{}", stderr(&out));
+    let pubkey = crate::trust::data("kiln-test.pub");
+    let out = t.kiln(&[
+        "validate",
+        "--verify-key",
+        pubkey.to_str().unwrap(),
+        "basic.yml",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has no signature"),
+        "{}",
+        stderr(&out)
+    );
     // Without --locked the build follows the tag.
     let out = t.kiln(&["build", "-o", "out", "basic.yml"]);
     assert!(out.status.success(), "{}", stderr(&out));
