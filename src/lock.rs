@@ -235,3 +235,62 @@ pub fn lock(opts: &LockOptions) -> anyhow::Result<(PathBuf, Lock)> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok((path, lock))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_format_is_fixed_pretty_json_with_a_final_newline() {
+        let mut images = BTreeMap::new();
+        images.insert(
+            "b:1".to_string(),
+            Pinned {
+                name: "docker.io/library/b:1".to_string(),
+                index: Some("sha256:i".to_string()),
+                manifest: "sha256:m".to_string(),
+                config: "sha256:c".to_string(),
+                layers: vec!["sha256:l1".to_string(), "sha256:l2".to_string()],
+                signature: None,
+            },
+        );
+        let lock = Lock {
+            version: VERSION,
+            arch: "amd64".to_string(),
+            images,
+        };
+        let text = String::from_utf8(lock.to_bytes()).unwrap();
+        assert_eq!(
+            text,
+            r#"{
+  "kiln-lock": 1,
+  "arch": "amd64",
+  "images": {
+    "b:1": {
+      "name": "docker.io/library/b:1",
+      "index": "sha256:i",
+      "manifest": "sha256:m",
+      "config": "sha256:c",
+      "layers": [
+        "sha256:l1",
+        "sha256:l2"
+      ]
+    }
+  }
+}
+"#
+        );
+        let back: Lock = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, lock);
+        assert!(serde_json::from_str::<Lock>(&text.replace("\"arch\"", "\"archh\"")).is_err());
+    }
+
+    #[test]
+    fn the_lock_lives_beside_the_first_file() {
+        assert_eq!(
+            path_for(Path::new("examples/linuxkit.yml"), "linuxkit"),
+            Path::new("examples/linuxkit.lock")
+        );
+        assert_eq!(path_for(Path::new("a.yml"), "x"), Path::new("x.lock"));
+    }
+}
