@@ -299,17 +299,21 @@ pub fn verify_digests(
             reasons: vec!["no public key was given".to_string()],
         });
     }
-    let read_err = |source| TrustError::Read {
-        image: image.to_string(),
-        source: Box::new(source),
-    };
     let mut reasons = Vec::new();
     let mut any = false;
     for digest in digests {
         let tag = signature_tag(digest);
         for (name, desc) in signature_images(layout, &tag) {
             any = true;
-            let bytes = layout.read_small_blob(&desc, image).map_err(read_err)?;
+            // A damaged signature image is one more reason, not the end:
+            // another layer or image may still hold a valid signature.
+            let bytes = match layout.read_small_blob(&desc, image) {
+                Ok(b) => b,
+                Err(e) => {
+                    reasons.push(format!("{name}: {e}"));
+                    continue;
+                }
+            };
             let manifest: Manifest = match serde_json::from_slice(&bytes) {
                 Ok(m) => m,
                 Err(e) => {
@@ -324,7 +328,13 @@ pub fn verify_digests(
                     ));
                     continue;
                 };
-                let payload = layout.read_small_blob(layer, image).map_err(read_err)?;
+                let payload = match layout.read_small_blob(layer, image) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        reasons.push(format!("{name} layer {i}: {e}"));
+                        continue;
+                    }
+                };
                 match verify_payload(&payload, sig, keys) {
                     Ok((key, signed)) if signed == *digest => {
                         return Ok(SignatureInfo {

@@ -444,3 +444,32 @@ fn a_signed_platform_manifest_verifies_and_unknown_references_are_named() {
         );
     }
 }
+
+#[test]
+fn a_damaged_signature_layer_does_not_hide_a_valid_one() {
+    let t = TestDir::new();
+    let junk: &[u8] = b"{\"junk\":1}";
+    write_sig_image(
+        t.path(),
+        &vector_tag(VECTOR_DIGEST),
+        &[(junk, "AAAA"), (&vector_payload(), &vector_signature())],
+    );
+    let junk_digest = {
+        use sha2::Digest as _;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(junk)))
+    };
+    std::fs::remove_file(blob_path(t.path(), &junk_digest)).unwrap();
+    verify_vector(t.path(), VECTOR_DIGEST, &[key("busybox.pub")]).unwrap();
+
+    let t = TestDir::new();
+    write_sig_image(t.path(), &vector_tag(VECTOR_DIGEST), &[(junk, "AAAA")]);
+    std::fs::remove_file(blob_path(t.path(), &junk_digest)).unwrap();
+    let err = verify_vector(t.path(), VECTOR_DIGEST, &[key("busybox.pub")]).unwrap_err();
+    assert!(err.is_verification_failure());
+    let msg = err.to_string();
+    assert!(
+        msg.contains(VECTOR_REPO) && msg.contains("layer 0"),
+        "{msg}"
+    );
+    assert!(msg.contains(&junk_digest), "{msg}");
+}
