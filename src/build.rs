@@ -111,6 +111,10 @@ pub struct BuildOptions {
     pub size: Option<u64>,
     /// Appended to the kernel command line.
     pub cmdline_append: Option<String>,
+    /// `--verify-key`: every image needs a valid signature by one of these.
+    pub verify_keys: Vec<PathBuf>,
+    /// `--locked`: the lock file every image must match.
+    pub locked: Option<PathBuf>,
 }
 
 /// What a build wrote.
@@ -223,6 +227,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<VerifyFailed>() {
             return 3;
         }
+        if let Some(e) = cause.downcast_ref::<crate::trust::TrustError>() {
+            return if e.is_verification_failure() { 3 } else { 1 };
+        }
+        if let Some(e) = cause.downcast_ref::<crate::lock::LockError>() {
+            return if e.is_verification_failure() { 3 } else { 1 };
+        }
         if cause.is::<crate::spec::SpecError>()
             || cause.is::<UserError>()
             || cause.is::<crate::golden::GoldenError>()
@@ -292,11 +302,19 @@ pub fn threads_from_env() -> anyhow::Result<usize> {
     }
 }
 
-/// Check the YAML and that every image it names resolves in the layout.
-pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Result<Vec<String>> {
+/// Check the YAML and that every image it names resolves in the layout
+/// (and, as for a build, matches `locked` and is signed by one of `verify_keys`).
+pub fn validate(
+    files: &[PathBuf],
+    layout_dir: &Path,
+    arch: &str,
+    verify_keys: &[PathBuf],
+    locked: Option<&Path>,
+) -> anyhow::Result<Vec<String>> {
     let spec = crate::spec::load(files)?;
     let layout = crate::oci::Layout::open(layout_dir)?;
     let plan = crate::resolve::resolve(&spec, &layout, arch)?;
+    check_pins_and_signatures(&layout, &plan, arch, verify_keys, locked)?;
     let mut images = BTreeMap::new();
     for (reference, image) in &plan.images {
         let input = ImageInput {
@@ -322,6 +340,26 @@ pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Res
     Ok(warnings)
 }
 
+/// `--locked` and `--verify-key`: the plan must match the lock, and every
+/// image must carry a valid signature.
+fn check_pins_and_signatures(
+    layout: &Layout,
+    plan: &Plan,
+    arch: &str,
+    verify_keys: &[PathBuf],
+    locked: Option<&Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = locked {
+        let lock = crate::lock::Lock::read(path)?;
+        crate::lock::check(&lock, path, plan, arch)?;
+    }
+    if !verify_keys.is_empty() {
+        let keys = crate::trust::load_keys(verify_keys)?;
+        crate::trust::verify_plan(layout, plan, &keys)?;
+    }
+    Ok(())
+}
+
 /// Run the whole pipeline and write the requested outputs.
 ///
 /// Every output is written to a temp file first; all of them are renamed
@@ -331,6 +369,13 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let spec = crate::spec::load(&opts.files)?;
     let layout = Layout::open(&opts.layout)?;
     let plan = crate::resolve::resolve(&spec, &layout, &opts.arch)?;
+    check_pins_and_signatures(
+        &layout,
+        &plan,
+        &opts.arch,
+        &opts.verify_keys,
+        opts.locked.as_deref(),
+    )?;
     let store = ContentStore::new().context("creating the content store")?;
     let mut warnings = spec.warnings.clone();
     warnings.extend(plan.warnings.iter().cloned());

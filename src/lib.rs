@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod build;
 pub mod golden;
 pub mod inspect;
+pub mod lock;
 pub mod oci;
 pub mod output;
 pub mod pkg;
@@ -16,6 +17,7 @@ pub mod resolve;
 pub mod run;
 pub mod spec;
 pub mod tree;
+pub mod trust;
 pub mod unpack;
 
 /// The fixed mtime of generated entries when `SOURCE_DATE_EPOCH` is unset:

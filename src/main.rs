@@ -44,6 +44,10 @@ enum Command {
         #[arg(long)]
         golden: PathBuf,
     },
+    /// Pin every image of YAML files by digest in NAME.lock (docs/lock.md)
+    Lock(LockArgs),
+    /// Sign images in a layout the way `cosign sign --key` does
+    Sign(SignArgs),
     /// Build images from package recipes (`build.yml`)
     Pkg {
         #[command(subcommand)]
@@ -167,15 +171,57 @@ struct BuildArgs {
     /// Refuse an image whose layers unpack to more than this many bytes
     #[arg(long, value_name = "BYTES", default_value_t = kiln::unpack::Limits::default().max_total_bytes)]
     max_image_bytes: u64,
+    /// Require a valid cosign signature of every image by one of these public keys; repeatable
+    #[arg(long = "verify-key", value_name = "KEY.pub")]
+    verify_keys: Vec<PathBuf>,
+    /// Refuse images that are not pinned, or pinned differently, in NAME.lock beside the first file
+    #[arg(long)]
+    locked: bool,
     /// LinuxKit YAML files, merged in order
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
+struct LockArgs {
+    #[command(flatten)]
+    layout: LayoutArgs,
+    /// Base name of the lock file [default: the first file's stem]
+    #[arg(long)]
+    name: Option<String>,
+    /// Require and record a valid cosign signature of every image; repeatable
+    #[arg(long = "verify-key", value_name = "KEY.pub")]
+    verify_keys: Vec<PathBuf>,
+    #[arg(required = true, value_name = "FILE.yml")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// Private key, ECDSA P-256: PEM PKCS#8 or SEC1, or cosign's encrypted cosign.key ($COSIGN_PASSWORD)
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// OCI image layout holding the images [default: $KILN_LAYOUT, else ./oci-layout]
+    #[arg(long, value_name = "DIR")]
+    layout: Option<PathBuf>,
+    /// Image names (or NAME@DIGEST) in the layout
+    #[arg(required = true, value_name = "REF")]
+    refs: Vec<String>,
+}
+
+#[derive(clap::Args)]
 struct ValidateArgs {
     #[command(flatten)]
     layout: LayoutArgs,
+    /// Base name of the lock file for --locked [default: the first file's stem]
+    #[arg(long)]
+    name: Option<String>,
+    /// Require a valid cosign signature of every image by one of these public keys; repeatable
+    #[arg(long = "verify-key", value_name = "KEY.pub")]
+    verify_keys: Vec<PathBuf>,
+    /// Refuse images that are not pinned, or pinned differently, in NAME.lock beside the first file
+    #[arg(long)]
+    locked: bool,
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
 }
@@ -224,17 +270,25 @@ fn layout_dir(args: &LayoutArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("oci-layout"))
 }
 
+/// `--name`, else the first file's stem.
+fn output_name(name: Option<String>, files: &[PathBuf]) -> anyhow::Result<String> {
+    match name {
+        Some(n) => Ok(n),
+        None => Ok(files[0]
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("cannot derive an output name from the first file; use --name")?
+            .to_owned()),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => {
-            let name = match args.name {
-                Some(n) => n,
-                None => args.files[0]
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .context("cannot derive an output name from the first file; use --name")?
-                    .to_owned(),
-            };
+            let name = output_name(args.name, &args.files)?;
+            let locked = args
+                .locked
+                .then(|| kiln::lock::path_for(&args.files[0], &name));
             let formats = if args.formats.is_empty() {
                 vec![Format::KernelInitrd]
             } else {
@@ -252,6 +306,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 threads: build::threads_from_env()?,
                 size: args.size,
                 cmdline_append: args.cmdline,
+                verify_keys: args.verify_keys,
+                locked,
                 limits: kiln::unpack::Limits {
                     max_total_bytes: args.max_image_bytes,
                     max_file_bytes: args.max_image_bytes,
@@ -281,12 +337,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(args) => {
-            let warnings =
-                build::validate(&args.files, &layout_dir(&args.layout), &args.layout.arch)?;
+            let name = output_name(args.name, &args.files)?;
+            let locked = args
+                .locked
+                .then(|| kiln::lock::path_for(&args.files[0], &name));
+            let warnings = build::validate(
+                &args.files,
+                &layout_dir(&args.layout),
+                &args.layout.arch,
+                &args.verify_keys,
+                locked.as_deref(),
+            )?;
             for w in &warnings {
                 eprintln!("kiln: warning: {w}");
             }
             println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lock(args) => {
+            let opts = kiln::lock::LockOptions {
+                name: output_name(args.name, &args.files)?,
+                layout: layout_dir(&args.layout),
+                arch: args.layout.arch,
+                verify_keys: args.verify_keys,
+                files: args.files,
+            };
+            let (path, lock) = kiln::lock::lock(&opts)?;
+            println!("{} images pinned in {}", lock.images.len(), path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign(args) => {
+            let password = std::env::var("COSIGN_PASSWORD").ok();
+            let key = kiln::trust::PrivateKey::load(&args.key, password.as_deref())?;
+            let layout = layout_dir(&LayoutArgs {
+                layout: args.layout,
+                arch: String::new(),
+            });
+            for s in kiln::trust::sign(&layout, &args.refs, &key)? {
+                println!("{}  {}  {}", s.digest, s.reference, s.tag);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { file } => {

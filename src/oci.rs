@@ -46,6 +46,9 @@ pub struct ResolvedImage {
     /// The canonical name (`docker.io/library/alpine:latest`), or the
     /// digest for a bare `sha256:` reference.
     pub name: String,
+    /// The index the name points at, for a multi-arch image (what cosign
+    /// signs and a lock pins); `None` when it points at the manifest.
+    pub index_digest: Option<String>,
     /// The platform manifest chosen (not the index, for multi-arch images).
     pub manifest_digest: String,
     pub manifest_size: u64,
@@ -192,6 +195,26 @@ impl Layout {
     /// blob in the layout) for `linux/<arch>`.
     pub fn resolve(&self, reference: &str, arch: &str) -> Result<ResolvedImage, OciError> {
         select::resolve(self, reference, arch)
+    }
+
+    /// The descriptors a name (not a bare digest) points at, as
+    /// [`resolve`](Self::resolve) finds them: one, or one per platform when
+    /// the layout tags each platform's manifest with the same name.
+    pub fn lookup(&self, reference: &str) -> Result<Vec<Descriptor>, OciError> {
+        let r = Reference::parse(reference)?;
+        Ok(select::lookup(self, reference, &r)?
+            .map(|l| l.descriptors)
+            .unwrap_or_default())
+    }
+
+    /// Every `(name, descriptor)` pair the layout holds, in index order.
+    pub fn named(&self) -> impl Iterator<Item = (&str, &Descriptor)> {
+        self.named.iter().map(|n| (n.name.as_str(), &n.desc))
+    }
+
+    /// Reads a small (JSON-sized) blob fully, size- and digest-checked.
+    pub fn read_small_blob(&self, desc: &Descriptor, image: &str) -> Result<Vec<u8>, OciError> {
+        self.blob_ref(desc, image)?.read_verified()
     }
 
     /// Opens a layer blob as a stream that verifies size and digest at EOF.

@@ -237,6 +237,8 @@ fn build(doc: &Path, layout: &Path, out: &Path) -> Result<(), String> {
         limits: Default::default(),
         size: None,
         cmdline_append: None,
+        verify_keys: Vec::new(),
+        locked: None,
     };
     kiln::build::build(&opts)
         .map(drop)
