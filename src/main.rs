@@ -270,6 +270,25 @@ fn layout_dir(args: &LayoutArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("oci-layout"))
 }
 
+/// [`layout_dir`], refusing with a message that says why when the default
+/// `./oci-layout` is missing: the usual mistake is running kiln from another
+/// directory.
+fn checked_layout_dir(args: &LayoutArgs) -> anyhow::Result<PathBuf> {
+    let dir = layout_dir(args);
+    let defaulted =
+        args.layout.is_none() && std::env::var_os("KILN_LAYOUT").is_none_or(|v| v.is_empty());
+    if defaulted && !dir.exists() {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        return Err(build::UserError(format!(
+            "no --layout was given, $KILN_LAYOUT is unset, and {} has no oci-layout directory; \
+             run kiln where the layout is or pass --layout DIR",
+            cwd.display()
+        ))
+        .into());
+    }
+    Ok(dir)
+}
+
 /// `--name`, else the first file's stem.
 fn output_name(name: Option<String>, files: &[PathBuf]) -> anyhow::Result<String> {
     match name {
@@ -299,7 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 formats,
                 out_dir: args.dir,
                 name,
-                layout: layout_dir(&args.layout),
+                layout: checked_layout_dir(&args.layout)?,
                 arch: args.layout.arch,
                 compression: args.compress,
                 epoch: build::source_date_epoch()?,
@@ -343,7 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .then(|| kiln::lock::path_for(&args.files[0], &name));
             let warnings = build::validate(
                 &args.files,
-                &layout_dir(&args.layout),
+                &checked_layout_dir(&args.layout)?,
                 &args.layout.arch,
                 &args.verify_keys,
                 locked.as_deref(),
@@ -357,7 +376,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lock(args) => {
             let opts = kiln::lock::LockOptions {
                 name: output_name(args.name, &args.files)?,
-                layout: layout_dir(&args.layout),
+                layout: checked_layout_dir(&args.layout)?,
                 arch: args.layout.arch,
                 verify_keys: args.verify_keys,
                 files: args.files,
@@ -418,6 +437,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let epoch = build::source_date_epoch()?;
+            // Writing is explicit: the default ./oci-layout of a checkout is
+            // the committed one, which `cargo xtask vendor --check` compares.
+            if layout.is_none() && std::env::var_os("KILN_LAYOUT").is_none_or(|v| v.is_empty()) {
+                return Err(build::UserError(
+                    "kiln pkg build writes images into a layout: name it with --layout DIR \
+                     (or $KILN_LAYOUT); it does not default to ./oci-layout, which in a kiln \
+                     checkout holds the committed system images"
+                        .into(),
+                )
+                .into());
+            }
             let opts = kiln::pkg::PkgOptions {
                 layout: layout_dir(&LayoutArgs {
                     layout,

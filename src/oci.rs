@@ -105,6 +105,31 @@ struct Named {
     desc: Descriptor,
 }
 
+/// Why `dir`, which has no `oci-layout` file, is not a layout, and what to do.
+fn not_a_layout(dir: &Path) -> String {
+    if !dir.exists() {
+        return "it does not exist".into();
+    }
+    if dir.is_file() {
+        let mut head = [0u8; 262];
+        let is_tar = std::fs::File::open(dir)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok()
+            && &head[257..262] == b"ustar";
+        return if is_tar {
+            format!(
+                "it is a tar archive (an oci-archive or a `docker save`); copy it into a layout \
+                 with `skopeo copy oci-archive:{0} oci:DIR:REF` (or `docker-archive:{0}`) and \
+                 pass DIR",
+                dir.display()
+            )
+        } else {
+            "it is a file, not a directory".into()
+        };
+    }
+    format!("{}/oci-layout is missing", dir.display())
+}
+
 /// The deepest chain of nested indexes followed.
 const MAX_DEPTH: usize = 8;
 
@@ -115,6 +140,7 @@ impl Layout {
         if !marker.exists() {
             return Err(OciError::NotALayout {
                 dir: dir.to_path_buf(),
+                why: not_a_layout(dir),
             });
         }
         let version: OciLayoutFile = read_small_json(&marker)?;

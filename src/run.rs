@@ -588,11 +588,15 @@ fn which(program: &str) -> Option<PathBuf> {
 pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
     let boot = find_boot(target)?;
     which(QEMU).ok_or(RunError::Missing(QEMU.into(), "qemu-system-x86"))?;
-    let accel = match &opts.accel {
-        Some(a) => a.clone(),
-        None if kvm_works() => "kvm".into(),
-        None => "tcg".into(),
+    let (accel, why) = match &opts.accel {
+        Some(a) => (a.clone(), "as --accel asked"),
+        None if kvm_works() => ("kvm".into(), "the KVM probe booted"),
+        None if Path::new("/dev/kvm").exists() => {
+            ("tcg".into(), "/dev/kvm is there but the probe guest hung")
+        }
+        None => ("tcg".into(), "there is no /dev/kvm"),
     };
+    eprintln!("kiln: qemu accelerator {accel}: {why}");
     let tmp = tempfile::tempdir().map_err(|err| RunError::Io {
         path: std::env::temp_dir(),
         err,

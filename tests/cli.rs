@@ -642,3 +642,41 @@ fn build_time_checks_of_the_containers_program() {
         );
     }
 }
+
+/// Where the layout went wrong is said plainly: no layout where kiln was
+/// started, a tar archive given as the layout, a path that does not exist.
+#[test]
+fn layout_mistakes_are_explained() {
+    let t = TestDir::new();
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out =
+        crate::support::kiln_env(t.path(), &["validate", "basic.yml"], &[("KILN_LAYOUT", "")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no --layout was given, $KILN_LAYOUT is unset")
+            && err.contains("has no oci-layout directory"),
+        "{err}"
+    );
+    // An oci-archive given as --layout.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(2);
+    h.set_cksum();
+    tar.append_data(&mut h, "oci-layout", &b"{}"[..]).unwrap();
+    t.write("img.tar", tar.into_inner().unwrap());
+    let out = t.kiln(&["validate", "--layout", "img.tar", "basic.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("img.tar is not an OCI image layout: it is a tar archive")
+            && err.contains("skopeo copy oci-archive:img.tar oci:DIR:REF"),
+        "{err}"
+    );
+    let out = t.kiln(&["validate", "--layout", "nowhere", "basic.yml"]);
+    assert!(
+        stderr(&out).contains("nowhere is not an OCI image layout: it does not exist"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -75,6 +75,13 @@ fn a_terminal_on_stdin_reaches_the_guest_shell() {
     wait_for(&text, "getty", Duration::from_secs(180), |s| {
         s.contains("service getty started")
     });
+    assert!(
+        text.lock()
+            .unwrap()
+            .contains("kiln: qemu accelerator tcg: as --accel asked"),
+        "{}",
+        text.lock().unwrap()
+    );
     // The shell may not be reading yet: type until the guest answers. The
     // echo of what was typed holds `$((6*7))`, only the shell's answer 42.
     let start = Instant::now();

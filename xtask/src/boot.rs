@@ -146,7 +146,28 @@ fn extract_disk_raw(archive: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir.join("disk.raw"))
 }
 
+/// What `cargo xtask boot-test --help` prints.
+const HELP: &str = "usage: cargo xtask boot-test [--all] [CASE...]
+
+Builds each case (examples/*.yml and tests/boot/*.yml with a sibling .expect
+file) with the release kiln, checks its outputs against golden/, boots every
+format the case lists under qemu (SeaBIOS or OVMF, TCG when KVM hangs) and
+checks the serial console for the case's expect: lines, in order, and for no
+forbid: line.
+
+  (no CASE)   the cases marked `ci: yes`
+  --all       every case
+  CASE...     only these cases (by file stem)
+";
+
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{HELP}");
+        return Ok(());
+    }
+    if let Some(bad) = args.iter().find(|a| a.starts_with('-') && *a != "--all") {
+        bail!("boot-test: unknown option {bad}\n\n{HELP}");
+    }
     let all = args.iter().any(|a| a == "--all");
     let wanted: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let status = Command::new("cargo")
@@ -318,6 +339,19 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn help_and_unknown_options_do_not_run_the_suite() {
+        // Neither builds nor boots anything: both return before cargo runs.
+        assert!(super::run(&["--help".to_string()]).is_ok());
+        let err = super::run(&["--quick".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown option --quick") && err.contains("usage:"),
+            "{err}"
+        );
+    }
+
     use super::*;
 
     fn case(text: &str) -> Case {
