@@ -267,6 +267,17 @@ pub fn error_message(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Creates the output directory and checks that a file can be made in it: a
+/// directory that cannot be used is bad input (exit 1) naming it.
+fn output_dir_ready(dir: &Path) -> anyhow::Result<()> {
+    let bad = |what: &str, e: std::io::Error| {
+        UserError(format!("output directory {}: {what}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| bad("cannot create it", e))?;
+    tempfile::tempfile_in(dir).map_err(|e| bad("cannot write in it", e))?;
+    Ok(())
+}
+
 /// `SOURCE_DATE_EPOCH` as seconds, or the fixed default when unset or empty.
 pub fn source_date_epoch() -> anyhow::Result<i64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
@@ -409,8 +420,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     }
     drop(images);
 
-    std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
+    output_dir_ready(&opts.out_dir)?;
     let pending = write_outputs(opts, &assembled, &store, &layout)?;
     let mut outputs = Vec::new();
     for file in pending {
@@ -848,7 +858,7 @@ fn initrd(
     let mut tree = a.tree.clone();
     tree.remove_children(b"boot");
     let tmp = tempfile::tempfile_in(&opts.out_dir)
-        .context("creating a temp file in the output directory")?;
+        .with_context(|| format!("creating a temp file in {}", opts.out_dir.display()))?;
     let mut c = Compressor::new(
         opts.compression,
         std::io::BufWriter::with_capacity(1 << 20, tmp),

@@ -680,3 +680,21 @@ fn layout_mistakes_are_explained() {
         stderr(&out)
     );
 }
+
+/// An output directory that cannot be used is bad input (exit 1) named in
+/// the message.
+#[test]
+fn unusable_output_directory_exits_1_naming_it() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    t.write("taken", "a file");
+    let out = t.kiln(&["build", "-o", "taken", "basic.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("output directory taken: cannot create it"),
+        "{err}"
+    );
+    assert_eq!(t.read("taken"), b"a file");
+}
