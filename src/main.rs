@@ -32,6 +32,9 @@ enum Command {
     Inspect {
         /// An initrd (cpio, optionally compressed) or tar
         file: PathBuf,
+        /// Print the listing as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Boot a built image
     #[command(subcommand)]
@@ -43,6 +46,16 @@ enum Command {
         /// The golden sha256 file to compare with
         #[arg(long)]
         golden: PathBuf,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (kiln.1 and one per subcommand) into a directory
+    Man {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
     /// Pin every image of YAML files by digest in NAME.lock (docs/lock.md)
     Lock(LockArgs),
@@ -222,6 +235,9 @@ struct ValidateArgs {
     /// Refuse images that are not pinned, or pinned differently, in NAME.lock beside the first file
     #[arg(long)]
     locked: bool,
+    /// Print the result (and warnings) as JSON
+    #[arg(long)]
+    json: bool,
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
 }
@@ -370,7 +386,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for w in &warnings {
                 eprintln!("kiln: warning: {w}");
             }
-            println!("ok");
+            if args.json {
+                println!("{}", serde_json::json!({"ok": true, "warnings": warnings}));
+            } else {
+                println!("ok");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Lock(args) => {
@@ -397,9 +417,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { file } => {
+        Command::Inspect { file, json } => {
             let rows = kiln::inspect::inspect(&file)?;
-            print!("{}", kiln::inspect::format_listing(&rows));
+            if json {
+                println!("{}", kiln::inspect::listing_json(&rows));
+            } else {
+                print!("{}", kiln::inspect::format_listing(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(RunCommand::Qemu(q)) => {
@@ -476,10 +512,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { file, golden } => {
+        Command::Verify { file, golden, json } => {
             let now = kiln::golden::rehash(&file)?;
             build::check_golden(&now, &golden)?;
-            println!("ok");
+            if json {
+                println!("{}", serde_json::json!({"ok": true, "outputs": now}));
+            } else {
+                println!("ok");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -698,3 +698,66 @@ fn unusable_output_directory_exits_1_naming_it() {
     );
     assert_eq!(t.read("taken"), b"a file");
 }
+
+/// Shell completions and man pages come from the clap definitions; inspect,
+/// validate and verify speak JSON with --json.
+#[test]
+fn completions_man_pages_and_json_outputs() {
+    let t = TestDir::new();
+    let out = t.kiln(&["completions", "bash"]);
+    assert!(out.status.success());
+    let script = stdout(&out);
+    assert!(
+        script.contains("_kiln()") && script.contains("validate"),
+        "{script}"
+    );
+    let out = t.kiln(&["man", "man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = String::from_utf8(t.read("man/kiln.1")).unwrap();
+    assert!(page.contains(".TH kiln 1"), "{page}");
+    assert!(t.join("man/kiln-build.1").is_file());
+
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out = t.kiln(&["validate", "--json", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["warnings"].is_array());
+
+    let out = t.kiln(&["build", "-f", "tar", "-o", "out", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = t.kiln(&["inspect", "--json", "out/basic.tar"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let text = stdout(&t.kiln(&["inspect", "out/basic.tar"]));
+    assert_eq!(rows.as_array().unwrap().len(), text.lines().count());
+    // Each row says what the text line says.
+    for (row, line) in rows.as_array().unwrap().iter().zip(text.lines()) {
+        let path = row["path"].as_str().unwrap();
+        assert!(
+            line.ends_with(path) || line.contains(&format!(" {path} ")),
+            "{row} vs {line}"
+        );
+        let mode = row["mode"].as_str().unwrap();
+        assert!(
+            line.starts_with(&format!("{}{mode}", row["type"].as_str().unwrap())),
+            "{row} vs {line}"
+        );
+    }
+
+    let out = t.kiln(&[
+        "verify",
+        "--json",
+        "out/basic.sha256",
+        "--golden",
+        "out/basic.sha256",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(
+        v["outputs"]["basic.tar"].as_str().unwrap().len() == 64,
+        "{v}"
+    );
+}
