@@ -322,6 +322,18 @@ pub fn validate(
     verify_keys: &[PathBuf],
     locked: Option<&Path>,
 ) -> anyhow::Result<Vec<String>> {
+    validate_report(files, layout_dir, arch, verify_keys, locked).map(|r| r.warnings)
+}
+
+/// What [`validate`] checks, as a report without outputs: its warnings and
+/// every image the build would use, with digests (`kiln build --dry-run`).
+pub fn validate_report(
+    files: &[PathBuf],
+    layout_dir: &Path,
+    arch: &str,
+    verify_keys: &[PathBuf],
+    locked: Option<&Path>,
+) -> anyhow::Result<BuildReport> {
     let spec = crate::spec::load(files)?;
     let layout = crate::oci::Layout::open(layout_dir)?;
     let plan = crate::resolve::resolve(&spec, &layout, arch)?;
@@ -348,7 +360,11 @@ pub fn validate(
         store: &store,
         epoch: 0,
     })?);
-    Ok(warnings)
+    Ok(BuildReport {
+        outputs: Vec::new(),
+        warnings,
+        images: ImageUsed::from_plan(&plan),
+    })
 }
 
 /// `--locked` and `--verify-key`: the plan must match the lock, and every

@@ -116,8 +116,8 @@ struct QemuArgs {
     /// Attach a bootable ISO as a disk (as written to a USB stick), not a CD
     #[arg(long)]
     iso_as_disk: bool,
-    /// Extra disk: FILE[,format=raw|qcow2]; repeatable
-    #[arg(long = "disk", value_name = "FILE[,format=F]")]
+    /// Extra disk: FILE[,format=raw|qcow2][,size=N]; size= creates FILE if it is missing; repeatable
+    #[arg(long = "disk", value_name = "FILE[,format=F][,size=N]")]
     disks: Vec<String>,
     /// Forward a host port to the guest (user networking); repeatable
     #[arg(long, value_name = "HOST:GUEST[/udp]")]
@@ -134,6 +134,9 @@ struct QemuArgs {
     /// Append to the kernel command line (direct kernel boot)
     #[arg(long)]
     cmdline: Option<String>,
+    /// Print the qemu command line
+    #[arg(long, short = 'v')]
+    verbose: bool,
     /// A build name (DIR/NAME) or an image file
     target: PathBuf,
 }
@@ -161,6 +164,9 @@ struct BuildArgs {
     /// Output directory
     #[arg(short = 'o', long = "dir", value_name = "DIR", default_value = ".")]
     dir: PathBuf,
+    /// Run every check and print the images with their digests, but write nothing
+    #[arg(long)]
+    dry_run: bool,
     /// Base name of the outputs [default: the first file's stem]
     #[arg(long)]
     name: Option<String>,
@@ -349,6 +355,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ..Default::default()
                 },
             };
+            if args.dry_run {
+                let report = build::validate_report(
+                    &opts.files,
+                    &opts.layout,
+                    &opts.arch,
+                    &opts.verify_keys,
+                    opts.locked.as_deref(),
+                )?;
+                for w in &report.warnings {
+                    eprintln!("kiln: warning: {w}");
+                }
+                if args.json {
+                    println!("{}", report.to_json());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let formats: Vec<String> = opts
+                    .formats
+                    .iter()
+                    .filter_map(clap::ValueEnum::to_possible_value)
+                    .map(|v| v.get_name().to_string())
+                    .collect();
+                println!(
+                    "would build {} into {} as {}",
+                    opts.name,
+                    opts.out_dir.display(),
+                    formats.join(", ")
+                );
+                for i in &report.images {
+                    println!(
+                        "  {} = {}@{} (config {})",
+                        i.reference, i.name, i.manifest, i.config
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let report = build::build(&opts)?;
             for w in &report.warnings {
                 eprintln!("kiln: warning: {w}");
@@ -453,6 +494,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 console_log: q.console_log,
                 cmdline_append: q.cmdline,
                 esp_dir: None,
+                verbose: q.verbose,
             };
             Ok(match kiln::run::run(&q.target, &opts)? {
                 Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),

@@ -102,6 +102,8 @@ pub struct QemuOptions {
     pub disks: Vec<String>,
     /// `HOST:GUEST` TCP port forwards (user networking).
     pub publish: Vec<String>,
+    /// Print the qemu command line before running it.
+    pub verbose: bool,
     /// A metadata file, attached as a raw virtio disk (`/dev/vdX`).
     pub data: Option<PathBuf>,
     pub timeout: Option<Duration>,
@@ -122,6 +124,7 @@ impl Default for QemuOptions {
             bios: false,
             iso_as_disk: false,
             disks: Vec::new(),
+            verbose: false,
             publish: Vec::new(),
             data: None,
             timeout: None,
@@ -648,6 +651,10 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
         &accel,
         ovmf.as_ref().map(|(c, v)| (c.as_path(), v.as_path())),
     )?;
+    create_disks(&opts.disks)?;
+    if opts.verbose {
+        eprintln!("kiln: {QEMU} {}", args.join(" "));
+    }
     let signal = stop_signals()?;
     // Dropped last on every path out of here (after the temp dir is gone).
     let terminal = TerminalGuard::save();
@@ -713,6 +720,97 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
     drop(tmp);
     drop(terminal);
     Ok(status)
+}
+
+/// Creates each `--disk FILE,size=N` whose file does not exist yet, as
+/// LinuxKit does: a sparse raw file, or an empty qcow2 image (written by
+/// kiln's own qcow2 writer) for `format=qcow2`. An existing file is used
+/// as it is.
+fn create_disks(disks: &[String]) -> Result<(), RunError> {
+    for d in disks {
+        let mut parts = d.split(',');
+        let file = Path::new(parts.next().unwrap_or_default());
+        let (mut format, mut size) = ("raw", None);
+        for p in parts {
+            match p.split_once('=') {
+                Some(("format", f)) => format = f,
+                Some(("size", s)) => {
+                    size = Some(disk_size(s).ok_or_else(|| {
+                        RunError::BadOption(format!("--disk {d}: size {s:?} (want e.g. 512M, 4G)"))
+                    })?)
+                }
+                _ => {}
+            }
+        }
+        let Some(size) = size else { continue };
+        if file.exists() {
+            continue;
+        }
+        let io = |err| RunError::Io {
+            path: file.to_path_buf(),
+            err,
+        };
+        let mut f = File::create_new(file).map_err(io)?;
+        match format {
+            "raw" => f.set_len(size).map_err(io)?,
+            "qcow2" => {
+                crate::output::qcow2::write_qcow2(&mut Zeros { len: size, pos: 0 }, size, &mut f)
+                    .map_err(io)?;
+            }
+            other => {
+                drop(f);
+                let _ = std::fs::remove_file(file);
+                return Err(RunError::BadOption(format!(
+                    "--disk {d}: size= creates raw or qcow2 disks, not {other}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `512M`, `4G`, `1024K` or bytes.
+fn disk_size(s: &str) -> Option<u64> {
+    let (num, shift) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 30),
+        b'T' | b't' => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    num.parse::<u64>()
+        .ok()?
+        .checked_mul(1 << shift)
+        .filter(|&n| n > 0)
+}
+
+/// A disk of zeros, read without memory.
+struct Zeros {
+    len: u64,
+    pos: u64,
+}
+
+impl Read for Zeros {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (self.len - self.pos).min(buf.len() as u64) as usize;
+        buf[..n].fill(0);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for Zeros {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let pos = match to {
+            io::SeekFrom::Start(p) => Some(p),
+            io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos
+            .filter(|&p| p <= self.len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek outside the disk"))?;
+        Ok(self.pos)
+    }
 }
 
 /// The signals that stop a run: the number of the last one caught, or 0.

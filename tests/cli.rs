@@ -761,3 +761,35 @@ fn completions_man_pages_and_json_outputs() {
         "{v}"
     );
 }
+
+/// `build --dry-run` runs the checks and names the images with their
+/// digests, and writes nothing.
+#[test]
+fn dry_run_prints_images_and_writes_nothing() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out = t.kiln(&["build", "--dry-run", "-f", "tar", "-o", "out", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let kernel = kiln::oci::Layout::open(&t.join("oci-layout"))
+        .unwrap()
+        .resolve("kiln.test/kernel:1", "amd64")
+        .unwrap();
+    assert!(
+        text.starts_with("would build basic into out as tar\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "  kiln.test/kernel:1 = kiln.test/kernel:1@{}",
+            kernel.manifest_digest
+        )),
+        "{text}"
+    );
+    assert!(!t.join("out").exists());
+    // Checks still run: a bad reference fails the dry run.
+    t.write("bad.yml", "init:\n  - kiln.test/missing:1\n");
+    let out = t.kiln(&["build", "--dry-run", "bad.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -121,10 +121,26 @@ fn sigterm_stops_qemu_and_removes_the_temp_dir() {
     build_minimal(&t, &["kernel+initrd"]);
     let tmp = t.mkdir("tmp");
     let mut child = kiln_command(&t)
-        .args(["run", "qemu", "--accel", "tcg", "--timeout", "240", "out/m"])
+        .args([
+            "run",
+            "qemu",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "240",
+            "--verbose",
+        ])
+        .args([
+            "--disk",
+            "d.img,size=64M",
+            "--disk",
+            "q.qcow2,format=qcow2,size=1G",
+        ])
+        .arg("out/m")
         .env("TMPDIR", &tmp)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();
@@ -153,6 +169,44 @@ fn sigterm_stops_qemu_and_removes_the_temp_dir() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(status.code(), Some(128 + 15));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("kiln: qemu-system-x86_64 ") && err.contains("file=q.qcow2,format=qcow2"),
+        "{err}"
+    );
+    // size= created both disks: a sparse raw file and an empty qcow2.
+    assert_eq!(std::fs::metadata(t.join("d.img")).unwrap().len(), 64 << 20);
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(t.join("q.qcow2"))
+        .output()
+        .unwrap();
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(
+        (info["format"].as_str(), info["virtual-size"].as_u64()),
+        (Some("qcow2"), Some(1 << 30))
+    );
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(t.join("q.qcow2"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     assert!(
         !Path::new(&format!("/proc/{qemu}")).exists(),
         "qemu {qemu} still runs"
