@@ -137,6 +137,9 @@ struct QemuArgs {
     /// Print the qemu command line
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// After the run, print the verdict as JSON (`{"exit": N, "timed_out": B}`)
+    #[arg(long)]
+    json: bool,
     /// A build name (DIR/NAME) or an image file
     target: PathBuf,
 }
@@ -496,13 +499,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 esp_dir: None,
                 verbose: q.verbose,
             };
-            Ok(match kiln::run::run(&q.target, &opts)? {
-                Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
-                None => {
-                    eprintln!("kiln: guest timed out");
-                    ExitCode::from(124)
-                }
-            })
+            let verdict = kiln::run::run(&q.target, &opts)?;
+            if verdict.is_none() {
+                eprintln!("kiln: guest timed out");
+            }
+            let code = verdict.map_or(124, |c| u8::try_from(c).unwrap_or(2));
+            if q.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"exit": code, "timed_out": verdict.is_none()})
+                );
+            }
+            Ok(ExitCode::from(code))
         }
         Command::Pkg {
             command:

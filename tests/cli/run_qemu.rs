@@ -129,6 +129,7 @@ fn sigterm_stops_qemu_and_removes_the_temp_dir() {
             "--timeout",
             "240",
             "--verbose",
+            "--json",
         ])
         .args([
             "--disk",
@@ -139,7 +140,7 @@ fn sigterm_stops_qemu_and_removes_the_temp_dir() {
         .arg("out/m")
         .env("TMPDIR", &tmp)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -176,6 +177,19 @@ fn sigterm_stops_qemu_and_removes_the_temp_dir() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let verdict: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        verdict,
+        serde_json::json!({"exit": 143, "timed_out": false}),
+        "{out}"
+    );
     assert!(
         err.contains("kiln: qemu-system-x86_64 ") && err.contains("file=q.qcow2,format=qcow2"),
         "{err}"
