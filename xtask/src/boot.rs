@@ -13,6 +13,8 @@ use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -146,6 +148,98 @@ fn extract_disk_raw(archive: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir.join("disk.raw"))
 }
 
+/// One boot of one built format of a case.
+struct Job<'a> {
+    case: &'a Case,
+    /// `format` or `format/variant`.
+    label: String,
+    /// Extra `kiln run qemu` arguments of the variant.
+    extra: Vec<String>,
+    target: PathBuf,
+    log: PathBuf,
+}
+
+/// Boots `job` with `kiln run qemu`, watching the console log: stops as soon
+/// as every marker was seen (a service such as getty never powers off) or a
+/// forbidden one appears. Gives the seconds, the verdict and the console.
+fn boot_one(
+    kiln: &Path,
+    accel: &str,
+    job: &Job,
+) -> anyhow::Result<(f64, Result<(), String>, String)> {
+    let case = job.case;
+    let start = Instant::now();
+    // kiln's own messages go beside the console log and are shown on failure.
+    let stderr_path = job.log.with_extension("stderr");
+    let stderr = fs::File::create(&stderr_path)?;
+    let mut child = Command::new(kiln)
+        .args([
+            "run",
+            "qemu",
+            "--accel",
+            accel,
+            "--timeout",
+            &case.timeout.to_string(),
+            "--console-log",
+        ])
+        .arg(&job.log)
+        .args(&job.extra)
+        .arg(&job.target)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()?;
+    // SIGTERM lets kiln stop qemu and remove its temp directory; the whole
+    // process group is killed only if that takes too long.
+    let stop = |child: &mut std::process::Child| {
+        // SAFETY: plain kill(2) on the child we started.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let asked = Instant::now();
+        while asked.elapsed() < std::time::Duration::from_secs(10) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // SAFETY: plain kill(2) on the process group we created.
+        unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+        let _ = child.wait();
+    };
+    let code = loop {
+        if let Some(status) = child.try_wait()? {
+            break status.code();
+        }
+        let console = fs::read_to_string(&job.log).unwrap_or_default();
+        if check_console(&console, case).is_ok()
+            || case.forbid.iter().any(|f| console.contains(f.as_str()))
+        {
+            stop(&mut child);
+            break Some(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let console = fs::read_to_string(&job.log).unwrap_or_default();
+    let verdict = match (code, check_console(&console, case)) {
+        (_, Err(e)) => Err(e),
+        (Some(0), Ok(())) => Ok(()),
+        (Some(124), Ok(())) => Err(format!("timed out after {}s", case.timeout)),
+        (code, Ok(())) => Err(format!("qemu exited with {code:?}")),
+    };
+    let verdict = verdict.map_err(|e| {
+        let said = fs::read_to_string(&stderr_path).unwrap_or_default();
+        if said.trim().is_empty() {
+            e
+        } else {
+            format!(
+                "{e}\n    kiln said: {}",
+                said.trim().replace('\n', "\n    kiln said: ")
+            )
+        }
+    });
+    Ok((secs, verdict, console))
+}
+
 /// What `cargo xtask boot-test --help` prints.
 const HELP: &str = "usage: cargo xtask boot-test [--all] [CASE...]
 
@@ -153,7 +247,8 @@ Builds each case (examples/*.yml and tests/boot/*.yml with a sibling .expect
 file) with the release kiln, checks its outputs against golden/, boots every
 format the case lists under qemu (SeaBIOS or OVMF, TCG when KVM hangs) and
 checks the serial console for the case's expect: lines, in order, and for no
-forbid: line.
+forbid: line. Boots run side by side, one per core (KILN_BOOT_JOBS=N to
+change it); each line prints as its boot ends.
 
   (no CASE)   the cases marked `ci: yes`
   --all       every case
@@ -196,7 +291,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         bail!("no boot-test case selected");
     }
     let mut failures = 0;
-    let mut passes = 0;
+    let mut jobs: Vec<Job> = Vec::new();
     for case in &cases {
         let out = PathBuf::from("target/boot").join(&case.name);
         let _ = fs::remove_dir_all(&out);
@@ -260,76 +355,61 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 format!("{format}/{variant}")
             };
             let log = out.join(format!("{}.console", label.replace('/', "-")));
-            let start = Instant::now();
-            let mut child = Command::new(&kiln)
-                .args([
-                    "run",
-                    "qemu",
-                    "--timeout",
-                    &case.timeout.to_string(),
-                    "--console-log",
-                ])
-                .arg(&log)
-                .args(&extra)
-                .arg(&target)
-                .stdout(std::process::Stdio::null())
-                .process_group(0)
-                .spawn()?;
-            // SIGTERM lets kiln stop qemu and remove its temp directory; the
-            // whole process group is killed only if that takes too long.
-            let stop = |child: &mut std::process::Child| {
-                // SAFETY: plain kill(2) on the child we started.
-                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-                let asked = Instant::now();
-                while asked.elapsed() < std::time::Duration::from_secs(10) {
-                    if let Ok(Some(_)) = child.try_wait() {
-                        return;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                // SAFETY: plain kill(2) on the process group we created.
-                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
-                let _ = child.wait();
-            };
-            // Watch the console: stop as soon as every marker was seen (a
-            // service such as getty never powers off), or a forbidden one.
-            let code = loop {
-                if let Some(status) = child.try_wait()? {
-                    break status.code();
-                }
-                let console = fs::read_to_string(&log).unwrap_or_default();
-                if check_console(&console, case).is_ok()
-                    || case.forbid.iter().any(|f| console.contains(f.as_str()))
-                {
-                    stop(&mut child);
-                    break Some(0);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(250));
-            };
-            let secs = start.elapsed().as_secs_f64();
-            let console = fs::read_to_string(&log).unwrap_or_default();
-            let verdict = match (code, check_console(&console, case)) {
-                (_, Err(e)) => Err(e),
-                (Some(0), Ok(())) => Ok(()),
-                (Some(124), Ok(())) => Err(format!("timed out after {}s", case.timeout)),
-                (code, Ok(())) => Err(format!("qemu exited with {code:?}")),
-            };
-            match verdict {
-                Ok(()) => {
-                    passes += 1;
-                    println!("PASS {:<24} {:<14} {secs:6.1}s", case.name, label);
-                }
-                Err(e) => {
-                    failures += 1;
-                    println!("FAIL {:<24} {:<14} {secs:6.1}s  {e}", case.name, label);
-                    let lines: Vec<&str> = console.lines().collect();
-                    for l in &lines[lines.len().saturating_sub(40)..] {
-                        println!("    | {l}");
-                    }
-                }
-            }
+            jobs.push(Job {
+                case,
+                label,
+                extra: extra.iter().map(|a| a.to_string()).collect(),
+                target,
+                log,
+            });
         }
     }
+    // Each TCG guest keeps one core busy: boot as many at once as there are
+    // cores (KILN_BOOT_JOBS to change it). Lines print as boots finish.
+    let workers = std::env::var("KILN_BOOT_JOBS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, jobs.len().max(1));
+    // One KVM probe for the whole run instead of one per boot.
+    let accel = if kiln::run::kvm_works() { "kvm" } else { "tcg" };
+    println!(
+        "boot-test: {} boots, {workers} at a time, accelerator {accel}",
+        jobs.len()
+    );
+    let next = AtomicUsize::new(0);
+    let passes = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(failures);
+    let print = Mutex::new(());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let (secs, verdict, console) = match boot_one(&kiln, accel, job) {
+                        Ok(r) => r,
+                        Err(e) => (0.0, Err(format!("{e:#}")), String::new()),
+                    };
+                    let _guard = print.lock().expect("print lock");
+                    let (name, label) = (&job.case.name, &job.label);
+                    match verdict {
+                        Ok(()) => {
+                            passes.fetch_add(1, Ordering::Relaxed);
+                            println!("PASS {name:<24} {label:<14} {secs:6.1}s");
+                        }
+                        Err(e) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            println!("FAIL {name:<24} {label:<14} {secs:6.1}s  {e}");
+                            let lines: Vec<&str> = console.lines().collect();
+                            for l in &lines[lines.len().saturating_sub(40)..] {
+                                println!("    | {l}");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let (passes, failures) = (passes.into_inner(), failed.into_inner());
     println!("boot-test: {passes} passed, {failures} failed");
     if failures > 0 {
         bail!("{failures} boot test(s) failed");
