@@ -6,7 +6,6 @@
 //! Never reads the outputs' directory order: lines are sorted.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -25,6 +24,8 @@ pub enum GoldenError {
     },
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: io::Error },
+    #[error("{path}: {name:?} is not a file name of the sums file's directory (one path component, a regular file)")]
+    NotAnOutput { path: PathBuf, name: String },
 }
 
 /// Render sums in sha256sum format.
@@ -149,7 +150,7 @@ pub fn hash_file(path: &Path) -> Result<String, GoldenError> {
         path: path.to_owned(),
         err,
     };
-    let mut f = File::open(path).map_err(io_err)?;
+    let mut f = crate::hostfile::open_regular(path).map_err(io_err)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -168,9 +169,28 @@ pub fn rehash(sums_path: &Path) -> Result<Sums, GoldenError> {
     let dir = sums_path.parent().unwrap_or(Path::new("."));
     let mut now = Sums::new();
     for name in listed.keys() {
+        // Outputs sit beside their sums file: a name is one component, and
+        // only regular files are read (never a device, a FIFO or a path
+        // elsewhere that a hostile sums file names).
+        let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']);
+        if !plain {
+            return Err(GoldenError::NotAnOutput {
+                path: sums_path.to_owned(),
+                name: name.clone(),
+            });
+        }
         let p = dir.join(name);
-        if p.exists() {
-            now.insert(name.clone(), hash_file(&p)?);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() => {
+                now.insert(name.clone(), hash_file(&p)?);
+            }
+            Ok(_) => {
+                return Err(GoldenError::NotAnOutput {
+                    path: sums_path.to_owned(),
+                    name: name.clone(),
+                })
+            }
+            Err(_) => {}
         }
     }
     Ok(now)
@@ -193,6 +213,28 @@ mod tests {
         let text = render(&sums);
         assert_eq!(text, format!("{A}  x-initrd.img\n{B}  x-kernel\n"));
         assert_eq!(parse(Path::new("g"), &text).unwrap(), sums);
+    }
+
+    #[test]
+    fn rehash_reads_only_regular_files_beside_the_sums_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("out.img"), b"x").unwrap();
+        let sums = dir.path().join("x.sha256");
+        std::fs::write(&sums, format!("{A}  out.img\n")).unwrap();
+        let now = rehash(&sums).unwrap();
+        assert_eq!(now.len(), 1);
+        for hostile in ["../x.sha256", "/etc/passwd", "sub/out.img", ".."] {
+            std::fs::write(&sums, format!("{A}  {hostile}\n")).unwrap();
+            let e = rehash(&sums).unwrap_err().to_string();
+            assert!(
+                e.contains("is not a file name of the sums file's directory"),
+                "{e}"
+            );
+        }
+        // A device (or FIFO, directory, symlink) beside it is not read.
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero")).unwrap();
+        std::fs::write(&sums, format!("{A}  zero\n")).unwrap();
+        assert!(rehash(&sums).is_err());
     }
 
     #[test]

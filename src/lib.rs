@@ -8,6 +8,7 @@ pub mod assemble;
 pub mod atomic;
 pub mod build;
 pub mod golden;
+pub mod hostfile;
 pub mod inspect;
 pub mod lock;
 pub mod oci;

@@ -317,6 +317,13 @@ fn checked_layout_dir(args: &LayoutArgs) -> anyhow::Result<PathBuf> {
 /// `--name`, else the first file's stem.
 fn output_name(name: Option<String>, files: &[PathBuf]) -> anyhow::Result<String> {
     match name {
+        // Outputs are NAME-kernel, NAME.iso, … inside -o: one path component.
+        Some(n) if n.is_empty() || n == "." || n == ".." || n.contains(['/', '\0']) => {
+            Err(build::UserError(format!(
+                "--name {n:?}: a name is one path component (no `/`, not `.` or `..`)"
+            ))
+            .into())
+        }
         Some(n) => Ok(n),
         None => Ok(files[0]
             .file_stem()

@@ -16,7 +16,6 @@
 //! including the bare-tag form `skopeo copy … oci:DIR:TAG` writes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -324,7 +323,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 
 /// Reads a small, unaddressed JSON file (`oci-layout`, `index.json`).
 fn read_small_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OciError> {
-    let file = File::open(path).map_err(|e| OciError::io(path, e))?;
+    let file = crate::hostfile::open_regular(path).map_err(|e| OciError::io(path, e))?;
     let mut bytes = Vec::new();
     file.take(blob::MAX_JSON_BLOB + 1)
         .read_to_end(&mut bytes)

@@ -6,6 +6,7 @@ mod disk_tools;
 mod examples;
 pub(crate) mod fixture;
 mod golden_cases;
+mod hostile;
 mod oci_volume;
 mod repro;
 mod run_qemu;

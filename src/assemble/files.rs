@@ -11,13 +11,16 @@
 //! expanded. The only host access is reading a `source:` file the spec
 //! resolved; an `optional` source that cannot be opened skips the entry.
 
-use std::fs::File;
+use std::io::Read;
 use std::path::PathBuf;
 
 use super::layout::show;
 use super::{to_go_json, to_yaml, AssembleError, IdMap, Inputs};
 use crate::spec::{FileEntry, FileSource, MetadataFormat};
 use crate::tree::{Entry, Kind, Tree};
+
+/// The largest `files: source:` file kiln copies into an image.
+pub const MAX_SOURCE_BYTES: u64 = 4 << 30;
 
 /// What is wrong with one `files:` entry.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,8 @@ pub enum FileError {
     },
     #[error("source {0} is a directory, not a file")]
     SourceIsDir(PathBuf),
+    #[error("source {0} is larger than {1} bytes")]
+    SourceTooLarge(PathBuf, u64),
     #[error("parent {0:?} is not a directory (in the image or an earlier entry)")]
     ParentNotDir(String),
     #[error("{0:?} is a non-empty directory; only `directory: true` may be written over it")]
@@ -116,20 +121,24 @@ fn add_file(tree: &mut Tree, inputs: &Inputs, ids: &IdMap, f: &FileEntry) -> Res
                 path: path.clone(),
                 err,
             };
-            let mut file = match File::open(path) {
+            if path.is_dir() {
+                return Err(FileError::SourceIsDir(path.clone()));
+            }
+            let file = match crate::hostfile::open_regular(path) {
                 Ok(file) => file,
                 Err(_) if f.optional => return Ok(()),
                 Err(err) => return Err(unreadable(err)),
             };
-            if file.metadata().map_err(unreadable)?.is_dir() {
-                return Err(FileError::SourceIsDir(path.clone()));
+            // Read one byte past the bound to tell "at the bound" from "over".
+            let mut bounded = file.take(MAX_SOURCE_BYTES + 1);
+            let content = inputs
+                .store
+                .add_reader(&mut bounded, None)
+                .map_err(unreadable)?;
+            if content.len() > MAX_SOURCE_BYTES {
+                return Err(FileError::SourceTooLarge(path.clone(), MAX_SOURCE_BYTES));
             }
-            Kind::File(
-                inputs
-                    .store
-                    .add_reader(&mut file, None)
-                    .map_err(unreadable)?,
-            )
+            Kind::File(content)
         }
     };
     // Parents: create the missing ones, refuse a non-directory in the way.

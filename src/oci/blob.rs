@@ -39,7 +39,7 @@ impl BlobRef {
     }
 
     fn open(&self) -> Result<File, OciError> {
-        File::open(&self.path).map_err(|e| {
+        crate::hostfile::open_regular(&self.path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 OciError::MissingBlob {
                     digest: self.digest.to_string(),

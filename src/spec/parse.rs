@@ -251,7 +251,7 @@ fn file_entry(node: &Node, path: &str, base_dir: &Path) -> Result<FileEntry, Spe
         }
         Some((key, v, FileSource::Source(host))) => {
             if !optional {
-                if let Err(e) = std::fs::File::open(&host) {
+                if let Err(e) = crate::hostfile::open_regular(&host) {
                     let msg = format!("cannot read `{}`: {e}", host.display());
                     return Err(error(v, &join(path, key), msg));
                 }
