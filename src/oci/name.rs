@@ -82,6 +82,32 @@ impl Reference {
         if path.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(bad("repository names must be lowercase"));
         }
+        // The distribution spec's path components: lowercase letters and
+        // digits, joined by `.`, `_`, `__` or dashes; never `.` or `..`.
+        let component_ok = |c: &str| {
+            let b = c.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'.' | b'_' | b'-'))
+                && !c.contains("..")
+        };
+        let (host, port) = domain.split_once(':').unwrap_or((&domain, ""));
+        let host_ok = host.split('.').all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+        if !host_ok || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad(&format!("{domain:?} is not a registry host[:port]")));
+        }
+        if let Some(c) = path.split('/').find(|c| !component_ok(c)) {
+            return Err(bad(&format!(
+                "repository path component {c:?} is not lowercase letters and digits joined by `.`, `_` or `-`"
+            )));
+        }
         Ok(Reference {
             written: written.to_string(),
             repository: format!("{domain}/{path}"),
@@ -206,6 +232,26 @@ mod tests {
                 && e.contains("`kiln pkg build`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn path_components_follow_the_distribution_grammar() {
+        for bad in ["evil/../../x", "a/../b:1", "x_/y", "-x", "a/.b"] {
+            let e = Reference::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("repository path component"), "{bad}: {e}");
+        }
+        for bad in ["../../evil", "./x", "a..b/c", "-h.io/x", "h.io:p/x"] {
+            let e = Reference::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("is not a registry host[:port]"), "{bad}: {e}");
+        }
+        for ok in [
+            "a.b/c_d/e-f:1",
+            "localhost:5000/x__y",
+            "linuxkit/kernel:6.6.13",
+            "x--y/z",
+        ] {
+            Reference::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]
