@@ -267,6 +267,21 @@ pub fn error_message(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// `text` safe for a terminal: control characters (from tar headers, YAML
+/// keys, file names) are shown as `\u{..}` escapes instead of being sent as
+/// escape sequences; line breaks between messages stay.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Creates the output directory and checks that a file can be made in it: a
 /// directory that cannot be used is bad input (exit 1) naming it.
 fn output_dir_ready(dir: &Path) -> anyhow::Result<()> {
@@ -887,6 +902,14 @@ fn initrd(
 #[cfg(test)]
 mod error_message_tests {
     use super::error_message;
+
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(
+            super::printable("a\u{1b}[31mred\u{7}\nnext\u{9b}"),
+            "a\\u{1b}[31mred\\u{7}\nnext\\u{9b}"
+        );
+    }
 
     #[test]
     fn a_cause_quoted_by_its_parent_is_printed_once() {

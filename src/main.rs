@@ -264,7 +264,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("kiln: error: {}", build::error_message(err.as_ref()));
+            eprintln!(
+                "kiln: error: {}",
+                build::printable(&build::error_message(err.as_ref()))
+            );
             ExitCode::from(build::exit_code(&err))
         }
     }
@@ -374,7 +377,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     opts.locked.as_deref(),
                 )?;
                 for w in &report.warnings {
-                    eprintln!("kiln: warning: {w}");
+                    eprintln!("kiln: warning: {}", build::printable(w));
                 }
                 if args.json {
                     println!("{}", report.to_json());
@@ -402,7 +405,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let report = build::build(&opts)?;
             for w in &report.warnings {
-                eprintln!("kiln: warning: {w}");
+                eprintln!("kiln: warning: {}", build::printable(w));
             }
             for i in &report.images {
                 eprintln!(
@@ -435,7 +438,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 locked.as_deref(),
             )?;
             for w in &warnings {
-                eprintln!("kiln: warning: {w}");
+                eprintln!("kiln: warning: {}", build::printable(w));
             }
             if args.json {
                 println!("{}", serde_json::json!({"ok": true, "warnings": warnings}));
@@ -563,7 +566,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })?;
             for b in &built {
                 for w in &b.warnings {
-                    eprintln!("kiln: warning: {w}");
+                    eprintln!("kiln: warning: {}", build::printable(w));
                 }
                 println!("{}  {}  {}", b.digest, b.name, b.hash_name);
             }

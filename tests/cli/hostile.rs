@@ -125,3 +125,22 @@ fn verify_reads_only_outputs_beside_the_sums_file() {
         );
     }
 }
+
+#[test]
+fn escape_sequences_in_input_are_not_sent_to_the_terminal() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    t.write("e.yml", "\"evil\\e]0;owned\\a\": 1\n");
+    let out = kiln_bounded(t.path(), &["validate", "e.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !out.stderr.contains(&0x1b) && !out.stderr.contains(&0x07),
+        "{:?}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("evil\\u{1b}]0;owned\\u{7}"),
+        "{}",
+        stderr(&out)
+    );
+}
