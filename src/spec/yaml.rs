@@ -20,6 +20,10 @@ use super::{Pos, SpecError};
 /// The most nodes one document may hold: written nodes, anchored copies
 /// and alias expansions together.
 pub const MAX_NODES: usize = 100_000;
+/// The most scalar bytes aliases may copy (each alias of an anchor counts
+/// the anchor's scalar bytes again), so a few aliases of one large scalar
+/// cannot multiply memory either.
+pub const MAX_ALIAS_BYTES: usize = 16 << 20;
 /// The deepest nesting of sequences and mappings accepted.
 pub const MAX_DEPTH: usize = 64;
 
@@ -161,6 +165,7 @@ pub fn load(file: &str, text: &str) -> Result<Node, SpecError> {
         stack: Vec::new(),
         anchors: BTreeMap::new(),
         count: 0,
+        copied: 0,
         root: None,
         documents: 0,
     };
@@ -199,6 +204,7 @@ struct Anchored {
     node: Node,
     size: usize,
     depth: usize,
+    bytes: usize,
 }
 
 struct Builder {
@@ -206,6 +212,8 @@ struct Builder {
     stack: Vec<Frame>,
     anchors: BTreeMap<usize, Anchored>,
     count: usize,
+    /// Scalar bytes copied by aliases and anchor copies.
+    copied: usize,
     root: Option<Node>,
     documents: usize,
 }
@@ -232,6 +240,17 @@ impl Builder {
             return Err(self.err(
                 pos.clone(),
                 format!("alias expansion exceeds {MAX_NODES} nodes (is this an alias bomb?)"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn copy_bytes(&mut self, n: usize, pos: &Pos) -> Result<(), SpecError> {
+        self.copied = self.copied.saturating_add(n);
+        if self.copied > MAX_ALIAS_BYTES {
+            return Err(self.err(
+                pos.clone(),
+                format!("alias expansion copies more than {MAX_ALIAS_BYTES} bytes (is this an alias bomb?)"),
             ));
         }
         Ok(())
@@ -284,8 +303,10 @@ impl Builder {
                 if self.stack.len() + a.depth > MAX_DEPTH {
                     return Err(self.err(pos, format!("nesting deeper than {MAX_DEPTH} levels")));
                 }
-                let (size, mut node) = (a.size, a.node.clone());
+                let (size, bytes) = (a.size, a.bytes);
                 self.grow(size, &pos)?;
+                self.copy_bytes(bytes, &pos)?;
+                let mut node = self.anchors[&id].node.clone();
                 // An alias stands where it is written, but keeps the
                 // anchor's inner positions.
                 node.pos = pos;
@@ -319,15 +340,18 @@ impl Builder {
     fn finish(&mut self, node: Node, anchor: usize) -> Result<(), SpecError> {
         if anchor != 0 {
             let (size, depth) = measure(&node);
+            let bytes = scalar_bytes(&node);
             // The stored copy counts too, so nested anchors cannot multiply
             // memory past the budget.
             self.grow(size, &node.pos)?;
+            self.copy_bytes(bytes, &node.pos)?;
             self.anchors.insert(
                 anchor,
                 Anchored {
                     node: node.clone(),
                     size,
                     depth,
+                    bytes,
                 },
             );
         }
@@ -410,6 +434,19 @@ impl Builder {
 }
 
 /// The number of nodes in `node` and its nesting depth (0 for a scalar).
+/// The bytes of every scalar (keys included) under `node`.
+fn scalar_bytes(node: &Node) -> usize {
+    match &node.value {
+        Value::Null => 0,
+        Value::Scalar { text, .. } => text.len(),
+        Value::Sequence(items) => items.iter().map(scalar_bytes).sum(),
+        Value::Mapping(entries) => entries
+            .iter()
+            .map(|(k, v)| scalar_bytes(k) + scalar_bytes(v))
+            .sum(),
+    }
+}
+
 fn measure(node: &Node) -> (usize, usize) {
     match &node.value {
         Value::Null | Value::Scalar { .. } => (1, 0),
@@ -512,6 +549,20 @@ mod tests {
         let e = err("a: [1, 2\nb: 3\n");
         assert!(e.starts_with("t.yml:"), "{e}");
         assert!(e.contains("yaml syntax error"), "{e}");
+    }
+
+    #[test]
+    fn aliases_of_a_large_scalar_are_bounded_in_bytes() {
+        // One 1 MiB scalar, aliased: few nodes, many bytes.
+        let big = "x".repeat(1 << 20);
+        let mut text = format!("a: &big \"{big}\"\nb: [");
+        text.push_str(&vec!["*big"; 40].join(", "));
+        text.push_str("]\n");
+        let e = err(&text);
+        assert!(e.contains("alias expansion copies more than"), "{e}");
+        // A few copies are fine.
+        let ok = format!("a: &big \"{big}\"\nb: [*big, *big]\n");
+        load("t.yml", &ok).unwrap();
     }
 
     #[test]

@@ -9,9 +9,24 @@ use std::time::{Duration, Instant};
 use super::fixture::{system_layout, write_case, CASE_BASIC};
 use crate::support::{stderr, TestDir};
 
-/// Runs kiln in `dir`, killing it after 30 s (a hang fails the test).
+/// Runs kiln in `dir` with at most `MEMORY` bytes of address space,
+/// killing it after 30 s: a hang or an allocation past the bound fails the
+/// test (the allocation aborts kiln, which is not exit 1).
 fn kiln_bounded(dir: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    const MEMORY: u64 = 1 << 30;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    // SAFETY: setrlimit(2) only, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let limit = rustix::process::Rlimit {
+                current: Some(MEMORY),
+                maximum: Some(MEMORY),
+            };
+            rustix::process::setrlimit(rustix::process::Resource::As, limit)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -140,6 +155,24 @@ fn escape_sequences_in_input_are_not_sent_to_the_terminal() {
     );
     assert!(
         stderr(&out).contains("evil\\u{1b}]0;owned\\u{7}"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn aliases_of_a_large_scalar_stay_within_memory() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    // One 1 MiB scalar aliased 1,500 times: 1.5 GiB if expanded.
+    let mut text = format!("x-big: &big \"{}\"\nx-list: [", "x".repeat(1 << 20));
+    text.push_str(&vec!["*big"; 1500].join(", "));
+    text.push_str("]\n");
+    t.write("a.yml", text);
+    let out = kiln_bounded(t.path(), &["validate", "a.yml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("alias expansion copies more than"),
         "{}",
         stderr(&out)
     );
