@@ -304,10 +304,22 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// A path for messages: as is when it is printable UTF-8, else escaped.
+/// A path for messages: as is when it is printable UTF-8, else escaped;
+/// a very long one is cut after 200 bytes with its length said.
 fn show(path: &[u8]) -> String {
-    match std::str::from_utf8(path) {
+    const SHOWN: usize = 200;
+    let (head, cut) = if path.len() > SHOWN {
+        (&path[..SHOWN], format!("… ({} bytes)", path.len()))
+    } else {
+        (path, String::new())
+    };
+    let text = match std::str::from_utf8(head) {
         Ok(s) if !s.chars().any(char::is_control) => s.to_owned(),
-        _ => path.escape_ascii().to_string(),
-    }
+        _ => head.escape_ascii().to_string(),
+    };
+    text + &cut
 }
+
+/// The longest path (and link target) kept, in bytes: Linux's `PATH_MAX`.
+/// It also bounds the depth, and so the work per entry.
+pub const MAX_PATH_BYTES: usize = 4096;

@@ -235,6 +235,12 @@ impl Context<'_> {
         changes: &mut Changes,
     ) -> Result<(), UnpackError> {
         let pax = ext.pax.unwrap_or_default();
+        if raw_path.len() > super::MAX_PATH_BYTES {
+            return Err(self.unsupported(
+                raw_path,
+                &format!("path longer than {} bytes", super::MAX_PATH_BYTES),
+            ));
+        }
         let (path, odd) = tree::normalize(raw_path);
         if path.is_empty() {
             return Ok(()); // the root itself (`./`, `/`): the tree has no entry for it
@@ -328,6 +334,14 @@ impl Context<'_> {
                 .or_else(|| header.link_name_bytes().map(|l| l.into_owned()))
                 .filter(|l| !l.is_empty())
                 .ok_or_else(|| self.header_error(raw_path, "link without a target".to_owned()))
+                .and_then(|l| {
+                    if l.len() > super::MAX_PATH_BYTES {
+                        let what =
+                            format!("link target longer than {} bytes", super::MAX_PATH_BYTES);
+                        return Err(self.unsupported(raw_path, &what));
+                    }
+                    Ok(l)
+                })
         };
 
         let kind = match ty {

@@ -539,3 +539,36 @@ fn same_layers_give_the_same_tree() {
     assert_eq!(listing(&one, &s1), listing(&two, &s2));
     let _: &Entry = one.tree.get(b"a/h").unwrap();
 }
+
+/// A path of a million components (a few hundred bytes gzipped) is refused
+/// at once, naming the layer and the start of the path; so is a long link
+/// target. Linux cannot use a path over PATH_MAX anyway.
+#[test]
+fn paths_and_link_targets_longer_than_path_max_are_refused_quickly() {
+    let s = store();
+    let deep = "a/".repeat(500_000);
+    let layer = Tar::new()
+        .pax(&[("path", deep.as_bytes())])
+        .file("x", b"")
+        .finish();
+    let start = std::time::Instant::now();
+    let e = unpack(&[layer], &s).unwrap_err().to_string();
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        e.contains("path longer than 4096 bytes") && e.contains("(1000000 bytes)"),
+        "{e}"
+    );
+    assert!(e.len() < 600, "the message is short: {e}");
+    let ok = "b/".repeat(2000) + "f";
+    let layer = Tar::new()
+        .pax(&[("path", ok.as_bytes())])
+        .file("x", b"")
+        .finish();
+    unpack(&[layer], &s).unwrap();
+    let layer = Tar::new()
+        .pax(&[("linkpath", "t/".repeat(3000).as_bytes())])
+        .symlink("l", "ignored")
+        .finish();
+    let e = unpack(&[layer], &s).unwrap_err().to_string();
+    assert!(e.contains("link target longer than 4096 bytes"), "{e}");
+}
