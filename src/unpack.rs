@@ -320,6 +320,9 @@ fn show(path: &[u8]) -> String {
     text + &cut
 }
 
+/// The longest name (path component) kept, in bytes: Linux's `NAME_MAX`.
+pub const MAX_NAME_BYTES: usize = 255;
+
 /// The longest path (and link target) kept, in bytes: Linux's `PATH_MAX`.
 /// It also bounds the depth, and so the work per entry.
 pub const MAX_PATH_BYTES: usize = 4096;

@@ -483,6 +483,12 @@ bad_input! {
     second_document:
         "init: [a]\n---\ninit: [b]\n",
         2:1, "more than one yaml document";
+    file_name_over_name_max:
+        &format!("files:\n  - path: etc/{}\n    contents: x\n", "n".repeat(256)),
+        2:11, "file path has a name over 255 bytes";
+    file_name_with_nul:
+        "files:\n  - path: \"etc/a\\0b\"\n    contents: x\n",
+        2:11, "file path contains a NUL byte";
     syntax_error_has_parser_position:
         "services:\n  - name: a\n   image: b\n",
         3:4, "yaml syntax error: ";

@@ -67,7 +67,7 @@ const EXTENDED: u16 = 7;
 ///
 /// Fails on any I/O error, on a hard link whose target is missing or that
 /// names a directory, on an entry whose parent is not a directory, on a
-/// name longer than 256 bytes, on more than 65536 distinct uids and gids,
+/// name longer than 256 bytes, on more than 65535 distinct uids and gids,
 /// on a path that is not normalised, and on an xattr name squashfs cannot
 /// store.
 pub fn write_squashfs(
@@ -216,9 +216,10 @@ impl<'a> Plan<'a> {
             ids.insert(inode.uid);
             ids.insert(inode.gid);
         }
-        if ids.len() > 1 << 16 {
+        // The superblock's id count is 16 bits: 65536 ids would read as 0.
+        if ids.len() > usize::from(u16::MAX) {
             return Err(invalid(format!(
-                "{} distinct uids and gids, squashfs holds at most 65536",
+                "{} distinct uids and gids, squashfs holds at most 65535",
                 ids.len()
             )));
         }
@@ -549,6 +550,28 @@ mod tests {
     fn device_numbers_use_the_kernel_encoding() {
         assert_eq!(encode_dev(8, 1), 0x801);
         assert_eq!(encode_dev(259, 0x12345), 0x1231_0345);
+    }
+
+    #[test]
+    fn id_count_fits_its_16_bit_field() {
+        // Files with distinct uid and gid: `pairs` files give 2 * pairs ids
+        // plus the root's 0.
+        let plan_for = |pairs: u32| {
+            let mut tree = Tree::new();
+            for i in 0..pairs {
+                let mut e = Entry::dir(0o755, 0);
+                e.uid = 1 + 2 * i;
+                e.gid = 2 + 2 * i;
+                tree.insert(format!("d{i}").into_bytes(), e);
+            }
+            Plan::new(&tree, &Entry::dir(0o755, 0)).map(|p| p.ids.len())
+        };
+        assert_eq!(plan_for(32767).unwrap(), 65535);
+        let e = plan_for(32768).unwrap_err().to_string();
+        assert!(
+            e.contains("65537 distinct uids and gids, squashfs holds at most 65535"),
+            "{e}"
+        );
     }
 
     #[test]

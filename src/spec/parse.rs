@@ -287,6 +287,14 @@ fn check_file_path(raw: &str, node: &Node, path: &str) -> Result<String, SpecErr
     if clean.contains('\0') {
         return Err(error(node, path, "file path contains a NUL byte"));
     }
+    // Linux's NAME_MAX and PATH_MAX, as for paths from layers.
+    if clean.split('/').any(|c| c.len() > 255) || clean.len() > 4096 {
+        return Err(error(
+            node,
+            path,
+            "file path has a name over 255 bytes or is over 4096 bytes",
+        ));
+    }
     Ok(clean.to_owned())
 }
 

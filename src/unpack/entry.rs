@@ -245,6 +245,18 @@ impl Context<'_> {
         if path.is_empty() {
             return Ok(()); // the root itself (`./`, `/`): the tree has no entry for it
         }
+        // What no Linux filesystem can hold, and some image formats would
+        // silently mangle: refused here, once, for every output format.
+        if path.contains(&0) {
+            return Err(self.unsupported(raw_path, "a NUL byte in the file name"));
+        }
+        if path
+            .split(|&b| b == b'/')
+            .any(|c| c.len() > super::MAX_NAME_BYTES)
+        {
+            let what = format!("a name longer than {} bytes", super::MAX_NAME_BYTES);
+            return Err(self.unsupported(raw_path, &what));
+        }
         if odd {
             self.warnings.push(format!(
                 "layer {}: entry {} leaves the image root; kept inside it as /{}",

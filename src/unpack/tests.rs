@@ -572,3 +572,29 @@ fn paths_and_link_targets_longer_than_path_max_are_refused_quickly() {
     let e = unpack(&[layer], &s).unwrap_err().to_string();
     assert!(e.contains("link target longer than 4096 bytes"), "{e}");
 }
+
+/// Names no Linux filesystem holds are refused at unpack, for every format:
+/// a NUL byte, a component over NAME_MAX.
+#[test]
+fn nul_bytes_and_names_over_name_max_are_refused() {
+    let s = store();
+    let layer = Tar::new()
+        .pax(&[("path", b"etc/a\0b".as_slice())])
+        .file("x", b"")
+        .finish();
+    let e = unpack(&[layer], &s).unwrap_err().to_string();
+    assert!(e.contains("a NUL byte in the file name"), "{e}");
+    let long = format!("etc/{}", "n".repeat(256));
+    let layer = Tar::new()
+        .pax(&[("path", long.as_bytes())])
+        .file("x", b"")
+        .finish();
+    let e = unpack(&[layer], &s).unwrap_err().to_string();
+    assert!(e.contains("a name longer than 255 bytes"), "{e}");
+    let ok = format!("etc/{}", "n".repeat(255));
+    let layer = Tar::new()
+        .pax(&[("path", ok.as_bytes())])
+        .file("x", b"")
+        .finish();
+    unpack(&[layer], &s).unwrap();
+}
