@@ -28,6 +28,8 @@ enum Command {
     Build(BuildArgs),
     /// Check YAML files and that every image they name is in the layout
     Validate(ValidateArgs),
+    /// Fetch images from registries into the layout (then build offline)
+    Pull(PullArgs),
     /// List the entries of a built initrd or tar
     Inspect {
         /// An initrd (cpio, optionally compressed) or tar
@@ -167,9 +169,53 @@ struct BuildArgs {
     /// Refuse an image whose layers unpack to more than this many bytes
     #[arg(long, value_name = "BYTES", default_value_t = kiln::unpack::Limits::default().max_total_bytes)]
     max_image_bytes: u64,
+    /// First pull the images the layout lacks (see `kiln pull`)
+    #[arg(long)]
+    pull: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// LinuxKit YAML files, merged in order
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RegistryArgs {
+    /// Speak plain HTTP to this registry (HOST[:PORT]); repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure: Vec<String>,
+    /// Also trust this PEM CA certificate; repeatable
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    ca_certs: Vec<PathBuf>,
+}
+
+impl RegistryArgs {
+    fn client(&self) -> kiln::fetch::ClientOptions {
+        kiln::fetch::ClientOptions {
+            insecure: self.insecure.clone(),
+            ca_certs: self.ca_certs.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct PullArgs {
+    /// OCI image layout to add the images to [default: $KILN_LAYOUT, else ./oci-layout]
+    #[arg(long, value_name = "DIR")]
+    layout: Option<PathBuf>,
+    /// Platforms to keep from multi-arch images
+    #[arg(
+        long,
+        value_name = "OS/ARCH[/VARIANT]",
+        value_delimiter = ',',
+        default_value = "linux/amd64"
+    )]
+    platform: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Image references, stored in the layout under the name as written
+    #[arg(required = true, value_name = "REF")]
+    refs: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -240,6 +286,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 args.formats
             };
+            if args.pull {
+                let opts = kiln::fetch::PullOptions {
+                    layout: layout_dir(&args.layout),
+                    platforms: Vec::new(),
+                    client: args.registry.client(),
+                };
+                for p in kiln::fetch::pull_missing(&args.files, &args.layout.arch, &opts)? {
+                    eprintln!("kiln: pulled {} {}", p.reference, p.digest);
+                }
+            }
             let opts = BuildOptions {
                 files: args.files,
                 formats,
@@ -281,6 +337,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("kiln: warning: {w}");
             }
             println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pull(args) => {
+            let platforms = args
+                .platform
+                .iter()
+                .map(|p| kiln::fetch::Platform::parse(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = kiln::fetch::PullOptions {
+                layout: layout_dir(&LayoutArgs {
+                    layout: args.layout,
+                    arch: String::new(),
+                }),
+                platforms,
+                client: args.registry.client(),
+            };
+            for p in kiln::fetch::pull(&args.refs, &opts)? {
+                println!(
+                    "{}  {}  (fetched {} blobs, {} bytes; {} already present)",
+                    p.digest, p.reference, p.fetched, p.fetched_bytes, p.present
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { file } => {
