@@ -4,7 +4,7 @@
 
 mod disk_tools;
 mod examples;
-mod fixture;
+pub mod fixture;
 mod golden_cases;
 mod oci_volume;
 mod repro;

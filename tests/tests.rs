@@ -10,6 +10,7 @@ mod iso;
 mod oci;
 mod output;
 mod pkg;
+mod pull;
 mod spec;
 mod squashfs;
 mod uki;

@@ -1,0 +1,412 @@
+//! `kiln pull` and `kiln build --pull` against a real registry (Debian's
+//! `docker-registry`, started per test on loopback and filled by
+//! `skopeo copy`): tags, digests, multi-arch indexes, basic and token auth,
+//! a corrupt blob, resuming, and that what was pulled builds the bytes a
+//! `skopeo copy` of the same images builds, offline.
+
+mod registry;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+
+use crate::cli::fixture::{system_layout, CASE_BASIC};
+use crate::support::{
+    kiln_env, stderr, stdout, write_layout, write_multiarch_layout, LayerBuilder, MultiArchImage,
+    TestDir, TestImage,
+};
+use registry::{free_port, Auth, Registry, TokenServer, PASSWORD, USER};
+
+const SYSTEM: [&str; 6] = ["kernel", "init", "runc", "sysctl", "busybox", "web"];
+
+/// `kiln pull --layout LAYOUT --insecure-registry HOST REFS…` in `t`.
+fn pull(
+    t: &TestDir,
+    reg: &Registry,
+    layout: &str,
+    refs: &[String],
+    env: &[(&str, &str)],
+) -> Output {
+    let host = reg.host();
+    let mut args = vec!["pull", "--layout", layout, "--insecure-registry", &host];
+    args.extend(refs.iter().map(String::as_str));
+    kiln_env(t.path(), &args, env)
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "kiln failed: {}\n{}",
+        o.status,
+        stderr(o)
+    );
+    stdout(o)
+}
+
+fn build_tar(t: &TestDir, layout: &str, out: &str, extra: &[&str]) -> Vec<u8> {
+    let mut args = vec!["build", "-f", "tar", "--layout", layout, "-o", out];
+    args.extend_from_slice(extra);
+    args.push("sys.yml");
+    ok(&kiln_env(t.path(), &args, &[]));
+    t.read(format!("{out}/sys.tar"))
+}
+
+fn small_image(name: &str, file: &str, body: &str) -> TestImage {
+    TestImage::new(name).layer(
+        LayerBuilder::new()
+            .dir("etc", 0o755)
+            .file(&format!("etc/{file}"), body, 0o644)
+            .build(),
+    )
+}
+
+#[test]
+fn pulled_layout_builds_the_bytes_of_a_skopeo_copy_and_builds_offline() {
+    let t = TestDir::new();
+    system_layout(&t.join("src"));
+    let reg = Registry::start(&t, free_port(), Auth::None);
+    let host = reg.host();
+    for n in SYSTEM {
+        reg.push(
+            &t.join("src"),
+            &format!("kiln.test/{n}:1"),
+            &format!("test/{n}:1"),
+        );
+    }
+    // One reference pinned by digest, the others by tag.
+    let web = reg.digest("test/web:1");
+    let pinned = format!("{host}/test/web@{web}");
+    t.write(
+        "sys.yml",
+        CASE_BASIC
+            .replace("kiln.test/web:1", &pinned)
+            .replace("kiln.test/", &format!("{host}/test/")),
+    );
+    let mut refs: Vec<String> = SYSTEM[..5]
+        .iter()
+        .map(|n| format!("{host}/test/{n}:1"))
+        .collect();
+    refs.push(pinned.clone());
+    let out = ok(&pull(&t, &reg, "pulled", &refs, &[]));
+    assert!(out.contains(&format!("{web}  {pinned}")), "{out}");
+    // The names are stored as written, as skopeo's oci:DIR:REF stores them.
+    let index = String::from_utf8(t.read("pulled/index.json")).unwrap();
+    for r in &refs {
+        assert!(index.contains(&format!("\"{r}\"")), "{r} not in {index}");
+    }
+
+    for n in SYSTEM {
+        registry_copy(&reg, &format!("test/{n}:1"), &t.join("copied"));
+    }
+    let copied = build_tar(&t, "copied", "out-copied", &[]);
+    let pulled = build_tar(&t, "pulled", "out-pulled", &[]);
+    assert!(
+        copied == pulled,
+        "a pulled layout builds other bytes than skopeo's copy"
+    );
+
+    // build --pull fills an empty layout with what the YAML names.
+    let insecure = ["--pull", "--insecure-registry", &host];
+    assert!(build_tar(&t, "bp", "out-bp", &insecure) == copied);
+    // With everything present, build --pull contacts nobody.
+    drop(reg);
+    assert!(build_tar(&t, "bp", "out-bp2", &insecure) == copied);
+
+    // A build without --pull opens no connection: it passes with no network at all.
+    if Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        let o = Command::new("unshare")
+            .arg("-n")
+            .arg(env!("CARGO_BIN_EXE_kiln"))
+            .args([
+                "build",
+                "-f",
+                "tar",
+                "--layout",
+                "pulled",
+                "-o",
+                "out-offline",
+                "sys.yml",
+            ])
+            .current_dir(t.path())
+            .env_clear()
+            .env("HOME", t.path())
+            .output()
+            .expect("unshare");
+        ok(&o);
+        assert!(t.read("out-offline/sys.tar") == copied);
+    } else {
+        eprintln!("unshare -n is not permitted here; the offline build was checked with the registry stopped only");
+    }
+}
+
+/// `skopeo copy docker://HOST/REPO_TAG oci:DIR:HOST/REPO_TAG`.
+fn registry_copy(reg: &Registry, repo_tag: &str, dir: &Path) {
+    crate::support::run_tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{}/{repo_tag}", reg.host()),
+            &format!("oci:{}:{}/{repo_tag}", dir.display(), reg.host()),
+        ],
+    );
+}
+
+#[test]
+fn multi_arch_index_keeps_the_index_and_the_chosen_platforms() {
+    let t = TestDir::new();
+    let plat = |arch: &str, variant: Option<&str>| {
+        let mut i = TestImage::untagged()
+            .arch(arch)
+            .layer(LayerBuilder::new().file("arch", arch, 0o644).build());
+        if let Some(v) = variant {
+            i = i.variant(v);
+        }
+        i
+    };
+    write_multiarch_layout(
+        &t.join("src"),
+        &[MultiArchImage::new(
+            "kiln.test/multi:1",
+            vec![
+                plat("amd64", None),
+                plat("arm64", Some("v8")),
+                plat("arm", Some("v7")),
+            ],
+        )],
+    );
+    let reg = Registry::start(&t, free_port(), Auth::None);
+    reg.push(&t.join("src"), "kiln.test/multi:1", "test/multi:1");
+    let r = format!("{}/test/multi:1", reg.host());
+    let index_digest = reg.digest("test/multi:1");
+
+    let out = ok(&pull(&t, &reg, "a", &[r.clone()], &[]));
+    assert!(out.starts_with(&index_digest), "{out}");
+    let layout = kiln::oci::Layout::open(&t.join("a")).unwrap();
+    assert_eq!(
+        layout.resolve(&r, "amd64").unwrap().config.architecture,
+        "amd64"
+    );
+    assert!(layout.resolve(&r, "arm64").is_err());
+
+    let out = ok(&kiln_env(
+        t.path(),
+        &[
+            "pull",
+            "--layout",
+            "a",
+            "--insecure-registry",
+            &reg.host(),
+            "--platform",
+            "linux/arm64,linux/amd64",
+            &r,
+        ],
+        &[],
+    ));
+    // Only the arm64 manifest, config and layer were missing.
+    assert!(
+        out.contains("fetched 3 blobs") && out.contains("4 already present"),
+        "{out}"
+    );
+    let layout = kiln::oci::Layout::open(&t.join("a")).unwrap();
+    assert_eq!(
+        layout.resolve(&r, "arm64").unwrap().config.architecture,
+        "arm64"
+    );
+    assert_eq!(layout.manifests().len(), 1);
+    assert_eq!(layout.manifests()[0].digest, index_digest);
+
+    let o = kiln_env(
+        t.path(),
+        &[
+            "pull",
+            "--layout",
+            "a",
+            "--insecure-registry",
+            &reg.host(),
+            "--platform",
+            "linux/s390x",
+            &r,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("no manifest for linux/s390x")
+            && e.contains("linux/amd64, linux/arm64/v8, linux/arm/v7"),
+        "{e}"
+    );
+}
+
+/// Fills a registry without auth, then restarts it on the same port and
+/// storage with `auth`.
+fn registry_with(t: &TestDir, auth: Auth) -> Registry {
+    write_layout(
+        &t.join("src"),
+        &[small_image("kiln.test/one:1", "one", "1\n")],
+    );
+    let port = free_port();
+    let reg = Registry::start(t, port, Auth::None);
+    reg.push(&t.join("src"), "kiln.test/one:1", "test/one:1");
+    drop(reg);
+    Registry::start(t, port, auth)
+}
+
+fn auth_file(t: &TestDir, rel: &str, host: &str, password: &str) {
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
+    t.write(
+        rel,
+        serde_json::json!({"auths": {host: {"auth": auth}}}).to_string(),
+    );
+}
+
+#[test]
+fn basic_auth_uses_the_credential_files() {
+    let t = TestDir::new();
+    let reg = registry_with(&t, Auth::Basic);
+    let r = vec![format!("{}/test/one:1", reg.host())];
+
+    let o = pull(&t, &reg, "l", &r, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("asks for a username and password"),
+        "{}",
+        stderr(&o)
+    );
+
+    auth_file(&t, "wrong/config.json", &reg.host(), "nope");
+    let wrong = t.join("wrong");
+    let o = pull(
+        &t,
+        &reg,
+        "l",
+        &r,
+        &[("DOCKER_CONFIG", wrong.to_str().unwrap())],
+    );
+    assert!(
+        stderr(&o).contains("refused the credentials"),
+        "{}",
+        stderr(&o)
+    );
+
+    auth_file(&t, "auth.json", &reg.host(), PASSWORD);
+    ok(&pull(
+        &t,
+        &reg,
+        "l",
+        &r,
+        &[("REGISTRY_AUTH_FILE", "auth.json")],
+    ));
+    // ~/.docker/config.json (HOME is the test dir).
+    auth_file(&t, ".docker/config.json", &reg.host(), PASSWORD);
+    ok(&pull(&t, &reg, "l2", &r, &[]));
+    assert!(kiln::oci::Layout::open(&t.join("l2"))
+        .unwrap()
+        .resolve(&r[0], "amd64")
+        .is_ok());
+}
+
+#[test]
+fn bearer_token_auth_asks_the_realm_with_the_credentials() {
+    let t = TestDir::new();
+    let tokens = TokenServer::start(&t);
+    let reg = registry_with(&t, Auth::Token(&tokens));
+    let r = vec![format!("{}/test/one:1", reg.host())];
+
+    let o = pull(&t, &reg, "l", &r, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("the token server"), "{}", stderr(&o));
+
+    auth_file(&t, "auth.json", &reg.host(), PASSWORD);
+    ok(&pull(
+        &t,
+        &reg,
+        "l",
+        &r,
+        &[("REGISTRY_AUTH_FILE", "auth.json")],
+    ));
+    assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(kiln::oci::Layout::open(&t.join("l"))
+        .unwrap()
+        .resolve(&r[0], "amd64")
+        .is_ok());
+}
+
+#[test]
+fn a_corrupt_blob_is_named_and_never_stored_and_the_next_pull_fetches_only_what_is_missing() {
+    let t = TestDir::new();
+    let two = small_image("kiln.test/two:1", "a", "first layer\n").layer(
+        LayerBuilder::new()
+            .dir("etc", 0o755)
+            .file("etc/b", "second layer\n".repeat(100), 0o644)
+            .build(),
+    );
+    write_layout(
+        &t.join("src"),
+        &[small_image("kiln.test/one:1", "one", "1\n"), two],
+    );
+    let reg = Registry::start(&t, free_port(), Auth::None);
+    reg.push(&t.join("src"), "kiln.test/one:1", "test/one:1");
+    reg.push(&t.join("src"), "kiln.test/two:1", "test/two:1");
+    let one = format!("{}/test/one:1", reg.host());
+    let two = format!("{}/test/two:1", reg.host());
+    ok(&pull(&t, &reg, "l", &[one.clone()], &[]));
+    let index_before = t.read("l/index.json");
+
+    let src = kiln::oci::Layout::open(&t.join("src")).unwrap();
+    let layer = src.resolve("kiln.test/two:1", "amd64").unwrap().layers[1]
+        .digest
+        .clone();
+    let stored = reg.blob_file(&layer);
+    let good = std::fs::read(&stored).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&stored, &bad).unwrap();
+
+    // The pull fails naming the digest; nothing bad enters blobs/, no temp
+    // file is left, and the layout is as it was.
+    let o = pull(&t, &reg, "l", &[two.clone()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&layer) && e.contains("nothing was stored"),
+        "{e}"
+    );
+    let hex = layer.strip_prefix("sha256:").unwrap();
+    assert!(!t.join("l/blobs/sha256").join(hex).exists());
+    let leftovers: Vec<_> = std::fs::read_dir(t.join("l/blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(t.read("l/index.json"), index_before);
+    let layout = kiln::oci::Layout::open(&t.join("l")).unwrap();
+    assert!(layout.resolve(&one, "amd64").is_ok());
+    layout.fsck().unwrap();
+
+    // Repaired, the next pull fetches the layer and the manifest only: the
+    // config and first layer arrived (verified) during the failed pull.
+    std::fs::write(&stored, &good).unwrap();
+    let out = ok(&pull(&t, &reg, "l", &[two.clone()], &[]));
+    assert!(
+        out.contains("fetched 2 blobs") && out.contains("2 already present"),
+        "{out}"
+    );
+    let layout = kiln::oci::Layout::open(&t.join("l")).unwrap();
+    assert!(layout.resolve(&one, "amd64").is_ok() && layout.resolve(&two, "amd64").is_ok());
+    layout.fsck().unwrap();
+    // skopeo reads what kiln wrote.
+    crate::support::run_tool(
+        "skopeo",
+        &["inspect", &format!("oci:{}:{two}", t.join("l").display())],
+    );
+}
