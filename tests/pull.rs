@@ -25,12 +25,12 @@ fn pull(
     t: &TestDir,
     reg: &Registry,
     layout: &str,
-    refs: &[String],
+    refs: &[impl AsRef<str>],
     env: &[(&str, &str)],
 ) -> Output {
     let host = reg.host();
     let mut args = vec!["pull", "--layout", layout, "--insecure-registry", &host];
-    args.extend(refs.iter().map(String::as_str));
+    args.extend(refs.iter().map(AsRef::as_ref));
     kiln_env(t.path(), &args, env)
 }
 
@@ -186,7 +186,7 @@ fn multi_arch_index_keeps_the_index_and_the_chosen_platforms() {
     let r = format!("{}/test/multi:1", reg.host());
     let index_digest = reg.digest("test/multi:1");
 
-    let out = ok(&pull(&t, &reg, "a", &[r.clone()], &[]));
+    let out = ok(&pull(&t, &reg, "a", &[&r], &[]));
     assert!(out.starts_with(&index_digest), "{out}");
     let layout = kiln::oci::Layout::open(&t.join("a")).unwrap();
     assert_eq!(
@@ -357,7 +357,7 @@ fn a_corrupt_blob_is_named_and_never_stored_and_the_next_pull_fetches_only_what_
     reg.push(&t.join("src"), "kiln.test/two:1", "test/two:1");
     let one = format!("{}/test/one:1", reg.host());
     let two = format!("{}/test/two:1", reg.host());
-    ok(&pull(&t, &reg, "l", &[one.clone()], &[]));
+    ok(&pull(&t, &reg, "l", &[&one], &[]));
     let index_before = t.read("l/index.json");
 
     let src = kiln::oci::Layout::open(&t.join("src")).unwrap();
@@ -373,7 +373,7 @@ fn a_corrupt_blob_is_named_and_never_stored_and_the_next_pull_fetches_only_what_
 
     // The pull fails naming the digest; nothing bad enters blobs/, no temp
     // file is left, and the layout is as it was.
-    let o = pull(&t, &reg, "l", &[two.clone()], &[]);
+    let o = pull(&t, &reg, "l", &[&two], &[]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(
@@ -396,7 +396,7 @@ fn a_corrupt_blob_is_named_and_never_stored_and_the_next_pull_fetches_only_what_
     // Repaired, the next pull fetches the layer and the manifest only: the
     // config and first layer arrived (verified) during the failed pull.
     std::fs::write(&stored, &good).unwrap();
-    let out = ok(&pull(&t, &reg, "l", &[two.clone()], &[]));
+    let out = ok(&pull(&t, &reg, "l", &[&two], &[]));
     assert!(
         out.contains("fetched 2 blobs") && out.contains("2 already present"),
         "{out}"
