@@ -194,6 +194,12 @@ fn multi_arch_index_keeps_the_index_and_the_chosen_platforms() {
         "amd64"
     );
     assert!(layout.resolve(&r, "arm64").is_err());
+    // The other platforms' manifests are absent, which fsck reports, not fails.
+    assert_eq!(layout.fsck().unwrap().absent_manifests, 2);
+    crate::support::run_tool(
+        "skopeo",
+        &["inspect", &format!("oci:{}:{r}", t.join("a").display())],
+    );
 
     let out = ok(&kiln_env(
         t.path(),

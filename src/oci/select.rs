@@ -22,6 +22,10 @@ pub struct FsckReport {
     pub blobs: usize,
     /// Their total size.
     pub bytes: u64,
+    /// Platform manifests an index names that the layout does not hold
+    /// (`kiln pull --platform` keeps only the chosen ones; the image-layout
+    /// spec allows referenced blobs to be absent).
+    pub absent_manifests: usize,
 }
 
 /// A manifest chosen for a platform, with its parsed config.
@@ -460,6 +464,12 @@ fn fsck_desc(
         Some(Kind::Index) => {
             let idx: Index = parse_json(&blob, &bytes, "index")?;
             for c in &idx.manifests {
+                let absent = json::kind_of(&c.media_type) == Some(Kind::Manifest)
+                    && layout.blob_ref(c, image).is_ok_and(|b| !b.path.exists());
+                if absent {
+                    report.absent_manifests += 1;
+                    continue;
+                }
                 fsck_desc(layout, c, image, seen, report, depth + 1)?;
             }
         }
