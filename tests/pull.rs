@@ -16,7 +16,7 @@ use crate::support::{
     kiln_env, stderr, stdout, write_layout, write_multiarch_layout, LayerBuilder, MultiArchImage,
     TestDir, TestImage,
 };
-use registry::{free_port, Auth, Registry, TokenServer, PASSWORD, USER};
+use registry::{free_port, Auth, Registry, StallingProxy, TokenServer, PASSWORD, USER};
 
 const SYSTEM: [&str; 6] = ["kernel", "init", "runc", "sysctl", "busybox", "web"];
 
@@ -415,4 +415,100 @@ fn a_corrupt_blob_is_named_and_never_stored_and_the_next_pull_fetches_only_what_
         "skopeo",
         &["inspect", &format!("oci:{}:{two}", t.join("l").display())],
     );
+}
+
+#[test]
+fn a_pull_killed_mid_blob_leaves_a_valid_layout_and_the_next_one_fetches_the_rest() {
+    let t = TestDir::new();
+    let big: Vec<u8> = (0..400_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let image = small_image("kiln.test/big:1", "small", "small\n").layer_with(
+        LayerBuilder::new().file("big", &big, 0o644).build(),
+        kiln::oci::Compression::None,
+    );
+    write_layout(
+        &t.join("src"),
+        &[small_image("kiln.test/one:1", "one", "1\n"), image],
+    );
+    let reg = Registry::start(&t, free_port(), Auth::None);
+    reg.push(&t.join("src"), "kiln.test/one:1", "test/one:1");
+    reg.push(&t.join("src"), "kiln.test/big:1", "test/big:1");
+    // skopeo compresses the layer on its way into the registry.
+    let layer = reg.manifest("test/big:1")["layers"][1]["digest"]
+        .as_str()
+        .expect("layer digest")
+        .to_string();
+    let proxy = StallingProxy::start(reg.port, format!("/blobs/{layer}"));
+    let host = proxy.host();
+    let one = format!("{host}/test/one:1");
+    let big_ref = format!("{host}/test/big:1");
+    ok(&kiln_env(
+        t.path(),
+        &["pull", "--layout", "l", "--insecure-registry", &host, &one],
+        &[],
+    ));
+    let index_before = t.read("l/index.json");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "pull",
+            "--layout",
+            "l",
+            "--insecure-registry",
+            &host,
+            &big_ref,
+        ])
+        .current_dir(t.path())
+        .env_clear()
+        .env("HOME", t.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start kiln pull");
+    proxy
+        .stalled
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the pull reached the big layer");
+    child.kill().expect("kill kiln");
+    child.wait().expect("reap kiln");
+
+    // Killed mid-blob: the old index, no blob under the layer's name, and
+    // readers (kiln and skopeo) still see a valid layout.
+    assert_eq!(t.read("l/index.json"), index_before);
+    let hex = layer.strip_prefix("sha256:").unwrap();
+    assert!(!t.join("l/blobs/sha256").join(hex).exists());
+    let layout = kiln::oci::Layout::open(&t.join("l")).unwrap();
+    layout.fsck().unwrap();
+    assert!(layout.resolve(&one, "amd64").is_ok() && layout.resolve(&big_ref, "amd64").is_err());
+    crate::support::run_tool(
+        "skopeo",
+        &["inspect", &format!("oci:{}:{one}", t.join("l").display())],
+    );
+
+    // The next pull fetches the layer and the manifest only, and sweeps
+    // the killed pull's temp file.
+    let out = ok(&kiln_env(
+        t.path(),
+        &[
+            "pull",
+            "--layout",
+            "l",
+            "--insecure-registry",
+            &host,
+            &big_ref,
+        ],
+        &[],
+    ));
+    assert!(
+        out.contains("fetched 2 blobs") && out.contains("2 already present"),
+        "{out}"
+    );
+    let temps: Vec<_> = std::fs::read_dir(t.join("l/blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+    let layout = kiln::oci::Layout::open(&t.join("l")).unwrap();
+    layout.fsck().unwrap();
+    assert!(layout.resolve(&big_ref, "amd64").is_ok());
 }

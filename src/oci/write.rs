@@ -151,6 +151,12 @@ impl LayoutLock {
     /// Takes the lock of the layout at `dir` (which must exist), shared or
     /// exclusive, waiting (and saying so on stderr) while another process holds it.
     pub fn acquire(dir: &Path, exclusive: bool) -> Result<LayoutLock, OciError> {
+        let lock = LayoutLock::open(dir)?;
+        lock.set(exclusive)?;
+        Ok(lock)
+    }
+
+    fn open(dir: &Path) -> Result<LayoutLock, OciError> {
         let path = dir.join(LOCK_FILE);
         let file = fs::OpenOptions::new()
             .create(true)
@@ -159,8 +165,17 @@ impl LayoutLock {
             .write(true)
             .open(&path)
             .map_err(|e| OciError::io(&path, e))?;
-        let lock = LayoutLock { file, path };
-        lock.set(exclusive)?;
+        Ok(LayoutLock { file, path })
+    }
+
+    /// Takes the lock shared; when no other writer holds it, first removes
+    /// the temp files (`.tmp-*`) a killed writer left behind.
+    pub fn sweep_then_share(dir: &Path) -> Result<LayoutLock, OciError> {
+        let lock = LayoutLock::open(dir)?;
+        if lock.file.try_lock().is_ok() {
+            sweep_temps(dir);
+        }
+        lock.set(false)?;
         Ok(lock)
     }
 
@@ -193,7 +208,7 @@ impl LayoutWriter {
     /// prepares a new one in `dir` (created if missing).
     pub fn open_or_create(dir: &Path) -> Result<LayoutWriter, OciError> {
         fs::create_dir_all(dir).map_err(|e| OciError::io(dir, e))?;
-        let lock = LayoutLock::acquire(dir, false)?;
+        let lock = LayoutLock::sweep_then_share(dir)?;
         let w = LayoutWriter {
             root: dir.to_path_buf(),
             added: Vec::new(),
@@ -469,6 +484,25 @@ impl LayoutWriter {
         let bytes = serde_json::to_vec(&index)
             .map_err(|e| OciError::io(&self.root, io::Error::other(e)))?;
         write_atomic(&self.root, "index.json", &bytes)
+    }
+}
+
+/// Removes `.tmp-*` files from the layout root and `blobs/*/` (best
+/// effort: only called under the exclusive lock, when no writer is live).
+fn sweep_temps(root: &Path) {
+    let mut dirs = vec![root.to_path_buf()];
+    if let Ok(algs) = fs::read_dir(root.join("blobs")) {
+        dirs.extend(algs.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for d in dirs {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 }
 

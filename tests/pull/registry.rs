@@ -115,6 +115,20 @@ impl Registry {
         );
     }
 
+    /// The manifest the registry serves for `repo:tag`, parsed.
+    pub fn manifest(&self, repo_tag: &str) -> serde_json::Value {
+        let out = run_tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{}/{repo_tag}", self.host()),
+            ],
+        );
+        serde_json::from_slice(&out.stdout).expect("manifest JSON")
+    }
+
     /// The manifest digest the registry serves for `repo:tag`.
     pub fn digest(&self, repo_tag: &str) -> String {
         let out = run_tool(
@@ -309,4 +323,87 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A loopback HTTP proxy in front of a registry that, the first time a
+/// request's path ends with `stall_on`, sends the response's head and half
+/// its body and then stalls (telling the test through `stalled`), so the
+/// test can kill the client mid-blob. Every other request passes through.
+pub struct StallingProxy {
+    pub port: u16,
+    pub stalled: std::sync::mpsc::Receiver<()>,
+}
+
+impl StallingProxy {
+    pub fn start(upstream: u16, stall_on: String) -> StallingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut armed = true;
+            for conn in listener.incoming().flatten() {
+                let stall = proxy_one(conn, upstream, &stall_on, armed, &tx);
+                armed &= !stall;
+            }
+        });
+        StallingProxy { port, stalled: rx }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Proxies one request (with `Connection: close` both ways); gives whether it stalled.
+fn proxy_one(
+    mut conn: TcpStream,
+    upstream: u16,
+    stall_on: &str,
+    armed: bool,
+    stalled: &std::sync::mpsc::Sender<()>,
+) -> bool {
+    let Ok(read_half) = conn.try_clone() else {
+        return false;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return false;
+        }
+        let lower = line.to_ascii_lowercase();
+        if line.trim().is_empty() {
+            break;
+        }
+        if !lower.starts_with("connection:") {
+            head.push_str(&line);
+        }
+    }
+    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return false;
+    };
+    let _ = write!(up, "{head}Connection: close\r\n\r\n");
+    let mut resp = Vec::new();
+    let _ = up.read_to_end(&mut resp);
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(resp.len(), |i| i + 4);
+    let (h, body) = resp.split_at(split);
+    let h = String::from_utf8_lossy(h).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    let _ = conn.write_all(h.as_bytes());
+    if armed && path.ends_with(stall_on) {
+        let _ = conn.write_all(&body[..body.len() / 2]);
+        let _ = conn.flush();
+        let _ = stalled.send(());
+        // Hold the connection until the client is gone.
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut sink = [0u8; 1];
+        let _ = reader.read(&mut sink);
+        return true;
+    }
+    let _ = conn.write_all(body);
+    false
 }
