@@ -466,3 +466,29 @@ fn available(idx: &Index) -> String {
         v.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let p = Platform::parse("linux/arm64/v8").unwrap();
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        assert_eq!(
+            Platform::parse("linux/x86_64").unwrap(),
+            Platform::linux("amd64")
+        );
+        for bad in ["linux", "/amd64", "linux/", "a/b/c/d"] {
+            assert!(Platform::parse(bad).is_err(), "{bad}");
+        }
+        let arm = json::Platform {
+            architecture: "arm64".into(),
+            os: "linux".into(),
+            os_version: None,
+            variant: Some("v8".into()),
+        };
+        assert!(Platform::linux("arm64").matches(&arm));
+        assert!(!Platform::parse("linux/arm64/v9").unwrap().matches(&arm));
+    }
+}

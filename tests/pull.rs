@@ -512,3 +512,34 @@ fn a_pull_killed_mid_blob_leaves_a_valid_layout_and_the_next_one_fetches_the_res
     layout.fsck().unwrap();
     assert!(layout.resolve(&big_ref, "amd64").is_ok());
 }
+
+#[test]
+fn docker_v2_manifests_are_pulled_as_served() {
+    let t = TestDir::new();
+    write_layout(
+        &t.join("src"),
+        &[small_image("kiln.test/one:1", "one", "1\n")],
+    );
+    let reg = Registry::start(&t, free_port(), Auth::None);
+    reg.push_with(
+        &t.join("src"),
+        "kiln.test/one:1",
+        "test/v2s2:1",
+        &["--format", "v2s2"],
+    );
+    let m = reg.manifest("test/v2s2:1");
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let r = format!("{}/test/v2s2:1", reg.host());
+    let out = ok(&pull(&t, &reg, "l", &[&r], &[]));
+    assert!(out.starts_with(&reg.digest("test/v2s2:1")), "{out}");
+    let layout = kiln::oci::Layout::open(&t.join("l")).unwrap();
+    let img = layout.resolve(&r, "amd64").unwrap();
+    assert_eq!(
+        img.manifest_media_type,
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    layout.fsck().unwrap();
+}

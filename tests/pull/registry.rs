@@ -102,17 +102,17 @@ impl Registry {
 
     /// `skopeo copy oci:LAYOUT:NAME docker://HOST/DEST` (every platform).
     pub fn push(&self, layout: &Path, name: &str, dest: &str) {
-        run_tool(
-            "skopeo",
-            &[
-                "copy",
-                "--quiet",
-                "--all",
-                "--dest-tls-verify=false",
-                &format!("oci:{}:{name}", layout.display()),
-                &format!("docker://{}/{dest}", self.host()),
-            ],
-        );
+        self.push_with(layout, name, dest, &["--all"]);
+    }
+
+    /// [`push`](Self::push) with other skopeo flags (e.g. `--format v2s2`).
+    pub fn push_with(&self, layout: &Path, name: &str, dest: &str, flags: &[&str]) {
+        let src = format!("oci:{}:{name}", layout.display());
+        let dst = format!("docker://{}/{dest}", self.host());
+        let mut args = vec!["copy", "--quiet", "--dest-tls-verify=false"];
+        args.extend_from_slice(flags);
+        args.extend([src.as_str(), dst.as_str()]);
+        run_tool("skopeo", &args);
     }
 
     /// The manifest the registry serves for `repo:tag`, parsed.
