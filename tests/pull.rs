@@ -543,3 +543,100 @@ fn docker_v2_manifests_are_pulled_as_served() {
     );
     layout.fsck().unwrap();
 }
+
+#[test]
+fn https_registries_need_their_ca_and_plain_http_needs_insecure_registry() {
+    let t = TestDir::new();
+    // A CA and a server certificate for 127.0.0.1 signed by it.
+    let p = |n: &str| t.join(n).to_str().unwrap().to_string();
+    let (ca, ca_key, csr, ext) = (p("ca.pem"), p("ca-key.pem"), p("tls.csr"), p("tls.ext"));
+    let (cert, key) = (t.join("tls-cert.pem"), t.join("tls-key.pem"));
+    let (cert_s, key_s) = (p("tls-cert.pem"), p("tls-key.pem"));
+    t.write(
+        "tls.ext",
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    );
+    let openssl = |args: &[&str]| crate::support::run_tool("openssl", args);
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kiln-test-ca",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &key_s,
+        "-out",
+        &csr,
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-out",
+        &cert_s,
+    ]);
+    write_layout(
+        &t.join("src"),
+        &[small_image("kiln.test/one:1", "one", "1\n")],
+    );
+    let reg = Registry::start_with(&t, free_port(), Auth::None, Some((&cert, &key)));
+    reg.push(&t.join("src"), "kiln.test/one:1", "test/one:1");
+    let r = format!("{}/test/one:1", reg.host());
+
+    // Unknown issuer without --ca-cert.
+    let o = kiln_env(t.path(), &["pull", "--layout", "l", &r], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!("https://{}", reg.host())),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!t.join("l/index.json").exists());
+    // Trusted with it.
+    ok(&kiln_env(
+        t.path(),
+        &["pull", "--layout", "l", "--ca-cert", &ca, &r],
+        &[],
+    ));
+    assert!(kiln::oci::Layout::open(&t.join("l"))
+        .unwrap()
+        .resolve(&r, "amd64")
+        .is_ok());
+    // A plain-HTTP registry is never reached over HTTP unless named insecure.
+    let plain = Registry::start(&t, free_port(), Auth::None);
+    plain.push(&t.join("src"), "kiln.test/one:1", "test/one:1");
+    let r = format!("{}/test/one:1", plain.host());
+    let o = kiln_env(
+        t.path(),
+        &["pull", "--layout", "l", "--ca-cert", &ca, &r],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    ok(&pull(&t, &plain, "l", &[&r], &[]));
+}

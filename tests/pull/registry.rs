@@ -45,6 +45,16 @@ pub fn free_port() -> u16 {
 impl Registry {
     /// Starts a registry on `port` over `dir/storage` (kept across restarts).
     pub fn start(dir: &TestDir, port: u16, auth: Auth) -> Registry {
+        Registry::start_with(dir, port, auth, None)
+    }
+
+    /// [`start`](Self::start), serving HTTPS with `(cert, key)` if given.
+    pub fn start_with(
+        dir: &TestDir,
+        port: u16,
+        auth: Auth,
+        tls: Option<(&Path, &Path)>,
+    ) -> Registry {
         let storage = dir.mkdir("storage");
         let auth_yaml = match auth {
             Auth::None => String::new(),
@@ -63,10 +73,17 @@ impl Registry {
                 t.cert.display()
             ),
         };
+        let tls_yaml = tls.map_or(String::new(), |(cert, key)| {
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            )
+        });
         let config = dir.write(
             format!("registry-{port}.yml"),
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yaml}",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_yaml}{auth_yaml}",
                 storage.display()
             ),
         );
