@@ -193,7 +193,11 @@ fn multi_arch_index_keeps_the_index_and_the_chosen_platforms() {
         layout.resolve(&r, "amd64").unwrap().config.architecture,
         "amd64"
     );
-    assert!(layout.resolve(&r, "arm64").is_err());
+    let e = layout.resolve(&r, "arm64").unwrap_err().to_string();
+    assert!(
+        e.contains("linux/arm64 manifest") && e.contains("--platform linux/arm64"),
+        "{e}"
+    );
     // The other platforms' manifests are absent, which fsck reports, not fails.
     assert_eq!(layout.fsck().unwrap().absent_manifests, 2);
     crate::support::run_tool(

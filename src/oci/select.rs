@@ -232,6 +232,17 @@ fn follow(
         Kind::Index => {
             let idx: Index = parse_json(&blob, &bytes, "index")?;
             let child = choose(layout, &idx.manifests, arch, image)?;
+            let kept = layout
+                .blob_ref(&child, image)
+                .map_or(true, |b| b.path.exists());
+            if !kept && json::kind_of(&child.media_type) == Some(Kind::Manifest) {
+                // An index pulled for other platforms only.
+                return Err(OciError::PlatformNotPulled {
+                    reference: image.to_string(),
+                    arch: arch.to_string(),
+                    digest: child.digest,
+                });
+            }
             follow(layout, &child, arch, image, depth + 1)
         }
         Kind::Manifest => {
