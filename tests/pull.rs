@@ -644,3 +644,118 @@ fn https_registries_need_their_ca_and_plain_http_needs_insecure_registry() {
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     ok(&pull(&t, &plain, "l", &[&r], &[]));
 }
+
+#[test]
+fn concurrent_pulls_and_a_build_on_one_layout_all_succeed_and_leave_it_valid() {
+    let t = TestDir::new();
+    system_layout(&t.join("src"));
+    let reg = Registry::start(&t, free_port(), Auth::None);
+    let host = reg.host();
+    for n in SYSTEM {
+        reg.push(
+            &t.join("src"),
+            &format!("kiln.test/{n}:1"),
+            &format!("test/{n}:1"),
+        );
+    }
+    t.write(
+        "sys.yml",
+        CASE_BASIC.replace("kiln.test/", &format!("{host}/test/")),
+    );
+    let refs: Vec<String> = SYSTEM
+        .iter()
+        .map(|n| format!("{host}/test/{n}:1"))
+        .collect();
+    // A first layout every build reads; then, repeatedly, one pull per
+    // image into a second layout at once, and a build from that layout
+    // racing them once it exists.
+    ok(&pull(&t, &reg, "l", &refs, &[]));
+    let want = build_tar(&t, "l", "out-l", &[]);
+    let kiln_bin = env!("CARGO_BIN_EXE_kiln");
+    for round in 0..3 {
+        let layout = format!("race{round}");
+        let mut children: Vec<_> = refs
+            .iter()
+            .map(|r| {
+                Command::new(kiln_bin)
+                    .args(["pull", "--layout", &layout, "--insecure-registry", &host, r])
+                    .current_dir(t.path())
+                    .env_clear()
+                    .env("HOME", t.path())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("start kiln pull")
+            })
+            .collect();
+        let builder = Command::new(kiln_bin)
+            .args([
+                "build",
+                "--pull",
+                "--insecure-registry",
+                &host,
+                "-f",
+                "tar",
+                "--layout",
+                &layout,
+            ])
+            .args(["-o", &format!("out-race{round}"), "sys.yml"])
+            .current_dir(t.path())
+            .env_clear()
+            .env("HOME", t.path())
+            .output()
+            .expect("run kiln build --pull");
+        for c in children.drain(..) {
+            let o = c.wait_with_output().expect("wait for kiln pull");
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+        ok(&builder);
+        assert!(t.read(format!("out-race{round}/sys.tar")) == want);
+        let l = kiln::oci::Layout::open(&t.join(&layout)).unwrap();
+        for r in &refs {
+            assert!(l.resolve(r, "amd64").is_ok(), "{r} lost in round {round}");
+        }
+        l.fsck().unwrap();
+        crate::support::run_tool(
+            "skopeo",
+            &[
+                "inspect",
+                &format!("oci:{}:{}", t.join(&layout).display(), refs[0]),
+            ],
+        );
+    }
+}
+
+#[test]
+fn a_manifest_that_does_not_hash_to_its_pinned_digest_is_refused() {
+    let t = TestDir::new();
+    write_layout(
+        &t.join("src"),
+        &[small_image("kiln.test/one:1", "one", "1\n")],
+    );
+    let reg = Registry::start(&t, free_port(), Auth::None);
+    reg.push(&t.join("src"), "kiln.test/one:1", "test/one:1");
+    let digest = reg.digest("test/one:1");
+    // Same length, other bytes: the registry serves it under the old digest.
+    let stored = reg.blob_file(&digest);
+    let text = std::fs::read_to_string(&stored).unwrap();
+    // The config's size, one digit changed: still a manifest the registry parses.
+    let at = text.find("\"size\":").expect("size") + "\"size\":".len();
+    let end = at + text[at..].find(|c: char| !c.is_ascii_digit()).unwrap();
+    let mut bytes = text.into_bytes();
+    bytes[end - 1] = if bytes[end - 1] == b'9' {
+        b'8'
+    } else {
+        bytes[end - 1] + 1
+    };
+    std::fs::write(&stored, bytes).unwrap();
+    let r = format!("{}/test/one@{digest}", reg.host());
+    let o = pull(&t, &reg, "l", &[&r], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("manifest {digest}")) && e.contains("nothing was stored"),
+        "{e}"
+    );
+    assert!(!t.join("l/index.json").exists());
+}

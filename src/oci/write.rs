@@ -524,10 +524,19 @@ fn diff_id_of(bytes: &[u8], c: Compression) -> io::Result<String> {
     }
 }
 
+/// Mode 0644 for blobs, `index.json` and `oci-layout`, as skopeo writes
+/// them: a layout is copied between machines and users (the air-gapped
+/// workflow), and its content is public by construction.
+fn readable() -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(0o644)
+}
+
 /// Writes `dir/name` via a temp file in `dir`, fsync and rename.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), OciError> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
+        .permissions(readable())
         .tempfile_in(dir)
         .map_err(|e| OciError::io(dir, e))?;
     tmp.write_all(bytes)
@@ -562,6 +571,7 @@ impl BlobWriter {
         fs::create_dir_all(&dir).map_err(|e| OciError::io(&dir, e))?;
         let temp = tempfile::Builder::new()
             .prefix(".tmp-")
+            .permissions(readable())
             .tempfile_in(&dir)
             .map_err(|e| OciError::io(&dir, e))?;
         Ok(BlobWriter {
