@@ -4,7 +4,7 @@
 
 mod disk_tools;
 mod examples;
-pub mod fixture;
+pub(crate) mod fixture;
 mod golden_cases;
 mod oci_volume;
 mod repro;
