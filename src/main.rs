@@ -82,6 +82,45 @@ enum RunCommand {
 }
 
 #[derive(clap::Args)]
+struct RegistryArgs {
+    /// Speak plain HTTP to this registry (HOST[:PORT]); repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure: Vec<String>,
+    /// Also trust this PEM CA certificate; repeatable
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    ca_certs: Vec<PathBuf>,
+}
+
+impl RegistryArgs {
+    fn client(&self) -> kiln::fetch::ClientOptions {
+        kiln::fetch::ClientOptions {
+            insecure: self.insecure.clone(),
+            ca_certs: self.ca_certs.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct PullArgs {
+    /// OCI image layout to add the images to [default: $KILN_LAYOUT, else ./oci-layout]
+    #[arg(long, value_name = "DIR")]
+    layout: Option<PathBuf>,
+    /// Platforms to keep from multi-arch images
+    #[arg(
+        long,
+        value_name = "OS/ARCH[/VARIANT]",
+        value_delimiter = ',',
+        default_value = "linux/amd64"
+    )]
+    platform: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Image references, stored in the layout under the name as written
+    #[arg(required = true, value_name = "REF")]
+    refs: Vec<String>,
+}
+
+#[derive(clap::Args)]
 struct QemuArgs {
     /// Memory
     #[arg(long, default_value = "1024M")]
@@ -160,6 +199,11 @@ struct BuildArgs {
     /// Print the result as JSON on stdout
     #[arg(long)]
     json: bool,
+    /// First pull the images the layout lacks (see `kiln pull`)
+    #[arg(long)]
+    pull: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Disk size for disk formats (e.g. 512M, 2G) [default: the smallest that fits]
     #[arg(long, value_parser = parse_size)]
     size: Option<u64>,
@@ -169,53 +213,9 @@ struct BuildArgs {
     /// Refuse an image whose layers unpack to more than this many bytes
     #[arg(long, value_name = "BYTES", default_value_t = kiln::unpack::Limits::default().max_total_bytes)]
     max_image_bytes: u64,
-    /// First pull the images the layout lacks (see `kiln pull`)
-    #[arg(long)]
-    pull: bool,
-    #[command(flatten)]
-    registry: RegistryArgs,
     /// LinuxKit YAML files, merged in order
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
-}
-
-#[derive(clap::Args)]
-struct RegistryArgs {
-    /// Speak plain HTTP to this registry (HOST[:PORT]); repeatable
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    insecure: Vec<String>,
-    /// Also trust this PEM CA certificate; repeatable
-    #[arg(long = "ca-cert", value_name = "FILE")]
-    ca_certs: Vec<PathBuf>,
-}
-
-impl RegistryArgs {
-    fn client(&self) -> kiln::fetch::ClientOptions {
-        kiln::fetch::ClientOptions {
-            insecure: self.insecure.clone(),
-            ca_certs: self.ca_certs.clone(),
-        }
-    }
-}
-
-#[derive(clap::Args)]
-struct PullArgs {
-    /// OCI image layout to add the images to [default: $KILN_LAYOUT, else ./oci-layout]
-    #[arg(long, value_name = "DIR")]
-    layout: Option<PathBuf>,
-    /// Platforms to keep from multi-arch images
-    #[arg(
-        long,
-        value_name = "OS/ARCH[/VARIANT]",
-        value_delimiter = ',',
-        default_value = "linux/amd64"
-    )]
-    platform: Vec<String>,
-    #[command(flatten)]
-    registry: RegistryArgs,
-    /// Image references, stored in the layout under the name as written
-    #[arg(required = true, value_name = "REF")]
-    refs: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -339,28 +339,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("ok");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pull(args) => {
-            let platforms = args
-                .platform
-                .iter()
-                .map(|p| kiln::fetch::Platform::parse(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            let opts = kiln::fetch::PullOptions {
-                layout: layout_dir(&LayoutArgs {
-                    layout: args.layout,
-                    arch: String::new(),
-                }),
-                platforms,
-                client: args.registry.client(),
-            };
-            for p in kiln::fetch::pull(&args.refs, &opts)? {
-                println!(
-                    "{}  {}  (fetched {} blobs, {} bytes; {} already present)",
-                    p.digest, p.reference, p.fetched, p.fetched_bytes, p.present
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Inspect { file } => {
             let rows = kiln::inspect::inspect(&file)?;
             print!("{}", kiln::inspect::format_listing(&rows));
@@ -433,6 +411,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let now = kiln::golden::rehash(&file)?;
             build::check_golden(&now, &golden)?;
             println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pull(args) => {
+            let platforms = args
+                .platform
+                .iter()
+                .map(|p| kiln::fetch::Platform::parse(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = kiln::fetch::PullOptions {
+                layout: layout_dir(&LayoutArgs {
+                    layout: args.layout,
+                    arch: String::new(),
+                }),
+                platforms,
+                client: args.registry.client(),
+            };
+            for p in kiln::fetch::pull(&args.refs, &opts)? {
+                println!(
+                    "{}  {}  (fetched {} blobs, {} bytes; {} already present)",
+                    p.digest, p.reference, p.fetched, p.fetched_bytes, p.present
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
