@@ -22,6 +22,7 @@ use crate::tree::{Content, ContentStore, Entry, Kind, Tree};
 
 mod files;
 mod ids;
+mod interp;
 mod layout;
 mod merge;
 mod mounts;
@@ -152,6 +153,12 @@ pub enum AssembleError {
         pos: Pos,
         name: String,
         format: String,
+    },
+    #[error("{pos}: container {name:?} has no command: neither its `command`, nor the `org.mobyproject.config` label nor the Entrypoint/Cmd of image {image} give one, and runc cannot start it")]
+    NoCommand {
+        pos: Pos,
+        name: String,
+        image: String,
     },
     #[error("{pos}: files: {path:?}: {problem}")]
     File {

@@ -111,6 +111,10 @@ pub struct BuildOptions {
     pub size: Option<u64>,
     /// Appended to the kernel command line.
     pub cmdline_append: Option<String>,
+    /// `--verify-key`: every image needs a valid signature by one of these.
+    pub verify_keys: Vec<PathBuf>,
+    /// `--locked`: the lock file every image must match.
+    pub locked: Option<PathBuf>,
 }
 
 /// What a build wrote.
@@ -118,6 +122,34 @@ pub struct BuildOptions {
 pub struct BuildReport {
     pub outputs: Vec<Written>,
     pub warnings: Vec<String>,
+    /// What went in: every image of the spec, by reference as written.
+    pub images: Vec<ImageUsed>,
+}
+
+/// One image a build used: the reference as written, its canonical name and
+/// the digests of its platform manifest, config and layers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageUsed {
+    pub reference: String,
+    pub name: String,
+    pub manifest: String,
+    pub config: String,
+    pub layers: Vec<String>,
+}
+
+impl ImageUsed {
+    fn from_plan(plan: &Plan) -> Vec<ImageUsed> {
+        plan.images
+            .iter()
+            .map(|(reference, i)| ImageUsed {
+                reference: reference.clone(),
+                name: i.name.clone(),
+                manifest: i.manifest_digest.clone(),
+                config: i.config_digest.clone(),
+                layers: i.layers.iter().map(|l| l.digest.clone()).collect(),
+            })
+            .collect()
+    }
 }
 
 impl BuildReport {
@@ -136,7 +168,21 @@ impl BuildReport {
             .iter()
             .map(|w| serde_json::json!({"path": w.path, "size": w.len, "sha256": w.sha256}))
             .collect();
-        serde_json::json!({"outputs": outputs, "warnings": self.warnings}).to_string()
+        let images: Vec<_> = self
+            .images
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "reference": i.reference,
+                    "name": i.name,
+                    "manifest": i.manifest,
+                    "config": i.config,
+                    "layers": i.layers,
+                })
+            })
+            .collect();
+        serde_json::json!({"outputs": outputs, "warnings": self.warnings, "images": images})
+            .to_string()
     }
 }
 
@@ -181,11 +227,18 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<VerifyFailed>() {
             return 3;
         }
+        if let Some(e) = cause.downcast_ref::<crate::trust::TrustError>() {
+            return if e.is_verification_failure() { 3 } else { 1 };
+        }
+        if let Some(e) = cause.downcast_ref::<crate::lock::LockError>() {
+            return if e.is_verification_failure() { 3 } else { 1 };
+        }
         if cause.is::<crate::spec::SpecError>()
             || cause.is::<UserError>()
             || cause.is::<crate::golden::GoldenError>()
             || cause.is::<crate::oci::OciError>()
             || cause.is::<crate::resolve::ResolveError>()
+            || cause.is::<crate::resolve::ResolveErrors>()
             || cause.is::<crate::unpack::UnpackError>()
             || cause.is::<crate::assemble::AssembleError>()
             || cause.is::<crate::inspect::InspectError>()
@@ -213,6 +266,17 @@ pub fn error_message(err: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     out
+}
+
+/// Creates the output directory and checks that a file can be made in it: a
+/// directory that cannot be used is bad input (exit 1) naming it.
+fn output_dir_ready(dir: &Path) -> anyhow::Result<()> {
+    let bad = |what: &str, e: std::io::Error| {
+        UserError(format!("output directory {}: {what}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| bad("cannot create it", e))?;
+    tempfile::tempfile_in(dir).map_err(|e| bad("cannot write in it", e))?;
+    Ok(())
 }
 
 /// `SOURCE_DATE_EPOCH` as seconds, or the fixed default when unset or empty.
@@ -250,11 +314,19 @@ pub fn threads_from_env() -> anyhow::Result<usize> {
     }
 }
 
-/// Check the YAML and that every image it names resolves in the layout.
-pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Result<Vec<String>> {
+/// Check the YAML and that every image it names resolves in the layout
+/// (and, as for a build, matches `locked` and is signed by one of `verify_keys`).
+pub fn validate(
+    files: &[PathBuf],
+    layout_dir: &Path,
+    arch: &str,
+    verify_keys: &[PathBuf],
+    locked: Option<&Path>,
+) -> anyhow::Result<Vec<String>> {
     let spec = crate::spec::load(files)?;
     let layout = crate::oci::Layout::open(layout_dir)?;
     let plan = crate::resolve::resolve(&spec, &layout, arch)?;
+    check_pins_and_signatures(&layout, &plan, arch, verify_keys, locked)?;
     let mut images = BTreeMap::new();
     for (reference, image) in &plan.images {
         let input = ImageInput {
@@ -268,6 +340,7 @@ pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Res
     oci_volume_images(&spec, &layout, &plan)?;
     let store = ContentStore::new().context("creating the content store")?;
     let mut warnings = spec.warnings.clone();
+    warnings.extend(plan.warnings.iter().cloned());
     warnings.extend(assemble::check(&Inputs {
         spec: &spec,
         images: &images,
@@ -279,6 +352,26 @@ pub fn validate(files: &[PathBuf], layout_dir: &Path, arch: &str) -> anyhow::Res
     Ok(warnings)
 }
 
+/// `--locked` and `--verify-key`: the plan must match the lock, and every
+/// image must carry a valid signature.
+fn check_pins_and_signatures(
+    layout: &Layout,
+    plan: &Plan,
+    arch: &str,
+    verify_keys: &[PathBuf],
+    locked: Option<&Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = locked {
+        let lock = crate::lock::Lock::read(path)?;
+        crate::lock::check(&lock, path, plan, arch)?;
+    }
+    if !verify_keys.is_empty() {
+        let keys = crate::trust::load_keys(verify_keys)?;
+        crate::trust::verify_plan(layout, plan, &keys)?;
+    }
+    Ok(())
+}
+
 /// Run the whole pipeline and write the requested outputs.
 ///
 /// Every output is written to a temp file first; all of them are renamed
@@ -288,8 +381,16 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let spec = crate::spec::load(&opts.files)?;
     let layout = Layout::open(&opts.layout)?;
     let plan = crate::resolve::resolve(&spec, &layout, &opts.arch)?;
+    check_pins_and_signatures(
+        &layout,
+        &plan,
+        &opts.arch,
+        &opts.verify_keys,
+        opts.locked.as_deref(),
+    )?;
     let store = ContentStore::new().context("creating the content store")?;
     let mut warnings = spec.warnings.clone();
+    warnings.extend(plan.warnings.iter().cloned());
 
     let (images, unpack_warnings) = unpack_images(&layout, &plan, &store, opts)?;
     warnings.extend(unpack_warnings);
@@ -320,14 +421,17 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     }
     drop(images);
 
-    std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
+    output_dir_ready(&opts.out_dir)?;
     let pending = write_outputs(opts, &assembled, &store, &layout)?;
     let mut outputs = Vec::new();
     for file in pending {
         outputs.push(file.commit().context("committing an output")?);
     }
-    let mut report = BuildReport { outputs, warnings };
+    let mut report = BuildReport {
+        outputs,
+        warnings,
+        images: ImageUsed::from_plan(&plan),
+    };
     let sums = golden::render(&report.sums());
     let sums_file = crate::atomic::write_file(
         &opts.out_dir,
@@ -755,7 +859,7 @@ fn initrd(
     let mut tree = a.tree.clone();
     tree.remove_children(b"boot");
     let tmp = tempfile::tempfile_in(&opts.out_dir)
-        .context("creating a temp file in the output directory")?;
+        .with_context(|| format!("creating a temp file in {}", opts.out_dir.display()))?;
     let mut c = Compressor::new(
         opts.compression,
         std::io::BufWriter::with_capacity(1 << 20, tmp),

@@ -242,6 +242,27 @@ fn segments<R: io::Read>(
 }
 
 /// Render rows as text, one line each (format in the module docs).
+/// The listing as JSON: one object per member, paths as (lossy) UTF-8.
+pub fn listing_json(rows: &[Listing]) -> serde_json::Value {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "type": r.kind.letter().to_string(),
+                "mode": format!("{:04o}", r.perm & 0o7777),
+                "uid": r.uid,
+                "gid": r.gid,
+                "size": r.size,
+                "rdev": r.rdev.map(|(major, minor)| [major, minor]),
+                "sha256": r.sha256.map(hex::encode),
+                "path": String::from_utf8_lossy(&r.path),
+                "target": r.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows)
+}
+
 pub fn format_listing(rows: &[Listing]) -> String {
     let mut out = String::new();
     for r in rows {

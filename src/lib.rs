@@ -10,6 +10,7 @@ pub mod build;
 pub mod fetch;
 pub mod golden;
 pub mod inspect;
+pub mod lock;
 pub mod oci;
 pub mod output;
 pub mod pkg;
@@ -17,6 +18,7 @@ pub mod resolve;
 pub mod run;
 pub mod spec;
 pub mod tree;
+pub mod trust;
 pub mod unpack;
 
 /// The fixed mtime of generated entries when `SOURCE_DATE_EPOCH` is unset:

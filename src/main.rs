@@ -34,6 +34,9 @@ enum Command {
     Inspect {
         /// An initrd (cpio, optionally compressed) or tar
         file: PathBuf,
+        /// Print the listing as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Boot a built image
     #[command(subcommand)]
@@ -45,7 +48,21 @@ enum Command {
         /// The golden sha256 file to compare with
         #[arg(long)]
         golden: PathBuf,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (kiln.1 and one per subcommand) into a directory
+    Man {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Pin every image of YAML files by digest in NAME.lock (docs/lock.md)
+    Lock(LockArgs),
+    /// Sign images in a layout the way `cosign sign --key` does
+    Sign(SignArgs),
     /// Build images from package recipes (`build.yml`)
     Pkg {
         #[command(subcommand)]
@@ -213,15 +230,60 @@ struct BuildArgs {
     /// Refuse an image whose layers unpack to more than this many bytes
     #[arg(long, value_name = "BYTES", default_value_t = kiln::unpack::Limits::default().max_total_bytes)]
     max_image_bytes: u64,
+    /// Require a valid cosign signature of every image by one of these public keys; repeatable
+    #[arg(long = "verify-key", value_name = "KEY.pub")]
+    verify_keys: Vec<PathBuf>,
+    /// Refuse images that are not pinned, or pinned differently, in NAME.lock beside the first file
+    #[arg(long)]
+    locked: bool,
     /// LinuxKit YAML files, merged in order
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
+struct LockArgs {
+    #[command(flatten)]
+    layout: LayoutArgs,
+    /// Base name of the lock file [default: the first file's stem]
+    #[arg(long)]
+    name: Option<String>,
+    /// Require and record a valid cosign signature of every image; repeatable
+    #[arg(long = "verify-key", value_name = "KEY.pub")]
+    verify_keys: Vec<PathBuf>,
+    #[arg(required = true, value_name = "FILE.yml")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// Private key, ECDSA P-256: PEM PKCS#8 or SEC1, or cosign's encrypted cosign.key ($COSIGN_PASSWORD)
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// OCI image layout holding the images [default: $KILN_LAYOUT, else ./oci-layout]
+    #[arg(long, value_name = "DIR")]
+    layout: Option<PathBuf>,
+    /// Image names (or NAME@DIGEST) in the layout
+    #[arg(required = true, value_name = "REF")]
+    refs: Vec<String>,
+}
+
+#[derive(clap::Args)]
 struct ValidateArgs {
     #[command(flatten)]
     layout: LayoutArgs,
+    /// Base name of the lock file for --locked [default: the first file's stem]
+    #[arg(long)]
+    name: Option<String>,
+    /// Require a valid cosign signature of every image by one of these public keys; repeatable
+    #[arg(long = "verify-key", value_name = "KEY.pub")]
+    verify_keys: Vec<PathBuf>,
+    /// Refuse images that are not pinned, or pinned differently, in NAME.lock beside the first file
+    #[arg(long)]
+    locked: bool,
+    /// Print the result (and warnings) as JSON
+    #[arg(long)]
+    json: bool,
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
 }
@@ -270,17 +332,44 @@ fn layout_dir(args: &LayoutArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("oci-layout"))
 }
 
+/// [`layout_dir`], refusing with a message that says why when the default
+/// `./oci-layout` is missing: the usual mistake is running kiln from another
+/// directory.
+fn checked_layout_dir(args: &LayoutArgs) -> anyhow::Result<PathBuf> {
+    let dir = layout_dir(args);
+    let defaulted =
+        args.layout.is_none() && std::env::var_os("KILN_LAYOUT").is_none_or(|v| v.is_empty());
+    if defaulted && !dir.exists() {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        return Err(build::UserError(format!(
+            "no --layout was given, $KILN_LAYOUT is unset, and {} has no oci-layout directory; \
+             run kiln where the layout is or pass --layout DIR",
+            cwd.display()
+        ))
+        .into());
+    }
+    Ok(dir)
+}
+
+/// `--name`, else the first file's stem.
+fn output_name(name: Option<String>, files: &[PathBuf]) -> anyhow::Result<String> {
+    match name {
+        Some(n) => Ok(n),
+        None => Ok(files[0]
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("cannot derive an output name from the first file; use --name")?
+            .to_owned()),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => {
-            let name = match args.name {
-                Some(n) => n,
-                None => args.files[0]
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .context("cannot derive an output name from the first file; use --name")?
-                    .to_owned(),
-            };
+            let name = output_name(args.name, &args.files)?;
+            let locked = args
+                .locked
+                .then(|| kiln::lock::path_for(&args.files[0], &name));
             let formats = if args.formats.is_empty() {
                 vec![Format::KernelInitrd]
             } else {
@@ -301,13 +390,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 formats,
                 out_dir: args.dir,
                 name,
-                layout: layout_dir(&args.layout),
+                layout: checked_layout_dir(&args.layout)?,
                 arch: args.layout.arch,
                 compression: args.compress,
                 epoch: build::source_date_epoch()?,
                 threads: build::threads_from_env()?,
                 size: args.size,
                 cmdline_append: args.cmdline,
+                verify_keys: args.verify_keys,
+                locked,
                 limits: kiln::unpack::Limits {
                     max_total_bytes: args.max_image_bytes,
                     max_file_bytes: args.max_image_bytes,
@@ -317,6 +408,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = build::build(&opts)?;
             for w in &report.warnings {
                 eprintln!("kiln: warning: {w}");
+            }
+            for i in &report.images {
+                eprintln!(
+                    "kiln: image {} = {}@{} (config {})",
+                    i.reference, i.name, i.manifest, i.config
+                );
             }
             if args.json {
                 println!("{}", report.to_json());
@@ -331,17 +428,70 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(args) => {
-            let warnings =
-                build::validate(&args.files, &layout_dir(&args.layout), &args.layout.arch)?;
+            let name = output_name(args.name, &args.files)?;
+            let locked = args
+                .locked
+                .then(|| kiln::lock::path_for(&args.files[0], &name));
+            let warnings = build::validate(
+                &args.files,
+                &checked_layout_dir(&args.layout)?,
+                &args.layout.arch,
+                &args.verify_keys,
+                locked.as_deref(),
+            )?;
             for w in &warnings {
                 eprintln!("kiln: warning: {w}");
             }
-            println!("ok");
+            if args.json {
+                println!("{}", serde_json::json!({"ok": true, "warnings": warnings}));
+            } else {
+                println!("ok");
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { file } => {
+        Command::Lock(args) => {
+            let opts = kiln::lock::LockOptions {
+                name: output_name(args.name, &args.files)?,
+                layout: checked_layout_dir(&args.layout)?,
+                arch: args.layout.arch,
+                verify_keys: args.verify_keys,
+                files: args.files,
+            };
+            let (path, lock) = kiln::lock::lock(&opts)?;
+            println!("{} images pinned in {}", lock.images.len(), path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign(args) => {
+            let password = std::env::var("COSIGN_PASSWORD").ok();
+            let key = kiln::trust::PrivateKey::load(&args.key, password.as_deref())?;
+            let layout = layout_dir(&LayoutArgs {
+                layout: args.layout,
+                arch: String::new(),
+            });
+            for s in kiln::trust::sign(&layout, &args.refs, &key)? {
+                println!("{}  {}  {}", s.digest, s.reference, s.tag);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { file, json } => {
             let rows = kiln::inspect::inspect(&file)?;
-            print!("{}", kiln::inspect::format_listing(&rows));
+            if json {
+                println!("{}", kiln::inspect::listing_json(&rows));
+            } else {
+                print!("{}", kiln::inspect::format_listing(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(RunCommand::Qemu(q)) => {
@@ -379,6 +529,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let epoch = build::source_date_epoch()?;
+            // Writing is explicit: the default ./oci-layout of a checkout is
+            // the committed one, which `cargo xtask vendor --check` compares.
+            if layout.is_none() && std::env::var_os("KILN_LAYOUT").is_none_or(|v| v.is_empty()) {
+                return Err(build::UserError(
+                    "kiln pkg build writes images into a layout: name it with --layout DIR \
+                     (or $KILN_LAYOUT); it does not default to ./oci-layout, which in a kiln \
+                     checkout holds the committed system images"
+                        .into(),
+                )
+                .into());
+            }
             let opts = kiln::pkg::PkgOptions {
                 layout: layout_dir(&LayoutArgs {
                     layout,
@@ -407,10 +568,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { file, golden } => {
+        Command::Verify { file, golden, json } => {
             let now = kiln::golden::rehash(&file)?;
             build::check_golden(&now, &golden)?;
-            println!("ok");
+            if json {
+                println!("{}", serde_json::json!({"ok": true, "outputs": now}));
+            } else {
+                println!("ok");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Pull(args) => {

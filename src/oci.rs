@@ -46,6 +46,9 @@ pub struct ResolvedImage {
     /// The canonical name (`docker.io/library/alpine:latest`), or the
     /// digest for a bare `sha256:` reference.
     pub name: String,
+    /// The index the name points at, for a multi-arch image (what cosign
+    /// signs and a lock pins); `None` when it points at the manifest.
+    pub index_digest: Option<String>,
     /// The platform manifest chosen (not the index, for multi-arch images).
     pub manifest_digest: String,
     pub manifest_size: u64,
@@ -56,6 +59,9 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
     /// Bottom layer first.
     pub layers: Vec<LayerDesc>,
+    /// The bare tag of the layout entry that matched, when no entry carried
+    /// the full name (skopeo's `oci:DIR:TAG` form).
+    pub short_tag_match: Option<String>,
 }
 
 /// The parts of an image config kiln uses.
@@ -99,6 +105,31 @@ struct Named {
     desc: Descriptor,
 }
 
+/// Why `dir`, which has no `oci-layout` file, is not a layout, and what to do.
+fn not_a_layout(dir: &Path) -> String {
+    if !dir.exists() {
+        return "it does not exist".into();
+    }
+    if dir.is_file() {
+        let mut head = [0u8; 262];
+        let is_tar = std::fs::File::open(dir)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok()
+            && &head[257..262] == b"ustar";
+        return if is_tar {
+            format!(
+                "it is a tar archive (an oci-archive or a `docker save`); copy it into a layout \
+                 with `skopeo copy oci-archive:{0} oci:DIR:REF` (or `docker-archive:{0}`) and \
+                 pass DIR",
+                dir.display()
+            )
+        } else {
+            "it is a file, not a directory".into()
+        };
+    }
+    format!("{}/oci-layout is missing", dir.display())
+}
+
 /// The deepest chain of nested indexes followed.
 const MAX_DEPTH: usize = 8;
 
@@ -109,6 +140,7 @@ impl Layout {
         if !marker.exists() {
             return Err(OciError::NotALayout {
                 dir: dir.to_path_buf(),
+                why: not_a_layout(dir),
             });
         }
         let version: OciLayoutFile = read_small_json(&marker)?;
@@ -189,6 +221,26 @@ impl Layout {
     /// blob in the layout) for `linux/<arch>`.
     pub fn resolve(&self, reference: &str, arch: &str) -> Result<ResolvedImage, OciError> {
         select::resolve(self, reference, arch)
+    }
+
+    /// The descriptors a name (not a bare digest) points at, as
+    /// [`resolve`](Self::resolve) finds them: one, or one per platform when
+    /// the layout tags each platform's manifest with the same name.
+    pub fn lookup(&self, reference: &str) -> Result<Vec<Descriptor>, OciError> {
+        let r = Reference::parse(reference)?;
+        Ok(select::lookup(self, reference, &r)?
+            .map(|l| l.descriptors)
+            .unwrap_or_default())
+    }
+
+    /// Every `(name, descriptor)` pair the layout holds, in index order.
+    pub fn named(&self) -> impl Iterator<Item = (&str, &Descriptor)> {
+        self.named.iter().map(|n| (n.name.as_str(), &n.desc))
+    }
+
+    /// Reads a small (JSON-sized) blob fully, size- and digest-checked.
+    pub fn read_small_blob(&self, desc: &Descriptor, image: &str) -> Result<Vec<u8>, OciError> {
+        self.blob_ref(desc, image)?.read_verified()
     }
 
     /// Opens a layer blob as a stream that verifies size and digest at EOF.

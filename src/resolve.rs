@@ -4,7 +4,10 @@
 //! [`Plan`] mapping each image reference (as written) to its
 //! [`ResolvedImage`]: manifest, config and layer descriptors. Errors carry
 //! the YAML position of the reference (`file:line:col: image "x" not found
-//! in layout DIR; closest: …`). Never reads layer contents.
+//! in layout DIR; closest: …`); every reference that fails is reported, not
+//! only the first. A reference that matched only a layout entry named by its
+//! bare tag (skopeo's `oci:DIR:TAG` form) gives a warning: nothing in such a
+//! name says which repository it came from. Never reads layer contents.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +18,8 @@ use crate::spec::{ImageRef, Pos, Spec};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub images: BTreeMap<String, ResolvedImage>,
+    /// `file:line:col: …` for each reference that matched by bare tag only.
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -23,6 +28,12 @@ impl Plan {
         self.images.get(&r.reference)
     }
 }
+
+/// Every image reference of the YAML that the layout cannot satisfy, one
+/// per line, in YAML order.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ResolveErrors(pub Vec<ResolveError>);
 
 /// An image reference of the YAML that the layout cannot satisfy.
 #[derive(Debug, thiserror::Error)]
@@ -46,21 +57,40 @@ pub fn image_refs(spec: &Spec) -> Vec<&ImageRef> {
     refs
 }
 
-/// Resolves every image of `spec` for `linux/<arch>`; the first failure
-/// (in YAML order) is returned.
-pub fn resolve(spec: &Spec, layout: &Layout, arch: &str) -> Result<Plan, ResolveError> {
+/// Resolves every image of `spec` for `linux/<arch>`; every failure (in YAML
+/// order, each reference once) is returned.
+pub fn resolve(spec: &Spec, layout: &Layout, arch: &str) -> Result<Plan, ResolveErrors> {
     let mut plan = Plan::default();
+    let mut errors = Vec::new();
+    let mut failed = std::collections::BTreeSet::new();
     for r in image_refs(spec) {
-        if plan.images.contains_key(&r.reference) {
+        if plan.images.contains_key(&r.reference) || failed.contains(&r.reference) {
             continue;
         }
-        let image = layout
-            .resolve(&r.reference, arch)
-            .map_err(|source| ResolveError {
-                pos: r.pos.clone(),
-                source: Box::new(source),
-            })?;
-        plan.images.insert(r.reference.clone(), image);
+        match layout.resolve(&r.reference, arch) {
+            Ok(image) => {
+                if let Some(short) = &image.short_tag_match {
+                    plan.warnings.push(format!(
+                        "{}: image {:?} matched the layout entry named only {short:?} \
+                         (skopeo's `oci:DIR:TAG` form), which does not say which repository \
+                         it holds; copy it as `oci:DIR:{}` to name it fully",
+                        r.pos, r.reference, image.name
+                    ));
+                }
+                plan.images.insert(r.reference.clone(), image);
+            }
+            Err(source) => {
+                failed.insert(r.reference.clone());
+                errors.push(ResolveError {
+                    pos: r.pos.clone(),
+                    source: Box::new(source),
+                });
+            }
+        }
     }
-    Ok(plan)
+    if errors.is_empty() {
+        Ok(plan)
+    } else {
+        Err(ResolveErrors(errors))
+    }
 }

@@ -10,11 +10,19 @@
 //! variable store is copied to a temp file per run. The guest's verdict is
 //! the exit status: a clean poweroff is 0, a value written to the
 //! `isa-debug-exit` port (0xf4) is `(value << 1) | 1`.
+//!
+//! A terminal on stdin is handed to the guest (qemu makes it raw; Ctrl-A x
+//! quits, Ctrl-A h lists the other keys) and its settings are put back after
+//! qemu exits, however it exits. Without a terminal qemu reads nothing. On
+//! SIGTERM, SIGINT or SIGHUP qemu is killed, the temp directory removed and
+//! the exit status is 128 + the signal number.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A bootable artefact set.
@@ -580,11 +588,15 @@ fn which(program: &str) -> Option<PathBuf> {
 pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
     let boot = find_boot(target)?;
     which(QEMU).ok_or(RunError::Missing(QEMU.into(), "qemu-system-x86"))?;
-    let accel = match &opts.accel {
-        Some(a) => a.clone(),
-        None if kvm_works() => "kvm".into(),
-        None => "tcg".into(),
+    let (accel, why) = match &opts.accel {
+        Some(a) => (a.clone(), "as --accel asked"),
+        None if kvm_works() => ("kvm".into(), "the KVM probe booted"),
+        None if Path::new("/dev/kvm").exists() => {
+            ("tcg".into(), "/dev/kvm is there but the probe guest hung")
+        }
+        None => ("tcg".into(), "there is no /dev/kvm"),
     };
+    eprintln!("kiln: qemu accelerator {accel}: {why}");
     let tmp = tempfile::tempdir().map_err(|err| RunError::Io {
         path: std::env::temp_dir(),
         err,
@@ -636,9 +648,17 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
         &accel,
         ovmf.as_ref().map(|(c, v)| (c.as_path(), v.as_path())),
     )?;
+    let signal = stop_signals()?;
+    // Dropped last on every path out of here (after the temp dir is gone).
+    let terminal = TerminalGuard::save();
+    let stdin = if terminal.is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    };
     let mut child = Command::new(QEMU)
         .args(&args)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -670,21 +690,69 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
     });
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let status = loop {
+        let caught = signal.load(Ordering::Relaxed);
+        if caught != 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            break Some(128 + caught as i32);
+        }
         match child.try_wait().map_err(|err| RunError::Io {
             path: QEMU.into(),
             err,
         })? {
-            Some(s) => break Some(s),
+            Some(s) => break Some(s.code().unwrap_or(128)),
             None if deadline.is_some_and(|d| Instant::now() >= d) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
             }
-            None => std::thread::sleep(Duration::from_millis(100)),
+            None => std::thread::sleep(Duration::from_millis(50)),
         }
     };
     let _ = pump.join();
-    Ok(status.map(|s| s.code().unwrap_or(128)))
+    drop(tmp);
+    drop(terminal);
+    Ok(status)
+}
+
+/// The signals that stop a run: the number of the last one caught, or 0.
+fn stop_signals() -> Result<Arc<AtomicUsize>, RunError> {
+    let caught = Arc::new(AtomicUsize::new(0));
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register_usize(sig, Arc::clone(&caught), sig as usize).map_err(
+            |err| RunError::Io {
+                path: "signal handler".into(),
+                err,
+            },
+        )?;
+    }
+    Ok(caught)
+}
+
+/// The settings of the terminal on stdin, put back when dropped: qemu makes
+/// the terminal raw and restores it when it exits, but not when it is killed.
+struct TerminalGuard(rustix::termios::Termios);
+
+impl TerminalGuard {
+    /// `None` when stdin is not a terminal.
+    fn save() -> Option<TerminalGuard> {
+        let stdin = io::stdin();
+        if !rustix::termios::isatty(&stdin) {
+            return None;
+        }
+        rustix::termios::tcgetattr(&stdin).ok().map(TerminalGuard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ =
+            rustix::termios::tcsetattr(io::stdin(), rustix::termios::OptionalActions::Now, &self.0);
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub(crate) mod fixture;
 mod golden_cases;
 mod oci_volume;
 mod repro;
+mod run_qemu;
 
 use std::path::Path;
 
@@ -490,4 +491,273 @@ fn validate_runs_the_checks_a_build_runs_without_layer_contents() {
             );
         }
     }
+}
+
+/// A reference that matches only a layout entry named by its bare tag
+/// (`skopeo copy … oci:DIR:1.0`) builds, with a warning on stderr and in
+/// `--json` that names the reference and the bare name.
+#[test]
+fn bare_tag_match_warns_in_text_and_json() {
+    let t = TestDir::new();
+    let layout = t.join("oci-layout");
+    system_layout(&layout);
+    crate::support::write_layout(
+        &layout,
+        &[crate::support::TestImage::new("1.0").layer(
+            crate::support::LayerBuilder::new()
+                .file("etc/which", "some image", 0o644)
+                .build(),
+        )],
+    );
+    t.write(
+        "b.yml",
+        "kernel:\n  image: kiln.test/kernel:1\ninit:\n  - kiln.test/init:1\nonboot:\n  - name: r\n    image: redis:1.0\n    command: [/bin/true]\n",
+    );
+    let words = "image \"redis:1.0\" matched the layout entry named only \"1.0\"";
+    let out = t.kiln(&["build", "-f", "tar", "-o", "out", "--json", "b.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("b.yml:7:12") && err.contains(words), "{err}");
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w.as_str().unwrap().contains(words)),
+        "{report}"
+    );
+    // Provenance: every image with its digests, on stderr and in --json.
+    let want = kiln::oci::Layout::open(&layout)
+        .unwrap()
+        .resolve("redis:1.0", "amd64")
+        .unwrap();
+    let line = format!(
+        "kiln: image redis:1.0 = docker.io/library/redis:1.0@{} (config {})",
+        want.manifest_digest, want.config_digest
+    );
+    assert!(err.contains(&line), "{err}");
+    let images = report["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3, "{report}");
+    let redis = images
+        .iter()
+        .find(|i| i["reference"] == "redis:1.0")
+        .unwrap();
+    assert_eq!(redis["manifest"], want.manifest_digest.as_str());
+    assert_eq!(redis["layers"][0], want.layers[0].digest.as_str());
+    let out = t.kiln(&["validate", "b.yml"]);
+    assert!(
+        out.status.success() && stderr(&out).contains(words),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// validate (and build) name every image the layout lacks, not only the first.
+#[test]
+fn every_missing_image_is_reported() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    t.write(
+        "m.yml",
+        "kernel:\n  image: kiln.test/kernel:1\ninit:\n  - kiln.test/nope:1\nservices:\n  - name: a\n    image: kiln.test/absent:2\n  - name: b\n    image: kiln.test/nope:1\n",
+    );
+    for cmd in ["validate", "build"] {
+        let out = t.kiln(&[cmd, "m.yml"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains("m.yml:4:5: image \"kiln.test/nope:1\" not found")
+                && err.contains("m.yml:7:12: image \"kiln.test/absent:2\" not found"),
+            "{cmd}: {err}"
+        );
+        assert_eq!(
+            err.matches("kiln.test/nope:1\" not found").count(),
+            1,
+            "{err}"
+        );
+    }
+}
+
+/// A container whose program needs an ELF interpreter its image lacks
+/// builds with a warning naming the program and the interpreter; one with no
+/// command at all is an error naming the container and its image.
+#[test]
+fn build_time_checks_of_the_containers_program() {
+    let t = TestDir::new();
+    let layout = t.join("oci-layout");
+    system_layout(&layout);
+    // An ELF64 header with one PT_INTERP program header.
+    let interp = b"/lib/ld-musl-x86_64.so.1\0";
+    let mut elf = vec![0u8; 0x40 + 0x38];
+    elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    elf[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+    elf[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes());
+    elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    elf[0x40..0x44].copy_from_slice(&3u32.to_le_bytes());
+    let off = elf.len() as u64;
+    elf[0x48..0x50].copy_from_slice(&off.to_le_bytes());
+    elf[0x60..0x68].copy_from_slice(&(interp.len() as u64).to_le_bytes());
+    elf.extend_from_slice(interp);
+    crate::support::write_layout(
+        &layout,
+        &[
+            crate::support::TestImage::new("kiln.test/dyn:1")
+                .entrypoint(&["app"])
+                .layer(
+                    crate::support::LayerBuilder::new()
+                        .dir("usr", 0o755)
+                        .dir("usr/bin", 0o755)
+                        .file("usr/bin/app", &elf, 0o755)
+                        .build(),
+                ),
+            crate::support::TestImage::new("kiln.test/nocmd:1").layer(
+                crate::support::LayerBuilder::new()
+                    .file("data", "x", 0o644)
+                    .build(),
+            ),
+        ],
+    );
+    let head = "kernel:\n  image: kiln.test/kernel:1\ninit:\n  - kiln.test/init:1\nservices:\n";
+    t.write(
+        "d.yml",
+        format!("{head}  - name: app\n    image: kiln.test/dyn:1\n"),
+    );
+    let out = t.kiln(&["build", "-f", "tar", "-o", "out", "d.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("d.yml:6:5: container \"app\": /usr/bin/app needs the ELF interpreter /lib/ld-musl-x86_64.so.1"),
+        "{err}"
+    );
+    t.write(
+        "n.yml",
+        format!("{head}  - name: idle\n    image: kiln.test/nocmd:1\n"),
+    );
+    for cmd in ["validate", "build"] {
+        let out = t.kiln(&[cmd, "n.yml"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("n.yml:6:5: container \"idle\" has no command")
+                && err.contains("image kiln.test/nocmd:1"),
+            "{cmd}: {err}"
+        );
+    }
+}
+
+/// Where the layout went wrong is said plainly: no layout where kiln was
+/// started, a tar archive given as the layout, a path that does not exist.
+#[test]
+fn layout_mistakes_are_explained() {
+    let t = TestDir::new();
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out =
+        crate::support::kiln_env(t.path(), &["validate", "basic.yml"], &[("KILN_LAYOUT", "")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no --layout was given, $KILN_LAYOUT is unset")
+            && err.contains("has no oci-layout directory"),
+        "{err}"
+    );
+    // An oci-archive given as --layout.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(2);
+    h.set_cksum();
+    tar.append_data(&mut h, "oci-layout", &b"{}"[..]).unwrap();
+    t.write("img.tar", tar.into_inner().unwrap());
+    let out = t.kiln(&["validate", "--layout", "img.tar", "basic.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("img.tar is not an OCI image layout: it is a tar archive")
+            && err.contains("skopeo copy oci-archive:img.tar oci:DIR:REF"),
+        "{err}"
+    );
+    let out = t.kiln(&["validate", "--layout", "nowhere", "basic.yml"]);
+    assert!(
+        stderr(&out).contains("nowhere is not an OCI image layout: it does not exist"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// An output directory that cannot be used is bad input (exit 1) named in
+/// the message.
+#[test]
+fn unusable_output_directory_exits_1_naming_it() {
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    t.write("taken", "a file");
+    let out = t.kiln(&["build", "-o", "taken", "basic.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("output directory taken: cannot create it"),
+        "{err}"
+    );
+    assert_eq!(t.read("taken"), b"a file");
+}
+
+/// Shell completions and man pages come from the clap definitions; inspect,
+/// validate and verify speak JSON with --json.
+#[test]
+fn completions_man_pages_and_json_outputs() {
+    let t = TestDir::new();
+    let out = t.kiln(&["completions", "bash"]);
+    assert!(out.status.success());
+    let script = stdout(&out);
+    assert!(
+        script.contains("_kiln()") && script.contains("validate"),
+        "{script}"
+    );
+    let out = t.kiln(&["man", "man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = String::from_utf8(t.read("man/kiln.1")).unwrap();
+    assert!(page.contains(".TH kiln 1"), "{page}");
+    assert!(t.join("man/kiln-build.1").is_file());
+
+    system_layout(&t.join("oci-layout"));
+    write_case(&t, "basic.yml", CASE_BASIC);
+    let out = t.kiln(&["validate", "--json", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["warnings"].is_array());
+
+    let out = t.kiln(&["build", "-f", "tar", "-o", "out", "basic.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = t.kiln(&["inspect", "--json", "out/basic.tar"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let text = stdout(&t.kiln(&["inspect", "out/basic.tar"]));
+    assert_eq!(rows.as_array().unwrap().len(), text.lines().count());
+    // Each row says what the text line says.
+    for (row, line) in rows.as_array().unwrap().iter().zip(text.lines()) {
+        let path = row["path"].as_str().unwrap();
+        assert!(
+            line.ends_with(path) || line.contains(&format!(" {path} ")),
+            "{row} vs {line}"
+        );
+        let mode = row["mode"].as_str().unwrap();
+        assert!(
+            line.starts_with(&format!("{}{mode}", row["type"].as_str().unwrap())),
+            "{row} vs {line}"
+        );
+    }
+
+    let out = t.kiln(&[
+        "verify",
+        "--json",
+        "out/basic.sha256",
+        "--golden",
+        "out/basic.sha256",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(
+        v["outputs"]["basic.tar"].as_str().unwrap().len() == 64,
+        "{v}"
+    );
 }

@@ -212,7 +212,9 @@ fn placeholder_layout(dir: &Path, needs: &Needs) {
             layer = layer.file(f, body, 0o644);
         }
         let mut names = names.iter();
-        let mut image = TestImage::new(names.next().expect("one name at least"));
+        // Real images name their program; documents rely on that.
+        let mut image = TestImage::new(names.next().expect("one name at least"))
+            .entrypoint(&["/bin/placeholder"]);
         for n in names {
             image = image.also_named(n);
         }
@@ -235,6 +237,8 @@ fn build(doc: &Path, layout: &Path, out: &Path) -> Result<(), String> {
         limits: Default::default(),
         size: None,
         cmdline_append: None,
+        verify_keys: Vec::new(),
+        locked: None,
     };
     kiln::build::build(&opts)
         .map(drop)

@@ -442,3 +442,20 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     }
     out
 }
+
+/// Without --layout (or $KILN_LAYOUT) `kiln pkg build` refuses to write into
+/// ./oci-layout, which in a checkout is the committed layout.
+#[test]
+fn pkg_build_needs_an_explicit_layout() {
+    let t = crate::support::TestDir::new();
+    t.mkdir("oci-layout");
+    let out = crate::support::kiln_env(
+        t.path(),
+        &["pkg", "build", "pkg/runc"],
+        &[("KILN_LAYOUT", "")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = crate::support::stderr(&out);
+    assert!(err.contains("name it with --layout DIR"), "{err}");
+    assert_eq!(std::fs::read_dir(t.join("oci-layout")).unwrap().count(), 0);
+}

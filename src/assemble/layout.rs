@@ -351,6 +351,23 @@ fn add_bundle(
             own_root
         }
     };
+    let eff = merge::effective(image, &input.defaults);
+    let Some(program) = eff.args.first() else {
+        return Err(AssembleError::NoCommand {
+            pos: image.pos.clone(),
+            name: image.name.clone(),
+            image: input.canonical.clone(),
+        });
+    };
+    if let Some((path, interp)) =
+        super::interp::missing_interpreter(&input.tree, inputs.store, program, &eff.env)
+    {
+        warnings.push(format!(
+            "{}: container {:?}: {path} needs the ELF interpreter {interp}, which image {} \
+             does not have: it will fail to start",
+            image.pos, image.name, input.canonical
+        ));
+    }
     let volumes = &inputs.spec.volumes;
     let config = config_json(image, &input.defaults, ids, volumes)?;
     let c = store(inputs, &image.pos, &format!("{dir}/config.json"), &config)?;

@@ -57,7 +57,8 @@ impl Fixture {
         Entry::file(self.store.add(bytes).unwrap(), mode, 5)
     }
 
-    /// An image whose tree holds `files` (path, contents) plus their parents.
+    /// An image whose tree holds `files` (path, contents) plus their
+    /// parents, with `Entrypoint: ["/bin/run"]`.
     pub(super) fn image(&mut self, reference: &str, canonical: &str, files: &[(&str, &str)]) {
         let mut tree = Tree::new();
         for (path, contents) in files {
@@ -70,7 +71,10 @@ impl Fixture {
                 tree,
                 reference: reference.into(),
                 canonical: canonical.into(),
-                defaults: ImageDefaults::default(),
+                defaults: ImageDefaults {
+                    entrypoint: Some(vec!["/bin/run".into()]),
+                    ..ImageDefaults::default()
+                },
             },
         );
     }
@@ -451,6 +455,25 @@ fn volumes_blank_and_from_image() {
         link(t, "containers/volumes/full/lower/etc/resolv.conf"),
         layout::RESOLV_LINK
     );
+}
+
+#[test]
+fn error_container_without_command_names_it_and_its_image() {
+    let mut f = Fixture::new();
+    f.image("bare", "docker.io/library/bare:1", &[("bin/x", "x")]);
+    f.images.get_mut("bare").unwrap().defaults.entrypoint = None;
+    let mut img = container("svc", "bare", 9);
+    f.spec.services = vec![img.clone()];
+    let e = f.run().unwrap_err().to_string();
+    assert!(
+        e.contains("container \"svc\" has no command")
+            && e.contains("image docker.io/library/bare:1"),
+        "{e}"
+    );
+    // A command from the YAML is enough.
+    img.command = Some(vec!["/bin/x".into()]);
+    f.spec.services = vec![img];
+    f.run().unwrap();
 }
 
 #[test]

@@ -250,7 +250,7 @@ fn uki(
         linux: Blob::Stored(kernel),
     };
     let mut tmp = tempfile::tempfile_in(&opts.out_dir)
-        .context("creating a temp file in the output directory")?;
+        .with_context(|| format!("creating a temp file in {}", opts.out_dir.display()))?;
     {
         let mut buf = std::io::BufWriter::new(&mut tmp);
         write_uki(parts, store, &mut buf).context("writing the UKI")?;

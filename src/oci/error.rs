@@ -17,8 +17,8 @@ pub enum OciError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{} is not an OCI image layout: {}/oci-layout is missing", dir.display(), dir.display())]
-    NotALayout { dir: PathBuf },
+    #[error("{} is not an OCI image layout: {why}", dir.display())]
+    NotALayout { dir: PathBuf, why: String },
     #[error("{}: unsupported imageLayoutVersion {found:?} (want 1.0.0)", path.display())]
     LayoutVersion { path: PathBuf, found: String },
     #[error("{}: malformed JSON: {message}", path.display())]

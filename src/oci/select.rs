@@ -45,13 +45,58 @@ pub(super) fn resolve(
         return resolve_digest(layout, reference, &d, arch);
     }
     let r = Reference::parse(reference)?;
-    let keys = reference_keys(&r);
+    let Lookup {
+        descriptors: matches,
+        short_tag_match,
+    } = match lookup(layout, reference, &r)? {
+        Some(m) => m,
+        None => {
+            // Pinned to a blob of the layout that no name points at.
+            let pin = r.pin.as_ref().expect("lookup gives None only for pins");
+            let mut img = resolve_digest(layout, reference, pin, arch)?;
+            img.name = r.canonical();
+            return Ok(img);
+        }
+    };
+    let top = if matches.len() == 1 {
+        matches[0].clone()
+    } else {
+        choose(layout, &matches, arch, reference)?
+    };
+    let chosen = follow(layout, &top, arch, reference, 0)?;
+    if let Some(pin) = &r.pin {
+        let pin = pin.to_string();
+        if top.digest != pin && chosen.manifest.digest != pin {
+            return Err(OciError::PinMismatch {
+                reference: reference.to_string(),
+                dir: layout.root.clone(),
+                pin,
+                found: top.digest,
+            });
+        }
+    }
+    let mut image = finish(reference, r.canonical(), &top, chosen)?;
+    image.short_tag_match = short_tag_match;
+    Ok(image)
+}
+
+/// The descriptors `index.json` (or an unnamed nested index) tags with the
+/// name `r` (several when a layout keeps one same-named entry per
+/// platform), narrowed to a pin when one matches. `None`: no name matches
+/// but the pin is a blob of the layout.
+pub(super) fn lookup(
+    layout: &Layout,
+    reference: &str,
+    r: &Reference,
+) -> Result<Option<Lookup>, OciError> {
+    let keys = reference_keys(r);
     let mut matches: Vec<&Descriptor> = layout
         .named
         .iter()
         .filter(|n| n.matches(&keys))
         .map(|n| &n.desc)
         .collect();
+    let mut short_tag_match = None;
     if matches.is_empty() {
         // `skopeo copy … oci:DIR:TAG` stores just the tag.
         let short = r.short_tag();
@@ -72,20 +117,21 @@ pub(super) fn resolve(
                     .collect(),
             });
         }
+        if !matches.is_empty() {
+            short_tag_match = Some(short.to_string());
+        }
     }
     dedup_by_digest(&mut matches);
     if matches.is_empty() {
         if let Some(pin) = &r.pin {
             if layout.root.join(pin.blob_path()).is_file() {
-                let mut img = resolve_digest(layout, reference, pin, arch)?;
-                img.name = r.canonical();
-                return Ok(img);
+                return Ok(None);
             }
         }
         return Err(OciError::NotFound {
             reference: reference.to_string(),
             dir: layout.root.clone(),
-            closest: name::closest(&r, layout.named.iter().map(|n| n.name.as_str()), 5),
+            closest: name::closest(r, layout.named.iter().map(|n| n.name.as_str()), 5),
         });
     }
     if let Some(pin) = &r.pin {
@@ -98,25 +144,17 @@ pub(super) fn resolve(
             matches = pinned;
         }
     }
-    let top = if matches.len() == 1 {
-        matches[0].clone()
-    } else {
-        let owned: Vec<Descriptor> = matches.into_iter().cloned().collect();
-        choose(layout, &owned, arch, reference)?
-    };
-    let chosen = follow(layout, &top, arch, reference, 0)?;
-    if let Some(pin) = &r.pin {
-        let pin = pin.to_string();
-        if top.digest != pin && chosen.manifest.digest != pin {
-            return Err(OciError::PinMismatch {
-                reference: reference.to_string(),
-                dir: layout.root.clone(),
-                pin,
-                found: top.digest,
-            });
-        }
-    }
-    finish(reference, r.canonical(), chosen)
+    Ok(Some(Lookup {
+        descriptors: matches.into_iter().cloned().collect(),
+        short_tag_match,
+    }))
+}
+
+/// What [`lookup`] found for a name.
+pub(super) struct Lookup {
+    pub descriptors: Vec<Descriptor>,
+    /// The bare tag that matched, when no entry has the full name.
+    pub short_tag_match: Option<String>,
 }
 
 fn dedup_by_digest(v: &mut Vec<&Descriptor>) {
@@ -170,7 +208,7 @@ fn resolve_digest(
             |n| n.canonical.clone().unwrap_or_else(|| n.name.clone()),
         );
     let chosen = follow(layout, &desc, arch, reference, 0)?;
-    finish(reference, name, chosen)
+    finish(reference, name, &desc, chosen)
 }
 
 /// Calls `f` on every descriptor reachable through indexes (not
@@ -372,7 +410,13 @@ fn choose(
     }
 }
 
-fn finish(reference: &str, name: String, chosen: Chosen) -> Result<ResolvedImage, OciError> {
+/// `top` is the descriptor the name points at (an index or the manifest).
+fn finish(
+    reference: &str,
+    name: String,
+    top: &Descriptor,
+    chosen: Chosen,
+) -> Result<ResolvedImage, OciError> {
     let Chosen {
         manifest,
         body,
@@ -399,6 +443,7 @@ fn finish(reference: &str, name: String, chosen: Chosen) -> Result<ResolvedImage
     Ok(ResolvedImage {
         reference: reference.to_string(),
         name,
+        index_digest: (top.digest != manifest.digest).then(|| top.digest.clone()),
         manifest_media_type: if manifest.media_type.is_empty() {
             body.media_type
                 .clone()
@@ -421,6 +466,7 @@ fn finish(reference: &str, name: String, chosen: Chosen) -> Result<ResolvedImage
             os: config.os,
         },
         layers,
+        short_tag_match: None,
     })
 }
 

@@ -113,6 +113,11 @@ fn example_capabilities_matches_golden() {
 }
 
 #[test]
+fn example_netns_matches_golden() {
+    check("netns");
+}
+
+#[test]
 fn every_example_has_a_golden_file_and_a_test() {
     let mut names: Vec<String> = std::fs::read_dir(root().join("examples"))
         .unwrap()
@@ -131,6 +136,7 @@ fn every_example_has_a_golden_file_and_a_test() {
             "linuxkit",
             "metadata",
             "minimal",
+            "netns",
             "onshutdown",
             "readonly",
             "runtime"

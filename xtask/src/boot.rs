@@ -146,7 +146,28 @@ fn extract_disk_raw(archive: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir.join("disk.raw"))
 }
 
+/// What `cargo xtask boot-test --help` prints.
+const HELP: &str = "usage: cargo xtask boot-test [--all] [CASE...]
+
+Builds each case (examples/*.yml and tests/boot/*.yml with a sibling .expect
+file) with the release kiln, checks its outputs against golden/, boots every
+format the case lists under qemu (SeaBIOS or OVMF, TCG when KVM hangs) and
+checks the serial console for the case's expect: lines, in order, and for no
+forbid: line.
+
+  (no CASE)   the cases marked `ci: yes`
+  --all       every case
+  CASE...     only these cases (by file stem)
+";
+
 pub fn run(args: &[String]) -> anyhow::Result<()> {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{HELP}");
+        return Ok(());
+    }
+    if let Some(bad) = args.iter().find(|a| a.starts_with('-') && *a != "--all") {
+        bail!("boot-test: unknown option {bad}\n\n{HELP}");
+    }
     let all = args.iter().any(|a| a == "--all");
     let wanted: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let status = Command::new("cargo")
@@ -254,8 +275,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 .stdout(std::process::Stdio::null())
                 .process_group(0)
                 .spawn()?;
-            // kiln runs qemu as its child: stop the whole process group.
+            // SIGTERM lets kiln stop qemu and remove its temp directory; the
+            // whole process group is killed only if that takes too long.
             let stop = |child: &mut std::process::Child| {
+                // SAFETY: plain kill(2) on the child we started.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+                let asked = Instant::now();
+                while asked.elapsed() < std::time::Duration::from_secs(10) {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
                 // SAFETY: plain kill(2) on the process group we created.
                 unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
                 let _ = child.wait();
@@ -308,6 +339,19 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn help_and_unknown_options_do_not_run_the_suite() {
+        // Neither builds nor boots anything: both return before cargo runs.
+        assert!(super::run(&["--help".to_string()]).is_ok());
+        let err = super::run(&["--quick".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown option --quick") && err.contains("usage:"),
+            "{err}"
+        );
+    }
+
     use super::*;
 
     fn case(text: &str) -> Case {

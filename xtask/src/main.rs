@@ -5,6 +5,8 @@
 //!   `gzip -n -6` on the same uncompressed cpio, measured in the same run.
 //! - `boot-test [--all] [CASE...]`: build, golden-check and boot the cases
 //!   under qemu, checking the serial console.
+//! - `man [DIR]`: write kiln's man pages (default `target/man`), generated
+//!   from its clap definitions by `kiln man`.
 //! - `vendor [--debs DIR] [--check | --fetch-only]`: verify the pinned Debian
 //!   packages and rebuild (or check) the committed `oci-layout/` from them.
 
@@ -25,13 +27,25 @@ fn main() -> anyhow::Result<()> {
         Some("bench-raw-efi") => bench::raw_efi(&args[1..]),
         Some("boot-test") => boot::run(&args[1..]),
         Some("vendor") => vendor::run(&args[1..]),
+        Some("man") => man(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <bench [--quick] | boot-test [--all] [CASE...] | vendor [--debs DIR] [--check | --fetch-only]>"
+                "usage: cargo xtask <bench [--quick] | boot-test [--all] [CASE...] | man [DIR] | vendor [--debs DIR] [--check | --fetch-only]>"
             );
             std::process::exit(2);
         }
     }
+}
+
+/// `kiln man DIR` through cargo, so the pages match the sources.
+fn man(args: &[String]) -> anyhow::Result<()> {
+    let dir = args.first().map_or("target/man", String::as_str);
+    let status = std::process::Command::new("cargo")
+        .args(["run", "--quiet", "--bin", "kiln", "--", "man", dir])
+        .status()?;
+    anyhow::ensure!(status.success(), "kiln man {dir} failed");
+    println!("man pages in {dir} (man -l {dir}/kiln.1)");
+    Ok(())
 }
 
 fn project_root() -> PathBuf {

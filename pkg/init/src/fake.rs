@@ -3,14 +3,20 @@
 //! short line in `calls`, so a test can assert the order of what init did.
 //!
 //! Pretend processes: `runc run ... NAME` exits at once with `exits[NAME]`,
-//! or keeps running; `runc kill NAME TERM` stops it with signal 15 unless
-//! NAME is `stubborn`; `runc kill --all NAME KILL` always stops it; every
-//! other spawn exits 0 at once.
+//! or keeps running; `runc create ... --pid-file F NAME` exits 0 (1 if NAME
+//! is in `create_fails`) after writing the pid of a new, running container
+//! process to F; `runc start NAME` exits 0 and makes that process exit with
+//! `exits[NAME]` if there is one; `runc kill NAME TERM` stops NAME with
+//! signal 15 unless NAME is `stubborn`; `runc kill --all NAME KILL` and
+//! `runc delete --force NAME` always stop it; every other spawn exits 0 at
+//! once. `link` requests are recorded and fail with `EEXIST` for names in
+//! `fail_links`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::time::Duration;
 
+use crate::netlink::LinkRequest;
 use crate::sys::{DirEntry, Halt, MountCall, Output, Pid, Signal, Status, Sys};
 
 /// One scripted happening, delivered by `wait_signal`.
@@ -36,6 +42,8 @@ pub struct Fake {
     /// creates once its driver probed).
     pub appear: BTreeMap<String, Duration>,
     pub fail_exec: bool,
+    pub create_fails: BTreeSet<String>,
+    pub fail_links: BTreeSet<String>,
     /// Keep `/proc/mounts` up to date: a mount appends its line, `MS_MOVE`
     /// renames the moved mount and those below it.
     pub track_mounts: bool,
@@ -251,6 +259,32 @@ impl Sys for Fake {
         Ok(())
     }
 
+    fn link(&mut self, req: &LinkRequest) -> io::Result<()> {
+        let (line, name) = match req {
+            LinkRequest::Add {
+                name,
+                kind,
+                peer,
+                netns,
+            } => {
+                let mut l = format!("link add {name} {kind}");
+                if let Some(p) = peer {
+                    l.push_str(&format!(" peer {p}"));
+                }
+                if let Some(n) = netns {
+                    l.push_str(&format!(" netns {n}"));
+                }
+                (l, name)
+            }
+            LinkRequest::Move { name, pid } => (format!("link move {name} {pid}"), name),
+        };
+        self.calls.push(line);
+        if self.fail_links.contains(name) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        Ok(())
+    }
+
     fn kernel_release(&mut self) -> io::Result<String> {
         Ok("6.6.0-kiln".into())
     }
@@ -274,6 +308,33 @@ impl Sys for Fake {
                     self.running.insert(pid, name);
                 }
             },
+            Some("create") => {
+                let file = argv
+                    .iter()
+                    .position(|a| a == "--pid-file")
+                    .and_then(|i| argv.get(i + 1))
+                    .cloned()
+                    .unwrap_or_default();
+                if self.create_fails.contains(&name) {
+                    self.exited.push((pid, Status::Exited(1)));
+                } else {
+                    let container = self.next_pid;
+                    self.next_pid += 1;
+                    self.files.insert(file, container.to_string().into_bytes());
+                    self.running.insert(container, name);
+                    self.exited.push((pid, Status::Exited(0)));
+                }
+            }
+            Some("start") => {
+                if let Some(st) = self.exits.get(&name).copied() {
+                    self.stop(&name, st);
+                }
+                self.exited.push((pid, Status::Exited(0)));
+            }
+            Some("delete") => {
+                self.stop(&name, Status::Signaled(9));
+                self.exited.push((pid, Status::Exited(0)));
+            }
             Some("kill") => {
                 let target = argv
                     .get(argv.len().saturating_sub(2))

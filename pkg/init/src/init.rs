@@ -3,7 +3,9 @@
 //! Takes a [`Sys`] and gives the whole sequence: system mounts, the switch
 //! from a boot initrd to the real root (`init/switch.rs`), hostname,
 //! loopback, kernel modules, the onboot containers one after another, the
-//! services, then — on a shutdown signal — the onshutdown containers, stopping
+//! services (each container's `runtime.json` performed around it: mounts
+//! before it is created, `interfaces` and `bindNS` between `runc create` and
+//! `runc start`), then — on a shutdown signal — the onshutdown containers, stopping
 //! the services, killing what is left, unmounting and the final `reboot(2)`.
 //! Every failure is logged as a console line and init goes on; nothing here
 //! panics or returns an error. The pure decisions live in the other modules;
@@ -14,11 +16,12 @@ mod system;
 
 pub use switch::Switch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::time::Duration;
 
 use crate::event::{Event, Section};
+use crate::netlink::LinkRequest;
 use crate::runc::{self, Runc};
 use crate::runtime::{self, Runtime, Step};
 use crate::supervise::{self, Phase};
@@ -58,6 +61,21 @@ pub struct Init<S: Sys> {
     phase: Phase,
     /// A shutdown asked for and not yet begun.
     pending: Option<Halt>,
+    /// Created containers' pids whose exit must not be taken for an
+    /// orphan's while init waits for `runc start` (see `launch`).
+    watch: BTreeSet<Pid>,
+    /// Exits of watched pids, reaped before anyone waited for them.
+    early: BTreeMap<Pid, Status>,
+}
+
+/// How a container was started, which says how to clean up after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Started {
+    /// `runc run`, which deletes the container when it exits.
+    Run,
+    /// `runc create` + `runc start`: the stopped container stays until
+    /// `runc delete`.
+    Created,
 }
 
 impl<S: Sys> Init<S> {
@@ -69,6 +87,8 @@ impl<S: Sys> Init<S> {
             services: BTreeMap::new(),
             phase: Phase::Running,
             pending: None,
+            watch: BTreeSet::new(),
+            early: BTreeMap::new(),
         }
     }
 
@@ -162,16 +182,21 @@ impl<S: Sys> Init<S> {
             return;
         };
         let bundle = runc::bundle(section, name);
-        let Some(steps) = self.prepare(section, name, &bundle) else {
+        let Some((steps, rt)) = self.prepare(section, name, &bundle) else {
             return;
         };
         self.log(Event::Run(section, name.to_string()));
-        match self.sys.spawn(&runc.run(&bundle, name), Output::Console) {
-            Err(e) => self.error(format!("{} {name}: cannot start runc: {e}", section.word())),
-            Ok(pid) => {
+        match self.launch(section, name, &bundle, &rt, &runc, Output::Console) {
+            None => {}
+            Some((pid, started)) => {
                 let deadline = timeout.map(|t| self.sys.now() + t);
                 match self.wait_for(pid, deadline) {
-                    Some(status) => self.log(Event::Exit(section, name.to_string(), status)),
+                    Some(status) => {
+                        self.log(Event::Exit(section, name.to_string(), status));
+                        if started == Started::Created {
+                            self.helper(runc.delete(name));
+                        }
+                    }
                     None => {
                         self.log(Event::Timeout(section, name.to_string()));
                         self.helper(runc.kill(name, "KILL", true));
@@ -191,9 +216,127 @@ impl<S: Sys> Init<S> {
         }
     }
 
-    /// Read the bundle's `runtime.json` and perform it. `None` (logged) if
-    /// the container cannot run.
-    fn prepare(&mut self, section: Section, name: &str, bundle: &str) -> Option<Vec<Step>> {
+    /// Start a prepared container and give the pid to wait for: `runc run`'s
+    /// own, or, when `rt` acts on the container's process, the container's
+    /// (`runc create`, the interfaces and namespace binds, `runc start`; the
+    /// container is our child once `runc create` exits, as init is PID 1).
+    /// `None` (logged, nothing left behind) if it could not start.
+    fn launch(
+        &mut self,
+        section: Section,
+        name: &str,
+        bundle: &str,
+        rt: &Runtime,
+        runc: &Runc,
+        output: Output,
+    ) -> Option<(Pid, Started)> {
+        let word = section.word();
+        if !rt.acts_on_process() {
+            return match self.sys.spawn(&runc.run(bundle, name), output) {
+                Ok(pid) => Some((pid, Started::Run)),
+                Err(e) => {
+                    self.error(format!("{word} {name}: cannot start runc: {e}"));
+                    None
+                }
+            };
+        }
+        if let Err(e) = self.sys.mkdir_all(runc::PID_DIR, 0o755) {
+            self.error(format!("{word} {name}: mkdir {}: {e}", runc::PID_DIR));
+            return None;
+        }
+        let pid_file = runc::pid_file(name);
+        let create = match self
+            .sys
+            .spawn(&runc.create(bundle, name, &pid_file), output)
+        {
+            Ok(pid) => pid,
+            Err(e) => {
+                self.error(format!("{word} {name}: cannot start runc: {e}"));
+                return None;
+            }
+        };
+        match self.wait_for(create, None) {
+            Some(Status::Exited(0)) => {}
+            st => {
+                let st = st.map_or("unknown".to_string(), |s| s.to_string());
+                self.error(format!("{word} {name}: runc create exit {st}"));
+                return None;
+            }
+        }
+        let pid = match self.sys.read_file(&pid_file) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).trim().parse::<Pid>().ok(),
+            Err(_) => None,
+        };
+        let Some(pid) = pid.filter(|p| *p > 0) else {
+            self.error(format!("{word} {name}: no pid in {pid_file}"));
+            self.helper(runc.delete(name));
+            return None;
+        };
+        self.watch.insert(pid);
+        let started = match self.act_on_process(rt, pid) {
+            Err(msg) => Err(msg),
+            Ok(()) => {
+                let argv = runc.start(name);
+                match self.sys.spawn(&argv, Output::Console) {
+                    Err(e) => Err(format!("runc start: {e}")),
+                    Ok(start) => {
+                        let deadline = self.sys.now() + self.cfg.helper_timeout;
+                        match self.wait_for(start, Some(deadline)) {
+                            Some(Status::Exited(0)) => Ok(()),
+                            Some(st) => Err(format!("runc start exit {st}")),
+                            None => Err("runc start timeout".to_string()),
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(msg) = started {
+            self.error(format!("{word} {name}: {msg}"));
+            self.helper(runc.delete(name));
+            self.watch.remove(&pid);
+            self.early.remove(&pid);
+            return None;
+        }
+        Some((pid, Started::Created))
+    }
+
+    /// `interfaces`, then `bindNS`, for the created container process `pid`.
+    fn act_on_process(&mut self, rt: &Runtime, pid: Pid) -> Result<(), String> {
+        for req in runtime::link_requests(&rt.interfaces, pid)? {
+            let done = match &req {
+                LinkRequest::Add { name, kind, .. } => {
+                    format!("created interface {name} type {kind}")
+                }
+                LinkRequest::Move { name, pid } => format!("moved interface {name} to pid {pid}"),
+            };
+            match self.sys.link(&req) {
+                Ok(()) => self.log(Event::Note(done)),
+                Err(e) => {
+                    return Err(match &req {
+                        LinkRequest::Add { name, kind, .. } => {
+                            format!("link add {name} of type {kind}: {e}")
+                        }
+                        LinkRequest::Move { name, .. } => {
+                            format!("cannot move interface {name} into namespace: {e}")
+                        }
+                    })
+                }
+            }
+        }
+        for step in runtime::bind_ns_steps(&rt.bind_ns, pid) {
+            self.perform(&step)?;
+        }
+        Ok(())
+    }
+
+    /// Read the bundle's `runtime.json` and perform what comes before the
+    /// container is created. `None` (logged) if the container cannot run.
+    fn prepare(
+        &mut self,
+        section: Section,
+        name: &str,
+        bundle: &str,
+    ) -> Option<(Vec<Step>, Runtime)> {
         let word = section.word();
         let path = format!("{bundle}/runtime.json");
         let rt = match self.sys.read_file(&path) {
@@ -222,16 +365,6 @@ impl<S: Sys> Init<S> {
                 self.error(format!("{word} {name}: cgroup {dir}: {e}"));
             }
         }
-        if !rt.interfaces.is_empty() {
-            self.log(Event::Note(format!(
-                "{word} {name}: runtime interfaces not supported, ignored"
-            )));
-        }
-        if !rt.bind_ns.is_empty() {
-            self.log(Event::Note(format!(
-                "{word} {name}: runtime bindNS not supported, ignored"
-            )));
-        }
         let steps = runtime::plan(&rt);
         for step in &steps {
             if let Err(msg) = self.perform(step) {
@@ -239,7 +372,7 @@ impl<S: Sys> Init<S> {
                 return None;
             }
         }
-        Some(steps)
+        Some((steps, rt))
     }
 
     fn perform(&mut self, step: &Step) -> Result<(), String> {
@@ -263,6 +396,10 @@ impl<S: Sys> Init<S> {
                 .sys
                 .mount(m)
                 .map_err(|e| format!("mount {}: {e}", m.target)),
+            Step::File(path) => self
+                .sys
+                .ensure_file(path)
+                .map_err(|e| format!("mount point {path}: {e}")),
         }
     }
 
@@ -283,19 +420,24 @@ impl<S: Sys> Init<S> {
         };
         for name in names {
             let bundle = runc::bundle(Section::Services, &name);
-            if self.prepare(Section::Services, &name, &bundle).is_none() {
+            let Some((_, rt)) = self.prepare(Section::Services, &name, &bundle) else {
                 continue;
-            }
+            };
             let output = Output::Logged {
                 name: name.clone(),
                 log: format!("/var/log/{name}.log"),
             };
-            match self.sys.spawn(&runc.run(&bundle, &name), output) {
-                Ok(pid) => {
-                    self.services.insert(pid, name.clone());
-                    self.log(Event::ServiceStarted(name, pid));
+            let Some((pid, _)) = self.launch(Section::Services, &name, &bundle, &rt, &runc, output)
+            else {
+                continue;
+            };
+            self.log(Event::ServiceStarted(name.clone(), pid));
+            self.watch.remove(&pid);
+            match self.early.remove(&pid) {
+                Some(status) => self.log(Event::ServiceExited(name, status)),
+                None => {
+                    self.services.insert(pid, name);
                 }
-                Err(e) => self.error(format!("service {name}: cannot start runc: {e}")),
             }
         }
     }
@@ -318,12 +460,20 @@ impl<S: Sys> Init<S> {
 
     /// Wait for `pid` while reaping (and logging) every other child and
     /// noting shutdown signals. `None` once `deadline` has passed.
+    /// A watched pid's exit is kept for whoever waits for it later.
     fn wait_for(&mut self, pid: Pid, deadline: Option<Duration>) -> Option<Status> {
+        if let Some(status) = self.early.remove(&pid) {
+            self.watch.remove(&pid);
+            return Some(status);
+        }
         loop {
             let mut found = None;
             for (p, status) in self.sys.reap() {
                 if p == pid {
                     found = Some(status);
+                    self.watch.remove(&pid);
+                } else if self.watch.contains(&p) {
+                    self.early.insert(p, status);
                 } else {
                     let e = supervise::on_exit(self.phase, &mut self.services, p, status);
                     self.log(e);
@@ -465,3 +615,7 @@ impl<S: Sys> Init<S> {
 #[cfg(test)]
 #[path = "init/tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "init/launch_tests.rs"]
+mod launch_tests;

@@ -16,6 +16,7 @@ pub mod event;
 pub mod init;
 pub mod modules;
 pub mod mountopt;
+pub mod netlink;
 pub mod rootfs;
 pub mod runc;
 pub mod runtime;

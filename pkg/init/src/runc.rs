@@ -2,7 +2,9 @@
 //!
 //! Takes directory listings, `/proc/mounts` and a runc path, and gives the
 //! sorted container names of a section and the exact argv of every runc call
-//! init makes. Never touches the system and never runs anything.
+//! init makes: `runc run` for a container that needs nothing between its
+//! creation and its start, `runc create` + `runc start` for one that does
+//! (`interfaces`, `bindNS`), as LinuxKit always does. Never touches the system and never runs anything.
 
 use crate::event::Section;
 use crate::sys::DirEntry;
@@ -70,6 +72,31 @@ impl Runc {
         a
     }
 
+    /// `runc create`: set the container up, its process stopped before the
+    /// program, and write that process's pid to `pid_file`; then exit. The
+    /// container's output goes wherever runc's does.
+    pub fn create(&self, bundle: &str, name: &str, pid_file: &str) -> Vec<String> {
+        let mut a = argv(&[
+            &self.path,
+            "create",
+            "--bundle",
+            bundle,
+            "--pid-file",
+            pid_file,
+            "--no-new-keyring",
+        ]);
+        if self.no_pivot {
+            a.push("--no-pivot".into());
+        }
+        a.push(name.into());
+        a
+    }
+
+    /// `runc start`: let a created container run its program.
+    pub fn start(&self, name: &str) -> Vec<String> {
+        argv(&[&self.path, "start", name])
+    }
+
     /// `runc kill`; with `all`, every process of the container.
     pub fn kill(&self, name: &str, signal: &str, all: bool) -> Vec<String> {
         let mut a = argv(&[&self.path, "kill"]);
@@ -86,6 +113,14 @@ impl Runc {
         argv(&[&self.path, "delete", "--force", name])
     }
 }
+
+/// Where `runc create` writes a container's pid.
+pub fn pid_file(name: &str) -> String {
+    format!("{PID_DIR}/{name}.pid")
+}
+
+/// The directory of the pid files.
+pub const PID_DIR: &str = "/run/kiln-init";
 
 /// The first `runc` found, given which candidates exist.
 pub fn find(mut exists: impl FnMut(&str) -> bool) -> Option<String> {
@@ -148,6 +183,29 @@ mod tests {
                 "getty"
             ]
         );
+    }
+
+    #[test]
+    fn create_and_start_argv() {
+        let r = Runc {
+            path: "/usr/bin/runc".into(),
+            no_pivot: true,
+        };
+        assert_eq!(
+            r.create("/containers/onboot/000-a", "000-a", &pid_file("000-a")),
+            [
+                "/usr/bin/runc",
+                "create",
+                "--bundle",
+                "/containers/onboot/000-a",
+                "--pid-file",
+                "/run/kiln-init/000-a.pid",
+                "--no-new-keyring",
+                "--no-pivot",
+                "000-a"
+            ]
+        );
+        assert_eq!(r.start("000-a"), ["/usr/bin/runc", "start", "000-a"]);
     }
 
     #[test]

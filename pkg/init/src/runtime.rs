@@ -2,9 +2,13 @@
 //!
 //! Takes the bytes of a bundle's `runtime.json` and gives a typed [`Runtime`],
 //! then a list of [`Step`]s (directories, mounts) to perform in order before
-//! the container starts. A bundle without `runtime.json` gets the rootfs
-//! mounts kiln would have written. Never touches the system; bad input is an
-//! error naming the field, never a panic.
+//! the container is created. A bundle without `runtime.json` gets the rootfs
+//! mounts kiln would have written. For `interfaces` and `bindNS`, which act
+//! on the created container's process (after `runc create`, before
+//! `runc start`), it gives the link requests and the namespace binds for
+//! that pid. `namespace` (LinuxKit's containerd namespace) is parsed and has
+//! no effect under runc. Never touches the system; bad input is an error
+//! naming the field, never a panic.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,7 +16,8 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::mountopt;
-use crate::sys::MountCall;
+use crate::netlink::LinkRequest;
+use crate::sys::{MountCall, Pid};
 
 /// One entry of `runtime.json` `mounts` (an OCI mount).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -215,6 +220,8 @@ pub enum Step {
         like: Option<String>,
     },
     Mount(MountCall),
+    /// Create an empty file (and its parents) if nothing is there.
+    File(String),
 }
 
 fn absolute(p: &str) -> String {
@@ -311,6 +318,93 @@ pub fn cleanup(steps: &[Step], bundle: &str) -> Vec<String> {
         }
     }
     out
+}
+
+impl Runtime {
+    /// Whether anything has to happen between `runc create` and
+    /// `runc start`: then init needs the container's pid.
+    pub fn acts_on_process(&self) -> bool {
+        !self.interfaces.is_empty() || !self.bind_ns.is_empty()
+    }
+}
+
+/// The link requests that give the process `pid` its `interfaces`, in
+/// order, as LinuxKit does them: a `peer` without `add` means a veth pair; a
+/// veth pair, or any link with `createInRoot`, is created in init's
+/// namespace and then `name` is moved to `pid` (the peer stays behind, for
+/// a later container to take by name); another `add` kind is created
+/// directly in the process's namespace; an entry without `add` moves the
+/// existing link `name`. Every entry is checked before any is used: the
+/// error names the first bad one.
+pub fn link_requests(interfaces: &[Interface], pid: Pid) -> Result<Vec<LinkRequest>, String> {
+    let mut out = Vec::new();
+    for (i, iface) in interfaces.iter().enumerate() {
+        if iface.name.is_empty() {
+            return Err(format!("interfaces[{i}]: an interface needs a name"));
+        }
+        let kind = match (iface.add.as_str(), iface.peer.is_empty()) {
+            ("", false) => "veth",
+            (kind, _) => kind,
+        };
+        let peer = (!iface.peer.is_empty()).then(|| iface.peer.clone());
+        let move_name = LinkRequest::Move {
+            name: iface.name.clone(),
+            pid,
+        };
+        match kind {
+            "" => out.push(move_name),
+            "veth" => {
+                let Some(peer) = peer else {
+                    return Err(format!("interfaces[{i}]: veth {} needs a peer", iface.name));
+                };
+                out.push(LinkRequest::Add {
+                    name: iface.name.clone(),
+                    kind: kind.into(),
+                    peer: Some(peer),
+                    netns: None,
+                });
+                out.push(move_name);
+            }
+            _ => {
+                let netns = (!iface.create_in_root).then_some(pid);
+                out.push(LinkRequest::Add {
+                    name: iface.name.clone(),
+                    kind: kind.into(),
+                    peer: None,
+                    netns,
+                });
+                if iface.create_in_root {
+                    out.push(move_name);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The steps that bind the namespaces of process `pid` at the `bindNS`
+/// paths, in LinuxKit's order (cgroup, ipc, mnt, net, pid, user, uts): the
+/// parent directory, an empty file as the mount point, then a bind of
+/// `/proc/PID/ns/KIND` onto it.
+pub fn bind_ns_steps(bind_ns: &BTreeMap<String, String>, pid: Pid) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (kind, path) in bind_ns {
+        let path = absolute(path);
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            if !parent.is_empty() {
+                steps.push(Step::Mkdir(parent.to_string()));
+            }
+        }
+        steps.push(Step::File(path.clone()));
+        steps.push(Step::Mount(MountCall {
+            source: format!("/proc/{pid}/ns/{kind}"),
+            target: path,
+            fstype: String::new(),
+            flags: libc::MS_BIND,
+            data: String::new(),
+        }));
+    }
+    steps
 }
 
 #[cfg(test)]

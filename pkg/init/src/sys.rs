@@ -1,15 +1,18 @@
 //! The narrow boundary between init's decisions and the kernel.
 //!
 //! Everything init does to the system goes through the [`Sys`] trait: mounts,
-//! directories, processes, signals, modules, the hostname, the switch to
-//! the real root and the final reboot. The orchestration in [`crate::init`] is written against this trait
-//! only, so it is tested with a fake that records calls; the real
-//! implementation lives in [`linux`]. This module never decides anything.
+//! directories, processes, signals, modules, the hostname, network links,
+//! the switch to the real root and the final reboot. The orchestration in
+//! [`crate::init`] is written against this trait only, so it is tested with
+//! a fake that records calls; the real implementation lives in [`linux`].
+//! This module never decides anything.
 
 pub mod linux;
 
 use std::io;
 use std::time::Duration;
+
+use crate::netlink::LinkRequest;
 
 /// A process id, as the kernel gives it.
 pub type Pid = i32;
@@ -93,6 +96,9 @@ pub trait Sys {
     fn sethostname(&mut self, name: &str) -> io::Result<()>;
     /// Set `IFF_UP` on a network interface.
     fn link_up(&mut self, name: &str) -> io::Result<()>;
+    /// Create a link or move one into a process's network namespace
+    /// (one rtnetlink request, waiting for the kernel's answer).
+    fn link(&mut self, req: &LinkRequest) -> io::Result<()>;
     /// `uname -r`.
     fn kernel_release(&mut self) -> io::Result<String>;
     /// `finit_module(2)`; `compressed` asks the kernel to decompress.

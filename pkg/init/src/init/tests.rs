@@ -8,12 +8,12 @@ use super::*;
 use crate::fake::{Fake, Happening};
 use crate::sys::Signal;
 
-const RUNC: &str = "/usr/bin/runc";
+pub(super) const RUNC: &str = "/usr/bin/runc";
 
 const RO_RUNTIME: &str = r#"{"cgroups":[],"mounts":[{"destination":"/containers/onboot/000-a/rootfs","source":"/containers/onboot/000-a/rootfs","options":["bind"]}],"mkdir":[],"interfaces":[],"bindNS":{},"namespace":""}"#;
 
 /// A system with runc, two onboot containers, one onshutdown, two services.
-fn system() -> Fake {
+pub(super) fn system() -> Fake {
     let mut f = Fake::new();
     f.file(RUNC, "");
     f.file("/proc/mounts", "rootfs / rootfs rw 0 0\n");
@@ -33,7 +33,7 @@ fn system() -> Fake {
     f
 }
 
-fn run(f: Fake) -> (Fake, Halt) {
+pub(super) fn run(f: Fake) -> (Fake, Halt) {
     let mut init = Init::new(f, Config::default());
     match init.run() {
         Some(how) => (init.sys, how),
@@ -41,12 +41,12 @@ fn run(f: Fake) -> (Fake, Halt) {
     }
 }
 
-fn has(f: &Fake, line: &str) -> bool {
+pub(super) fn has(f: &Fake, line: &str) -> bool {
     f.lines().contains(&line)
 }
 
 /// The index of the first call equal to `call`.
-fn at(f: &Fake, call: &str) -> usize {
+pub(super) fn at(f: &Fake, call: &str) -> usize {
     match f.calls.iter().position(|c| c == call) {
         Some(i) => i,
         None => panic!("no call {call:?} in {:#?}", f.calls),

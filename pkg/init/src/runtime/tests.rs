@@ -174,3 +174,133 @@ fn bad_input_is_an_error_naming_the_field() {
     );
     assert!(matches!(parse(b"{").unwrap_err(), RuntimeError::Json(_)));
 }
+
+fn iface(name: &str, add: &str, peer: &str, create_in_root: bool) -> Interface {
+    Interface {
+        name: name.into(),
+        add: add.into(),
+        peer: peer.into(),
+        create_in_root,
+    }
+}
+
+fn add(name: &str, kind: &str, peer: Option<&str>, netns: Option<Pid>) -> LinkRequest {
+    LinkRequest::Add {
+        name: name.into(),
+        kind: kind.into(),
+        peer: peer.map(str::to_string),
+        netns,
+    }
+}
+
+fn mv(name: &str, pid: Pid) -> LinkRequest {
+    LinkRequest::Move {
+        name: name.into(),
+        pid,
+    }
+}
+
+#[test]
+fn veth_is_created_in_root_and_only_its_name_moved() {
+    let got = link_requests(&[iface("vethA", "veth", "vethB", false)], 42).unwrap();
+    assert_eq!(
+        got,
+        [add("vethA", "veth", Some("vethB"), None), mv("vethA", 42)]
+    );
+}
+
+#[test]
+fn a_peer_without_add_means_veth() {
+    let got = link_requests(&[iface("v0", "", "v1", false)], 7).unwrap();
+    assert_eq!(got, [add("v0", "veth", Some("v1"), None), mv("v0", 7)]);
+}
+
+#[test]
+fn other_kinds_are_created_in_the_container_unless_create_in_root() {
+    let got = link_requests(
+        &[
+            iface("d0", "dummy", "", false),
+            iface("d1", "dummy", "", true),
+        ],
+        9,
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        [
+            add("d0", "dummy", None, Some(9)),
+            add("d1", "dummy", None, None),
+            mv("d1", 9)
+        ]
+    );
+}
+
+#[test]
+fn an_entry_without_add_moves_an_existing_link() {
+    let got = link_requests(
+        &[iface("eth1", "", "", false), iface("eth2", "", "", true)],
+        5,
+    )
+    .unwrap();
+    assert_eq!(got, [mv("eth1", 5), mv("eth2", 5)]);
+}
+
+#[test]
+fn bad_interfaces_are_errors_before_anything_is_done() {
+    let err = link_requests(
+        &[
+            iface("ok", "veth", "peer", false),
+            iface("", "veth", "x", false),
+        ],
+        5,
+    )
+    .unwrap_err();
+    assert_eq!(err, "interfaces[1]: an interface needs a name");
+    let err = link_requests(&[iface("v", "veth", "", true)], 5).unwrap_err();
+    assert_eq!(err, "interfaces[0]: veth v needs a peer");
+}
+
+#[test]
+fn bind_ns_makes_parent_and_file_then_binds_in_linuxkit_order() {
+    let mut b = BTreeMap::new();
+    b.insert("uts".to_string(), "/run/uts/x".to_string());
+    b.insert("net".to_string(), "run/netns/x".to_string());
+    b.insert("ipc".to_string(), "/ipcx".to_string());
+    let bind = |src: &str, dst: &str| {
+        Step::Mount(MountCall {
+            source: src.into(),
+            target: dst.into(),
+            fstype: String::new(),
+            flags: libc::MS_BIND,
+            data: String::new(),
+        })
+    };
+    assert_eq!(
+        bind_ns_steps(&b, 31),
+        [
+            Step::File("/ipcx".into()),
+            bind("/proc/31/ns/ipc", "/ipcx"),
+            Step::Mkdir("/run/netns".into()),
+            Step::File("/run/netns/x".into()),
+            bind("/proc/31/ns/net", "/run/netns/x"),
+            Step::Mkdir("/run/uts".into()),
+            Step::File("/run/uts/x".into()),
+            bind("/proc/31/ns/uts", "/run/uts/x"),
+        ]
+    );
+}
+
+#[test]
+fn only_interfaces_and_bind_ns_need_the_process() {
+    let mut rt = Runtime {
+        namespace: "services.linuxkit".into(),
+        cgroups: vec!["x".into()],
+        ..Runtime::default()
+    };
+    assert!(!rt.acts_on_process());
+    rt.bind_ns.insert("net".into(), "/run/netns/a".into());
+    assert!(rt.acts_on_process());
+    rt.bind_ns.clear();
+    rt.interfaces.push(iface("eth1", "", "", false));
+    assert!(rt.acts_on_process());
+}

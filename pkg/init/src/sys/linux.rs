@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::{DirEntry, Halt, MountCall, Output, Pid, Signal, Status, Sys};
 use crate::event;
+use crate::netlink::{self, Answer, LinkRequest};
 use crate::runc::PATH_ENV;
 
 /// `finit_module(2)` flag: the file is compressed, the kernel decompresses.
@@ -259,6 +260,52 @@ impl Sys for Linux {
             check(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
             req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
             check(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))
+        }
+    }
+
+    fn link(&mut self, req: &LinkRequest) -> io::Result<()> {
+        // SAFETY: creating a socket has no memory-safety preconditions.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        check(fd)?;
+        // SAFETY: fd is a fresh descriptor that we own.
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        // One request per socket: the sequence number only has to match.
+        let seq = 1;
+        let msg = netlink::request(req, seq);
+        // Unbound and unconnected: the kernel (port 0) is the destination.
+        // SAFETY: msg is a valid buffer of msg.len() bytes.
+        let sent = unsafe { libc::send(sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; 8192];
+        loop {
+            // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            match netlink::answer(&buf[..n as usize], seq) {
+                Answer::Done => return Ok(()),
+                Answer::Failed(errno) => return Err(io::Error::from_raw_os_error(errno)),
+                Answer::Pending if n == 0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "netlink socket closed without an answer",
+                    ))
+                }
+                Answer::Pending => {}
+            }
         }
     }
 

@@ -1,0 +1,165 @@
+//! `kiln run qemu` as a user drives it: a terminal on stdin reaches the
+//! guest's shell, and a signal to kiln stops qemu and removes its temp
+//! directory. Both boot `examples/minimal.yml` (a root shell on ttyS0) under
+//! TCG.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::examples::build_minimal;
+use crate::support::TestDir;
+
+fn kiln_command(t: &TestDir) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.current_dir(t.path());
+    c
+}
+
+/// Waits until `done` holds for the text read so far, or panics with it.
+fn wait_for(text: &Mutex<String>, what: &str, limit: Duration, done: impl Fn(&str) -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done(&text.lock().unwrap()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "no {what} after {limit:?}; console:\n{}",
+        text.lock().unwrap()
+    );
+}
+
+#[test]
+fn a_terminal_on_stdin_reaches_the_guest_shell() {
+    let t = TestDir::new();
+    build_minimal(&t, &["kernel+initrd"]);
+    // A pseudo-terminal: kiln gets the slave as stdin, stdout and stderr.
+    let master =
+        rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+            .unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    let mut child = kiln_command(&t)
+        .args(["run", "qemu", "--accel", "tcg", "--timeout", "240", "out/m"])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(master);
+    let mut writer = master.try_clone().unwrap();
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // EIO once kiln (the last holder of the slave) has exited.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    wait_for(&text, "getty", Duration::from_secs(180), |s| {
+        s.contains("service getty started")
+    });
+    assert!(
+        text.lock()
+            .unwrap()
+            .contains("kiln: qemu accelerator tcg: as --accel asked"),
+        "{}",
+        text.lock().unwrap()
+    );
+    // The shell may not be reading yet: type until the guest answers. The
+    // echo of what was typed holds `$((6*7))`, only the shell's answer 42.
+    let start = Instant::now();
+    while !text.lock().unwrap().contains("TYPED-42") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no answer; console:\n{}",
+            text.lock().unwrap()
+        );
+        writer.write_all(b"echo TYPED-$((6*7))\r").unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    writer.write_all(b"poweroff\r").unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("no poweroff; console:\n{}", text.lock().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status.code(), Some(0), "console:\n{}", text.lock().unwrap());
+}
+
+/// qemu's pid, once kiln has started it.
+fn qemu_child(kiln: u32) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{kiln}/task/{kiln}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn sigterm_stops_qemu_and_removes_the_temp_dir() {
+    let t = TestDir::new();
+    build_minimal(&t, &["kernel+initrd"]);
+    let tmp = t.mkdir("tmp");
+    let mut child = kiln_command(&t)
+        .args(["run", "qemu", "--accel", "tcg", "--timeout", "240", "out/m"])
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let qemu = loop {
+        if let Some(pid) = qemu_child(child.id()) {
+            break pid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "qemu did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(dir_entries(&tmp) > 0, "kiln's temp dir is under TMPDIR");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "kiln ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(128 + 15));
+    assert!(
+        !Path::new(&format!("/proc/{qemu}")).exists(),
+        "qemu {qemu} still runs"
+    );
+    assert_eq!(dir_entries(&tmp), 0, "temp dir left behind");
+}
+
+fn dir_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
