@@ -181,9 +181,24 @@ pub fn pull(refs: &[String], opts: &PullOptions) -> Result<Vec<Pulled>, FetchErr
                 reference: r.clone(),
                 ..Pulled::default()
             },
+            platform_manifests: Vec::new(),
         };
         let top = p.pull(&platforms)?;
+        // cosign's signatures of what was pulled (`REPO:sha256-HEX.sig`),
+        // when the registry has them, so `--verify-key` works offline.
+        let mut signed = vec![top.digest.clone()];
+        signed.append(&mut p.platform_manifests);
+        let mut sigs = Vec::new();
+        for d in signed {
+            let tag = format!("{}:{}", repository_as_written(r), signature_tag(&d));
+            if let Some(sig) = p.pull_signature(&tag)? {
+                sigs.push((tag, sig));
+            }
+        }
         let stats = p.stats;
+        for (tag, sig) in sigs {
+            writer.add_ref(&tag, &sig);
+        }
         writer.add_ref(r, &top);
         out.push(Pulled {
             digest: top.digest,
@@ -235,6 +250,8 @@ struct Puller<'a> {
     reference: &'a str,
     repo: Repo,
     stats: Pulled,
+    /// The platform manifests chosen from an index.
+    platform_manifests: Vec<String>,
 }
 
 impl Puller<'_> {
@@ -286,6 +303,31 @@ impl Puller<'_> {
         Ok(desc)
     }
 
+    /// Fetches the signature image tagged `tag` in this repository, if the
+    /// registry has one (404 means unsigned, which only `--verify-key` minds).
+    fn pull_signature(&mut self, tag: &str) -> Result<Option<Descriptor>, FetchError> {
+        let target = tag.rsplit(':').next().unwrap_or(tag).to_string();
+        let (bytes, content_type) = match self.client.manifest(&self.repo, &target) {
+            Ok(m) => m,
+            Err(FetchError::Status { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if json::kind_of(&client::manifest_media_type(&bytes, &content_type).unwrap_or_default())
+            != Some(Kind::Manifest)
+        {
+            return Ok(None);
+        }
+        let digest = Digest::sha256_of(&bytes);
+        self.pull_manifest_blobs(&bytes)?;
+        self.store_json(&bytes, &digest)?;
+        Ok(Some(Descriptor {
+            media_type: json::MT_OCI_MANIFEST.to_string(),
+            digest: digest.to_string(),
+            size: bytes.len() as u64,
+            ..Descriptor::default()
+        }))
+    }
+
     fn pull_index(&mut self, bytes: &[u8], platforms: &[Platform]) -> Result<(), FetchError> {
         let idx: Index = serde_json::from_slice(bytes)
             .map_err(|e| self.image_err(format!("malformed index: {e}")))?;
@@ -323,6 +365,7 @@ impl Puller<'_> {
             )?;
             self.pull_manifest_blobs(&m)?;
             self.store_json(&m, &digest)?;
+            self.platform_manifests.push(digest.to_string());
         }
         Ok(())
     }
@@ -446,6 +489,22 @@ impl Puller<'_> {
     }
 }
 
+/// cosign's tag for the signature of `digest`: `sha256-HEX.sig`.
+fn signature_tag(digest: &str) -> String {
+    format!("{}.sig", digest.replacen(':', "-", 1))
+}
+
+/// The reference as written without its tag and digest
+/// (`127.0.0.1:5000/a/b:1@sha256:…` → `127.0.0.1:5000/a/b`).
+fn repository_as_written(written: &str) -> &str {
+    let bare = written.split('@').next().unwrap_or(written);
+    let last_slash = bare.rfind('/').map_or(0, |i| i + 1);
+    match bare[last_slash..].rfind(':') {
+        Some(i) => &bare[..last_slash + i],
+        None => bare,
+    }
+}
+
 fn available(idx: &Index) -> String {
     let v: Vec<String> = idx
         .manifests
@@ -490,5 +549,17 @@ mod tests {
         };
         assert!(Platform::linux("arm64").matches(&arm));
         assert!(!Platform::parse("linux/arm64/v9").unwrap().matches(&arm));
+    }
+
+    #[test]
+    fn signature_names() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(signature_tag(&d), format!("sha256-{}.sig", "a".repeat(64)));
+        assert_eq!(
+            repository_as_written("localhost:5000/a/b:1"),
+            "localhost:5000/a/b"
+        );
+        assert_eq!(repository_as_written(&format!("h:1/a@{d}")), "h:1/a");
+        assert_eq!(repository_as_written("alpine"), "alpine");
     }
 }

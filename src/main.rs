@@ -130,6 +130,9 @@ struct PullArgs {
         default_value = "linux/amd64"
     )]
     platform: Vec<String>,
+    /// Then require a valid cosign signature of every image by one of these public keys; repeatable
+    #[arg(long = "verify-key", value_name = "KEY.pub")]
+    verify_keys: Vec<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
     /// Image references, stored in the layout under the name as written
@@ -592,11 +595,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 platforms,
                 client: args.registry.client(),
             };
+            // Keys are read before anything is fetched: a bad key file fails fast.
+            let keys = if args.verify_keys.is_empty() {
+                Vec::new()
+            } else {
+                kiln::trust::load_keys(&args.verify_keys)?
+            };
             for p in kiln::fetch::pull(&args.refs, &opts)? {
                 println!(
                     "{}  {}  (fetched {} blobs, {} bytes; {} already present)",
                     p.digest, p.reference, p.fetched, p.fetched_bytes, p.present
                 );
+            }
+            if !keys.is_empty() {
+                // The signature images were pulled beside the images.
+                let layout = kiln::oci::Layout::open(&opts.layout)?;
+                for r in &args.refs {
+                    for p in &opts.platforms {
+                        let image = layout.resolve(r, &p.arch)?;
+                        let sig = kiln::trust::verify(&layout, &image, &keys)?;
+                        println!(
+                            "{}  {}  verified with {}",
+                            sig.signed_digest,
+                            r,
+                            sig.key.display()
+                        );
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

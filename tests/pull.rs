@@ -759,3 +759,78 @@ fn a_manifest_that_does_not_hash_to_its_pinned_digest_is_refused() {
     );
     assert!(!t.join("l/index.json").exists());
 }
+
+#[test]
+fn signatures_are_pulled_beside_the_images_and_verify_offline() {
+    let t = TestDir::new();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cosign");
+    let key = data.join("kiln-test.key");
+    let (good, other) = (data.join("kiln-test.pub"), data.join("other.pub"));
+    let (good, other) = (good.to_str().unwrap(), other.to_str().unwrap());
+    write_layout(
+        &t.join("src"),
+        &[small_image("kiln.test/one:1", "one", "1\n")],
+    );
+    let signed = ok(&kiln_env(
+        t.path(),
+        &[
+            "sign",
+            "--key",
+            key.to_str().unwrap(),
+            "--layout",
+            "src",
+            "kiln.test/one:1",
+        ],
+        &[],
+    ));
+    // DIGEST  REFERENCE  SIG-NAME
+    let sig_name = signed
+        .split_whitespace()
+        .nth(2)
+        .expect("sign output")
+        .to_string();
+    let sig_tag = sig_name.rsplit(':').next().unwrap().to_string();
+    let reg = Registry::start(&t, free_port(), Auth::None);
+    reg.push(&t.join("src"), "kiln.test/one:1", "test/one:1");
+    reg.push(&t.join("src"), &sig_name, &format!("test/one:{sig_tag}"));
+    reg.push(&t.join("src"), "kiln.test/one:1", "unsigned/one:1");
+    let host = reg.host();
+    let pull_verify = |layout: &str, key: &str, r: &str| {
+        kiln_env(
+            t.path(),
+            &[
+                "pull",
+                "--layout",
+                layout,
+                "--insecure-registry",
+                &host,
+                "--verify-key",
+                key,
+                r,
+            ],
+            &[],
+        )
+    };
+    let r = format!("{host}/test/one:1");
+    let out = ok(&pull_verify("l", good, &r));
+    assert!(out.contains("verified with"), "{out}");
+    let index = String::from_utf8(t.read("l/index.json")).unwrap();
+    assert!(
+        index.contains(&format!("{host}/test/one:{sig_tag}")),
+        "{index}"
+    );
+    // Another key, or no signature in the registry: exit 3, naming the image.
+    let o = pull_verify("l", other, &r);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&r), "{}", stderr(&o));
+    let unsigned = format!("{host}/unsigned/one:1");
+    let o = pull_verify("l2", good, &unsigned);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&unsigned), "{}", stderr(&o));
+    // Offline, from the layout alone.
+    drop(reg);
+    let layout = kiln::oci::Layout::open(&t.join("l")).unwrap();
+    let image = layout.resolve(&r, "amd64").unwrap();
+    let keys = kiln::trust::load_keys(&[data.join("kiln-test.pub")]).unwrap();
+    kiln::trust::verify(&layout, &image, &keys).unwrap();
+}
