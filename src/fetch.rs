@@ -163,6 +163,35 @@ pub struct Pulled {
 /// Pulls every reference into the layout (created if missing); the names
 /// enter `index.json` together, after all blobs of all references arrived.
 pub fn pull(refs: &[String], opts: &PullOptions) -> Result<Vec<Pulled>, FetchError> {
+    let named: Vec<(String, String)> = refs.iter().map(|r| (r.clone(), r.clone())).collect();
+    pull_named(&named, opts)
+}
+
+/// `kiln pull --lock`: fetches exactly what a lock file pins, each image by
+/// its pinned digest, and names it as the lock's reference (so a tag that
+/// moved in the registry since is not followed).
+pub fn pull_locked(
+    lock: &crate::lock::Lock,
+    opts: &PullOptions,
+) -> Result<Vec<Pulled>, FetchError> {
+    let named: Vec<(String, String)> = lock
+        .images
+        .iter()
+        .map(|(reference, pin)| {
+            let digest = pin.index.as_deref().unwrap_or(&pin.manifest);
+            let fetch = format!("{}@{digest}", repository_as_written(reference));
+            (reference.clone(), fetch)
+        })
+        .collect();
+    let opts = PullOptions {
+        platforms: vec![Platform::linux(&lock.arch)],
+        ..opts.clone()
+    };
+    pull_named(&named, &opts)
+}
+
+/// Pulls each `(name, reference)`: fetches `reference`, stores it as `name`.
+fn pull_named(named: &[(String, String)], opts: &PullOptions) -> Result<Vec<Pulled>, FetchError> {
     let client = Client::new(&opts.client)?;
     let platforms = if opts.platforms.is_empty() {
         vec![Platform::linux("amd64")]
@@ -171,14 +200,14 @@ pub fn pull(refs: &[String], opts: &PullOptions) -> Result<Vec<Pulled>, FetchErr
     };
     let mut writer = LayoutWriter::open_or_create(&opts.layout)?;
     let mut out = Vec::new();
-    for r in refs {
+    for (name, r) in named {
         let mut p = Puller {
             client: &client,
             writer: &writer,
             reference: r,
             repo: Repo::from_repository(&Reference::parse(r)?.repository),
             stats: Pulled {
-                reference: r.clone(),
+                reference: name.clone(),
                 ..Pulled::default()
             },
             platform_manifests: Vec::new(),
@@ -199,7 +228,7 @@ pub fn pull(refs: &[String], opts: &PullOptions) -> Result<Vec<Pulled>, FetchErr
         for (tag, sig) in sigs {
             writer.add_ref(&tag, &sig);
         }
-        writer.add_ref(r, &top);
+        writer.add_ref(name, &top);
         out.push(Pulled {
             digest: top.digest,
             ..stats

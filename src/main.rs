@@ -135,8 +135,11 @@ struct PullArgs {
     verify_keys: Vec<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
+    /// Fetch exactly what this lock file pins, by digest (instead of REFs)
+    #[arg(long, value_name = "NAME.lock", conflicts_with = "refs")]
+    lock: Option<PathBuf>,
     /// Image references, stored in the layout under the name as written
-    #[arg(required = true, value_name = "REF")]
+    #[arg(required_unless_present = "lock", value_name = "REF")]
     refs: Vec<String>,
 }
 
@@ -601,7 +604,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 kiln::trust::load_keys(&args.verify_keys)?
             };
-            for p in kiln::fetch::pull(&args.refs, &opts)? {
+            let (pulled, refs, archs) = match &args.lock {
+                Some(path) => {
+                    let lock = kiln::lock::Lock::read(path)?;
+                    let refs = lock.images.keys().cloned().collect::<Vec<_>>();
+                    let pulled = kiln::fetch::pull_locked(&lock, &opts)?;
+                    (pulled, refs, vec![lock.arch])
+                }
+                None => {
+                    let archs = opts.platforms.iter().map(|p| p.arch.clone()).collect();
+                    (
+                        kiln::fetch::pull(&args.refs, &opts)?,
+                        args.refs.clone(),
+                        archs,
+                    )
+                }
+            };
+            for p in pulled {
                 println!(
                     "{}  {}  (fetched {} blobs, {} bytes; {} already present)",
                     p.digest, p.reference, p.fetched, p.fetched_bytes, p.present
@@ -610,9 +629,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !keys.is_empty() {
                 // The signature images were pulled beside the images.
                 let layout = kiln::oci::Layout::open(&opts.layout)?;
-                for r in &args.refs {
-                    for p in &opts.platforms {
-                        let image = layout.resolve(r, &p.arch)?;
+                for r in &refs {
+                    for arch in &archs {
+                        let image = layout.resolve(r, arch)?;
                         let sig = kiln::trust::verify(&layout, &image, &keys)?;
                         println!(
                             "{}  {}  verified with {}",

@@ -834,3 +834,75 @@ fn signatures_are_pulled_beside_the_images_and_verify_offline() {
     let keys = kiln::trust::load_keys(&[data.join("kiln-test.pub")]).unwrap();
     kiln::trust::verify(&layout, &image, &keys).unwrap();
 }
+
+#[test]
+fn pull_lock_fetches_what_the_lock_pins_after_a_tag_moved() {
+    let t = TestDir::new();
+    system_layout(&t.join("src"));
+    write_layout(
+        &t.join("src"),
+        &[TestImage::new("kiln.test/web:2")
+            .layer(
+                LayerBuilder::new()
+                    .file("moved", "the tag moved\n", 0o644)
+                    .build(),
+            )
+            .entrypoint(&["/moved"])],
+    );
+    let reg = Registry::start(&t, free_port(), Auth::None);
+    let host = reg.host();
+    for n in SYSTEM {
+        reg.push(
+            &t.join("src"),
+            &format!("kiln.test/{n}:1"),
+            &format!("test/{n}:1"),
+        );
+    }
+    t.write(
+        "sys.yml",
+        CASE_BASIC.replace("kiln.test/", &format!("{host}/test/")),
+    );
+    let insecure = ["--pull", "--insecure-registry", &host];
+    let want = build_tar(&t, "first", "out-first", &insecure);
+    ok(&kiln_env(
+        t.path(),
+        &["lock", "--layout", "first", "sys.yml"],
+        &[],
+    ));
+    let web = reg.digest("test/web:1");
+    // The tag moves in the registry.
+    reg.push(&t.join("src"), "kiln.test/web:2", "test/web:1");
+    assert_ne!(reg.digest("test/web:1"), web);
+
+    // Pulling by tag follows it, and --locked refuses, naming the reference.
+    build_tar(&t, "by-tag", "out-by-tag", &insecure);
+    let o = kiln_env(
+        t.path(),
+        &[
+            "build", "--locked", "-f", "tar", "--layout", "by-tag", "-o", "out-x", "sys.yml",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{host}/test/web:1")),
+        "{}",
+        stderr(&o)
+    );
+    // Pulling the lock fetches the pinned digests under the locked names.
+    let out = ok(&kiln_env(
+        t.path(),
+        &[
+            "pull",
+            "--layout",
+            "locked",
+            "--insecure-registry",
+            &host,
+            "--lock",
+            "sys.lock",
+        ],
+        &[],
+    ));
+    assert!(out.contains(&format!("{web}  {host}/test/web:1")), "{out}");
+    assert!(build_tar(&t, "locked", "out-locked", &["--locked"]) == want);
+}
