@@ -5,7 +5,10 @@
 //! the layout under the reference as written, the name skopeo's
 //! `oci:DIR:REF` uses, so a YAML file naming them builds with the layout
 //! reader and no network. A multi-arch index is kept with the manifests of
-//! the chosen platforms (default `linux/amd64`).
+//! the chosen platforms (default `linux/amd64`). cosign's signature images
+//! of what was pulled (`REPO:sha256-HEX.sig`) come along when the registry
+//! has them, for [`crate::trust`] to check offline; [`pull_locked`] fetches
+//! what a lock file pins, by digest, under the locked names.
 //!
 //! Every blob streams into a temp file in the layout, is checked against
 //! its descriptor's size and digest, and only then renamed into `blobs/`
