@@ -211,7 +211,11 @@ pub fn generate(args: &[String]) -> anyhow::Result<()> {
     );
     for img in images.iter().skip(1) {
         let name = img.name.trim_start_matches("bench/").trim_end_matches(":1");
-        y.push_str(&format!("  - name: {name}\n    image: {}\n", img.name));
+        // A command, as every container needs one to start.
+        y.push_str(&format!(
+            "  - name: {name}\n    image: {}\n    command: [\"/bin/true\"]\n",
+            img.name
+        ));
     }
     fs::write(work.join("bench.yml"), y)?;
     fs::write(work.join("summary"), format!("{count} {total}\n"))?;
