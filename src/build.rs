@@ -243,6 +243,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<crate::assemble::AssembleError>()
             || cause.is::<crate::inspect::InspectError>()
             || cause.is::<crate::run::RunError>()
+            || cause.is::<crate::fetch::FetchError>()
         {
             return 1;
         }

@@ -7,6 +7,7 @@
 pub mod assemble;
 pub mod atomic;
 pub mod build;
+pub mod fetch;
 pub mod golden;
 pub mod hostfile;
 pub mod inspect;

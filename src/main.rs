@@ -28,6 +28,8 @@ enum Command {
     Build(BuildArgs),
     /// Check YAML files and that every image they name is in the layout
     Validate(ValidateArgs),
+    /// Fetch images from registries into the layout (then build offline)
+    Pull(PullArgs),
     /// List the entries of a built initrd or tar
     Inspect {
         /// An initrd (cpio, optionally compressed) or tar
@@ -94,6 +96,51 @@ enum PkgCommand {
 enum RunCommand {
     /// Boot under qemu (serial console on stdio); exits with the guest's verdict
     Qemu(QemuArgs),
+}
+
+#[derive(clap::Args)]
+struct RegistryArgs {
+    /// Speak plain HTTP to this registry (HOST[:PORT]); repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure: Vec<String>,
+    /// Also trust this PEM CA certificate; repeatable
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    ca_certs: Vec<PathBuf>,
+}
+
+impl RegistryArgs {
+    fn client(&self) -> kiln::fetch::ClientOptions {
+        kiln::fetch::ClientOptions {
+            insecure: self.insecure.clone(),
+            ca_certs: self.ca_certs.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct PullArgs {
+    /// OCI image layout to add the images to [default: $KILN_LAYOUT, else ./oci-layout]
+    #[arg(long, value_name = "DIR")]
+    layout: Option<PathBuf>,
+    /// Platforms to keep from multi-arch images
+    #[arg(
+        long,
+        value_name = "OS/ARCH[/VARIANT]",
+        value_delimiter = ',',
+        default_value = "linux/amd64"
+    )]
+    platform: Vec<String>,
+    /// Then require a valid cosign signature of every image by one of these public keys; repeatable
+    #[arg(long = "verify-key", value_name = "KEY.pub")]
+    verify_keys: Vec<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Fetch exactly what this lock file pins, by digest (instead of REFs)
+    #[arg(long, value_name = "NAME.lock", conflicts_with = "refs")]
+    lock: Option<PathBuf>,
+    /// Image references, stored in the layout under the name as written
+    #[arg(required_unless_present = "lock", value_name = "REF")]
+    refs: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -184,6 +231,11 @@ struct BuildArgs {
     /// Print the result as JSON on stdout
     #[arg(long)]
     json: bool,
+    /// First pull the images the layout lacks (see `kiln pull`)
+    #[arg(long)]
+    pull: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Disk size for disk formats (e.g. 512M, 2G) [default: the smallest that fits]
     #[arg(long, value_parser = parse_size)]
     size: Option<u64>,
@@ -348,6 +400,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 args.formats
             };
+            if args.pull {
+                let opts = kiln::fetch::PullOptions {
+                    layout: layout_dir(&args.layout),
+                    platforms: Vec::new(),
+                    client: args.registry.client(),
+                };
+                for p in kiln::fetch::pull_missing(&args.files, &args.layout.arch, &opts)? {
+                    eprintln!("kiln: pulled {} {}", p.reference, p.digest);
+                }
+            }
             let opts = BuildOptions {
                 files: args.files,
                 formats,
@@ -579,6 +641,66 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::json!({"ok": true, "outputs": now}));
             } else {
                 println!("ok");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pull(args) => {
+            let platforms = args
+                .platform
+                .iter()
+                .map(|p| kiln::fetch::Platform::parse(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = kiln::fetch::PullOptions {
+                layout: layout_dir(&LayoutArgs {
+                    layout: args.layout,
+                    arch: String::new(),
+                }),
+                platforms,
+                client: args.registry.client(),
+            };
+            // Keys are read before anything is fetched: a bad key file fails fast.
+            let keys = if args.verify_keys.is_empty() {
+                Vec::new()
+            } else {
+                kiln::trust::load_keys(&args.verify_keys)?
+            };
+            let (pulled, refs, archs) = match &args.lock {
+                Some(path) => {
+                    let lock = kiln::lock::Lock::read(path)?;
+                    let refs = lock.images.keys().cloned().collect::<Vec<_>>();
+                    let pulled = kiln::fetch::pull_locked(&lock, &opts)?;
+                    (pulled, refs, vec![lock.arch])
+                }
+                None => {
+                    let archs = opts.platforms.iter().map(|p| p.arch.clone()).collect();
+                    (
+                        kiln::fetch::pull(&args.refs, &opts)?,
+                        args.refs.clone(),
+                        archs,
+                    )
+                }
+            };
+            for p in pulled {
+                println!(
+                    "{}  {}  (fetched {} blobs, {} bytes; {} already present)",
+                    p.digest, p.reference, p.fetched, p.fetched_bytes, p.present
+                );
+            }
+            if !keys.is_empty() {
+                // The signature images were pulled beside the images.
+                let layout = kiln::oci::Layout::open(&opts.layout)?;
+                for r in &refs {
+                    for arch in &archs {
+                        let image = layout.resolve(r, arch)?;
+                        let sig = kiln::trust::verify(&layout, &image, &keys)?;
+                        println!(
+                            "{}  {}  verified with {}",
+                            sig.signed_digest,
+                            r,
+                            sig.key.display()
+                        );
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

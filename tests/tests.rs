@@ -11,6 +11,7 @@ mod lock;
 mod oci;
 mod output;
 mod pkg;
+mod pull;
 mod spec;
 mod squashfs;
 mod trust;

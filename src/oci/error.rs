@@ -29,6 +29,12 @@ pub enum OciError {
         #[source]
         source: DigestError,
     },
+    #[error("image {reference:?} has a linux/{arch} manifest ({digest}) that is not in the layout: `kiln pull --platform linux/{arch} {reference}` or `kiln build --pull` fetches it")]
+    PlatformNotPulled {
+        reference: String,
+        arch: String,
+        digest: String,
+    },
     #[error("blob {digest} of image {image:?} is missing: {} does not exist", path.display())]
     MissingBlob {
         digest: String,

@@ -22,6 +22,10 @@ pub struct FsckReport {
     pub blobs: usize,
     /// Their total size.
     pub bytes: u64,
+    /// Platform manifests an index names that the layout does not hold
+    /// (`kiln pull --platform` keeps only the chosen ones; the image-layout
+    /// spec allows referenced blobs to be absent).
+    pub absent_manifests: usize,
 }
 
 /// A manifest chosen for a platform, with its parsed config.
@@ -266,6 +270,17 @@ fn follow(
         Kind::Index => {
             let idx: Index = parse_json(&blob, &bytes, "index")?;
             let child = choose(layout, &idx.manifests, arch, image)?;
+            let kept = layout
+                .blob_ref(&child, image)
+                .map_or(true, |b| b.path.exists());
+            if !kept && json::kind_of(&child.media_type) == Some(Kind::Manifest) {
+                // An index pulled for other platforms only.
+                return Err(OciError::PlatformNotPulled {
+                    reference: image.to_string(),
+                    arch: arch.to_string(),
+                    digest: child.digest,
+                });
+            }
             follow(layout, &child, arch, image, depth + 1)
         }
         Kind::Manifest => {
@@ -506,6 +521,12 @@ fn fsck_desc(
         Some(Kind::Index) => {
             let idx: Index = parse_json(&blob, &bytes, "index")?;
             for c in &idx.manifests {
+                let absent = json::kind_of(&c.media_type) == Some(Kind::Manifest)
+                    && layout.blob_ref(c, image).is_ok_and(|b| !b.path.exists());
+                if absent {
+                    report.absent_manifests += 1;
+                    continue;
+                }
                 fsck_desc(layout, c, image, seen, report, depth + 1)?;
             }
         }

@@ -8,13 +8,22 @@
 //! layout as it was (plus unreferenced blobs). The JSON is deterministic:
 //! fixed field order, sorted maps, no whitespace, entries sorted by ref name
 //! then digest. Reads no clock: `created` is whatever the caller gives.
+//!
+//! Every writer holds the layout's advisory lock ([`LayoutLock`], `flock`
+//! on `DIR/.kiln-lock`): shared from [`LayoutWriter::open_or_create`] while
+//! it adds blobs, exclusive for [`LayoutWriter::commit`], which re-reads
+//! `index.json` under the lock and applies only this writer's names, so
+//! concurrent writers (two pulls, a pull and `kiln pkg build`) never drop
+//! each other's entries. Something that deletes blobs (a gc) must hold the
+//! lock exclusively: it then never sees a writer's blobs before their names.
+//! Readers take no lock: every file they read is renamed into place whole.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::digest::{Algorithm, Hasher};
+use super::digest::{Algorithm, Digest, Hasher};
 use super::json::{
     self, Compression, ConfigFile, Descriptor, Index, Manifest, OciLayoutFile, Platform, RootFs,
     RunConfig,
@@ -121,8 +130,77 @@ pub struct IndexSpec {
 #[derive(Debug)]
 pub struct LayoutWriter {
     root: PathBuf,
-    entries: Vec<Descriptor>,
-    annotations: BTreeMap<String, String>,
+    /// The names this writer adds, applied to `index.json` as it is at commit.
+    added: Vec<Descriptor>,
+    lock: LayoutLock,
+}
+
+/// The advisory lock every writer of a layout takes (`flock(2)` on
+/// `DIR/.kiln-lock`): shared while adding blobs, exclusive to rewrite
+/// `index.json` or to delete blobs. Released when dropped.
+#[derive(Debug)]
+pub struct LayoutLock {
+    file: File,
+    path: PathBuf,
+}
+
+/// The lock file's name in the layout root.
+pub const LOCK_FILE: &str = ".kiln-lock";
+
+impl LayoutLock {
+    /// Takes the lock of the layout at `dir` (which must exist), shared or
+    /// exclusive, waiting (and saying so on stderr) while another process holds it.
+    pub fn acquire(dir: &Path, exclusive: bool) -> Result<LayoutLock, OciError> {
+        let lock = LayoutLock::open(dir)?;
+        lock.set(exclusive)?;
+        Ok(lock)
+    }
+
+    fn open(dir: &Path) -> Result<LayoutLock, OciError> {
+        let path = dir.join(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| OciError::io(&path, e))?;
+        Ok(LayoutLock { file, path })
+    }
+
+    /// Takes the lock shared; when no other writer holds it, first removes
+    /// the temp files (`.tmp-*`) a killed writer left behind.
+    pub fn sweep_then_share(dir: &Path) -> Result<LayoutLock, OciError> {
+        let lock = LayoutLock::open(dir)?;
+        if lock.file.try_lock().is_ok() {
+            sweep_temps(dir);
+        }
+        lock.set(false)?;
+        Ok(lock)
+    }
+
+    /// Converts the lock to shared or exclusive (not atomically: flock
+    /// releases, then waits, so two converting writers never deadlock).
+    pub fn set(&self, exclusive: bool) -> Result<(), OciError> {
+        let tried = if exclusive {
+            self.file.try_lock()
+        } else {
+            self.file.try_lock_shared()
+        };
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) => {
+                eprintln!("kiln: waiting for the lock on {}", self.path.display());
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(OciError::io(&self.path, e)),
+        }
+        if exclusive {
+            self.file.lock()
+        } else {
+            self.file.lock_shared()
+        }
+        .map_err(|e| OciError::io(&self.path, e))
+    }
 }
 
 impl LayoutWriter {
@@ -130,11 +208,25 @@ impl LayoutWriter {
     /// prepares a new one in `dir` (created if missing).
     pub fn open_or_create(dir: &Path) -> Result<LayoutWriter, OciError> {
         fs::create_dir_all(dir).map_err(|e| OciError::io(dir, e))?;
-        let marker = dir.join("oci-layout");
-        let index_path = dir.join("index.json");
-        let mut w = LayoutWriter {
+        let lock = LayoutLock::sweep_then_share(dir)?;
+        let w = LayoutWriter {
             root: dir.to_path_buf(),
-            entries: Vec::new(),
+            added: Vec::new(),
+            lock,
+        };
+        // Refuse a layout of another version before adding blobs to it.
+        w.read_index()?;
+        Ok(w)
+    }
+
+    /// The current `index.json` (empty for a new layout).
+    fn read_index(&self) -> Result<Index, OciError> {
+        let marker = self.root.join("oci-layout");
+        let index_path = self.root.join("index.json");
+        let mut idx = Index {
+            schema_version: 2,
+            media_type: Some(json::MT_OCI_INDEX.to_string()),
+            manifests: Vec::new(),
             annotations: BTreeMap::new(),
         };
         if marker.exists() {
@@ -146,12 +238,10 @@ impl LayoutWriter {
                 });
             }
             if index_path.exists() {
-                let idx: Index = read_small_json(&index_path)?;
-                w.entries = idx.manifests;
-                w.annotations = idx.annotations;
+                idx = read_small_json(&index_path)?;
             }
         }
-        Ok(w)
+        Ok(idx)
     }
 
     pub fn root(&self) -> &Path {
@@ -160,7 +250,20 @@ impl LayoutWriter {
 
     /// Starts a streaming blob.
     pub fn blob_writer(&self) -> Result<BlobWriter, OciError> {
-        BlobWriter::new(&self.root)
+        BlobWriter::new(&self.root, Algorithm::Sha256)
+    }
+
+    /// Starts a streaming blob that must turn out to be `digest`: finish
+    /// it with [`BlobWriter::finish_expecting`].
+    pub fn blob_writer_for(&self, digest: &Digest) -> Result<BlobWriter, OciError> {
+        BlobWriter::new(&self.root, digest.algorithm())
+    }
+
+    /// Whether the layout already holds `digest` with `size` bytes (blobs
+    /// are renamed in only once verified, so a present one is whole).
+    pub fn has_blob(&self, digest: &Digest, size: u64) -> bool {
+        fs::metadata(self.root.join(digest.blob_path()))
+            .is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
     /// Stores `bytes` as a blob; the returned descriptor has digest and
@@ -328,21 +431,42 @@ impl LayoutWriter {
     /// Tags `desc` with `name` in `index.json`, replacing any entry of that
     /// name. The platform is dropped: index.json entries name whole images.
     pub fn add_ref(&mut self, name: &str, desc: &Descriptor) {
-        self.entries.retain(|e| e.ref_name() != Some(name));
+        self.added.retain(|e| e.ref_name() != Some(name));
         let mut d = desc.clone();
         d.platform = None;
         d.annotations
             .insert(json::ANNOTATION_REF_NAME.to_string(), name.to_string());
-        self.entries.push(d);
+        self.added.push(d);
     }
 
-    /// Writes `oci-layout` if needed, then `index.json` (temp file, fsync,
-    /// rename, fsync of the directory).
-    pub fn commit(mut self) -> Result<(), OciError> {
-        self.entries.sort_by(|a, b| {
+    /// Under the exclusive lock: re-reads `index.json`, replaces the
+    /// entries of the names this writer added, checks their blobs are
+    /// still there, and writes `oci-layout` if needed, then `index.json`
+    /// (temp file, fsync, rename, fsync of the directory).
+    pub fn commit(self) -> Result<(), OciError> {
+        self.lock.set(true)?;
+        let idx = self.read_index()?;
+        let mut entries = idx.manifests;
+        for d in &self.added {
+            let digest = Digest::parse(&d.digest).map_err(|source| OciError::BadDigest {
+                context: format!("the entry {:?} being added", d.ref_name().unwrap_or("")),
+                source,
+            })?;
+            let path = self.root.join(digest.blob_path());
+            if !path.is_file() {
+                return Err(OciError::MissingBlob {
+                    digest: d.digest.clone(),
+                    path,
+                    image: d.ref_name().unwrap_or("").to_string(),
+                });
+            }
+            entries.retain(|e| e.ref_name() != d.ref_name());
+            entries.push(d.clone());
+        }
+        entries.sort_by(|a, b| {
             (a.ref_name().unwrap_or(""), &a.digest).cmp(&(b.ref_name().unwrap_or(""), &b.digest))
         });
-        self.entries.dedup();
+        entries.dedup();
         let marker = serde_json::to_vec(&OciLayoutFile {
             image_layout_version: json::OCI_LAYOUT_VERSION.to_string(),
         })
@@ -354,12 +478,31 @@ impl LayoutWriter {
         let index = Index {
             schema_version: 2,
             media_type: Some(json::MT_OCI_INDEX.to_string()),
-            manifests: self.entries,
-            annotations: self.annotations,
+            manifests: entries,
+            annotations: idx.annotations,
         };
         let bytes = serde_json::to_vec(&index)
             .map_err(|e| OciError::io(&self.root, io::Error::other(e)))?;
         write_atomic(&self.root, "index.json", &bytes)
+    }
+}
+
+/// Removes `.tmp-*` files from the layout root and `blobs/*/` (best
+/// effort: only called under the exclusive lock, when no writer is live).
+fn sweep_temps(root: &Path) {
+    let mut dirs = vec![root.to_path_buf()];
+    if let Ok(algs) = fs::read_dir(root.join("blobs")) {
+        dirs.extend(algs.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for d in dirs {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 }
 
@@ -381,10 +524,19 @@ fn diff_id_of(bytes: &[u8], c: Compression) -> io::Result<String> {
     }
 }
 
+/// Mode 0644 for blobs, `index.json` and `oci-layout`, as skopeo writes
+/// them: a layout is copied between machines and users (the air-gapped
+/// workflow), and its content is public by construction.
+fn readable() -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(0o644)
+}
+
 /// Writes `dir/name` via a temp file in `dir`, fsync and rename.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), OciError> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
+        .permissions(readable())
         .tempfile_in(dir)
         .map_err(|e| OciError::io(dir, e))?;
     tmp.write_all(bytes)
@@ -414,30 +566,79 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
-    fn new(root: &Path) -> Result<BlobWriter, OciError> {
-        let dir = root.join("blobs").join("sha256");
+    fn new(root: &Path, algorithm: Algorithm) -> Result<BlobWriter, OciError> {
+        let dir = root.join("blobs").join(algorithm.name());
         fs::create_dir_all(&dir).map_err(|e| OciError::io(&dir, e))?;
         let temp = tempfile::Builder::new()
             .prefix(".tmp-")
+            .permissions(readable())
             .tempfile_in(&dir)
             .map_err(|e| OciError::io(&dir, e))?;
         Ok(BlobWriter {
             temp_path: temp.path().to_path_buf(),
             dir,
             temp,
-            hasher: Hasher::new(Algorithm::Sha256),
+            hasher: Hasher::new(algorithm),
             size: 0,
         })
     }
 
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
     /// Syncs and renames the blob into place; gives digest and size (the
     /// media type is left empty).
-    pub fn finish(mut self) -> Result<Descriptor, OciError> {
+    pub fn finish(self) -> Result<Descriptor, OciError> {
+        self.finish_checked(None)
+    }
+
+    /// [`finish`](Self::finish), but only if the content is exactly `size`
+    /// bytes hashing to `digest`; otherwise the temp file is removed and
+    /// nothing enters `blobs/`. `image` names the image in the error.
+    pub fn finish_expecting(
+        self,
+        digest: &Digest,
+        size: u64,
+        image: &str,
+    ) -> Result<Descriptor, OciError> {
+        self.finish_checked(Some((digest, size, image)))
+    }
+
+    fn finish_checked(
+        mut self,
+        expect: Option<(&Digest, u64, &str)>,
+    ) -> Result<Descriptor, OciError> {
+        let digest = self.hasher.clone().finish();
+        if let Some((want, size, image)) = expect {
+            let path = self.dir.join(want.hex());
+            if self.size != size {
+                return Err(OciError::SizeMismatch {
+                    digest: want.to_string(),
+                    path,
+                    image: image.to_string(),
+                    expected: size,
+                    actual: self.size,
+                });
+            }
+            if digest != *want {
+                return Err(OciError::DigestMismatch {
+                    digest: want.to_string(),
+                    path,
+                    image: image.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
         self.temp
             .flush()
             .and_then(|()| self.temp.as_file().sync_all())
             .map_err(|e| OciError::io(&self.temp_path, e))?;
-        let digest = self.hasher.finish();
         let dest = self.dir.join(digest.hex());
         self.temp
             .persist(&dest)

@@ -58,7 +58,12 @@ fn writer_is_deterministic_regardless_of_order() {
         .map(|(n, _)| n.as_str())
         .filter(|n| !n.starts_with("blobs"))
         .collect();
-    assert_eq!(names, ["/index.json", "/oci-layout"], "no temp files left");
+    // No temp files left; the writers' (empty) advisory lock file stays.
+    assert_eq!(
+        names,
+        ["/.kiln-lock", "/index.json", "/oci-layout"],
+        "no temp files left"
+    );
     let index = String::from_utf8(a.read("index.json")).expect("utf8");
     assert!(!index.contains(' ') && !index.contains('\n'), "{index}");
     let refs: Vec<_> = read_index_json(a.path())["manifests"]
@@ -250,4 +255,31 @@ fn precompressed_layers_are_stored_verbatim_with_their_diff_id() {
             resolve_ok(a.path(), "p", "amd64").manifest_digest
         );
     }
+}
+
+#[test]
+fn concurrent_writers_keep_each_others_names() {
+    // Each commit re-reads index.json under the layout lock, so writers
+    // running at once (two pulls, a pull and a pkg build) lose no entry.
+    let t = TestDir::new();
+    for round in 0..4 {
+        let threads: Vec<_> = (0..3)
+            .map(|i| {
+                let dir = t.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let name = format!("w{i}:{round}");
+                    write_layout(
+                        &dir,
+                        &[TestImage::new(&name).layer(one_file_layer("etc/w", &name))],
+                    );
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().expect("writer thread");
+        }
+    }
+    let layout = Layout::open(t.path()).expect("open");
+    assert_eq!(layout.names().len(), 12, "{:?}", layout.names());
+    layout.fsck().expect("fsck");
 }

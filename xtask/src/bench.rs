@@ -9,7 +9,8 @@
 //! Timings are medians of several runs; ratios matter, not seconds.
 //! Then the boot-media writers on the compressed initrd (a UKI stand-in):
 //! raw-efi beside `mkfs.vfat` + `mcopy`, and iso-efi beside
-//! `xorriso -as mkisofs` ([`iso`]). Writers run as children of the release
+//! `xorriso -as mkisofs` ([`iso`]). Last, `kiln pull` of the image set from
+//! a loopback registry beside `skopeo copy` ([`pull`]). Writers run as children of the release
 //! xtask binary, so each is optimised and its peak RSS is its own.
 
 use std::fs;
@@ -22,6 +23,7 @@ use anyhow::{bail, Context};
 use crate::synth::{write_images, SynthFile, SynthImage};
 
 mod iso;
+mod pull;
 
 /// A tiny deterministic PRNG (xorshift64*), so the data set never changes.
 struct Rng(u64);
@@ -209,7 +211,11 @@ pub fn generate(args: &[String]) -> anyhow::Result<()> {
     );
     for img in images.iter().skip(1) {
         let name = img.name.trim_start_matches("bench/").trim_end_matches(":1");
-        y.push_str(&format!("  - name: {name}\n    image: {}\n", img.name));
+        // A command, as every container needs one to start.
+        y.push_str(&format!(
+            "  - name: {name}\n    image: {}\n    command: [\"/bin/true\"]\n",
+            img.name
+        ));
     }
     fs::write(work.join("bench.yml"), y)?;
     fs::write(work.join("summary"), format!("{count} {total}\n"))?;
@@ -317,7 +323,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let payload = gz_dir.join("bench-initrd.img");
     let writer_runs = if quick { 3 } else { 5 };
     esp_bench(&xtask, &work, &payload, writer_runs)?;
-    iso::bench(&xtask, &work, &payload, writer_runs)
+    iso::bench(&xtask, &work, &payload, writer_runs)?;
+    let names = kiln::oci::Layout::open(&layout)?.names();
+    pull::bench(&kiln, &work, &layout, &names, runs)
 }
 
 /// raw-efi writing: kiln's GPT + FAT32 writer against `mkfs.vfat` + `mcopy`
