@@ -684,15 +684,22 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
     let pump = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         let mut out = io::stdout();
+        let mut at_line_start = true;
         while let Ok(n) = stdout.read(&mut buf) {
             if n == 0 {
                 break;
             }
             let _ = out.write_all(&buf[..n]);
             let _ = out.flush();
+            at_line_start = buf[n - 1] == b'\n';
             if let Some(l) = log.as_mut() {
                 let _ = l.write_all(&buf[..n]);
             }
+        }
+        // What kiln prints next (a prompt, `--json`) starts on its own line.
+        if !at_line_start {
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
         }
     });
     let deadline = opts.timeout.map(|t| Instant::now() + t);
