@@ -122,34 +122,14 @@ pub struct BuildOptions {
 pub struct BuildReport {
     pub outputs: Vec<Written>,
     pub warnings: Vec<String>,
-    /// What went in: every image of the spec, by reference as written.
-    pub images: Vec<ImageUsed>,
+    /// What went in: every image of the spec, by reference as written, with
+    /// the digests a lock file would pin.
+    pub images: BTreeMap<String, crate::lock::Pinned>,
 }
 
-/// One image a build used: the reference as written, its canonical name and
-/// the digests of its platform manifest, config and layers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImageUsed {
-    pub reference: String,
-    pub name: String,
-    pub manifest: String,
-    pub config: String,
-    pub layers: Vec<String>,
-}
-
-impl ImageUsed {
-    fn from_plan(plan: &Plan) -> Vec<ImageUsed> {
-        plan.images
-            .iter()
-            .map(|(reference, i)| ImageUsed {
-                reference: reference.clone(),
-                name: i.name.clone(),
-                manifest: i.manifest_digest.clone(),
-                config: i.config_digest.clone(),
-                layers: i.layers.iter().map(|l| l.digest.clone()).collect(),
-            })
-            .collect()
-    }
+/// The images of `plan` as [`BuildReport::images`].
+fn images_used(plan: &Plan, arch: &str) -> BTreeMap<String, crate::lock::Pinned> {
+    crate::lock::from_plan(plan, arch, &BTreeMap::new()).images
 }
 
 impl BuildReport {
@@ -171,9 +151,9 @@ impl BuildReport {
         let images: Vec<_> = self
             .images
             .iter()
-            .map(|i| {
+            .map(|(reference, i)| {
                 serde_json::json!({
-                    "reference": i.reference,
+                    "reference": reference,
                     "name": i.name,
                     "manifest": i.manifest,
                     "config": i.config,
@@ -379,7 +359,7 @@ pub fn validate_report(
     Ok(BuildReport {
         outputs: Vec::new(),
         warnings,
-        images: ImageUsed::from_plan(&plan),
+        images: images_used(&plan, arch),
     })
 }
 
@@ -461,7 +441,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let mut report = BuildReport {
         outputs,
         warnings,
-        images: ImageUsed::from_plan(&plan),
+        images: images_used(&plan, &opts.arch),
     };
     let sums = golden::render(&report.sums());
     let sums_file = crate::atomic::write_file(

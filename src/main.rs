@@ -325,18 +325,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// `N`, `NK`, `NM`, `NG` (binary units) → bytes.
+/// `kiln build --size`: [`kiln::run::parse_size`] with a message.
 fn parse_size(s: &str) -> Result<u64, String> {
-    let (num, mult) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("{s:?} is not a size (e.g. 512M, 2G, or bytes)"))
+    kiln::run::parse_size(s).ok_or_else(|| format!("{s:?} is not a size (e.g. 512M, 2G, or bytes)"))
+}
+
+/// Neither `--layout` nor `$KILN_LAYOUT` was given: the layout is the
+/// default `./oci-layout`.
+fn layout_defaulted(flag: &Option<PathBuf>) -> bool {
+    flag.is_none() && std::env::var_os("KILN_LAYOUT").is_none_or(|v| v.is_empty())
 }
 
 fn layout_dir(args: &LayoutArgs) -> PathBuf {
@@ -355,9 +352,7 @@ fn layout_dir(args: &LayoutArgs) -> PathBuf {
 /// directory.
 fn checked_layout_dir(args: &LayoutArgs) -> anyhow::Result<PathBuf> {
     let dir = layout_dir(args);
-    let defaulted =
-        args.layout.is_none() && std::env::var_os("KILN_LAYOUT").is_none_or(|v| v.is_empty());
-    if defaulted && !dir.exists() {
+    if layout_defaulted(&args.layout) && !dir.exists() {
         let cwd = std::env::current_dir().unwrap_or_default();
         return Err(build::UserError(format!(
             "no --layout was given, $KILN_LAYOUT is unset, and {} has no oci-layout directory; \
@@ -457,10 +452,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     opts.out_dir.display(),
                     formats.join(", ")
                 );
-                for i in &report.images {
+                for (reference, i) in &report.images {
                     println!(
-                        "  {} = {}@{} (config {})",
-                        i.reference, i.name, i.manifest, i.config
+                        "  {reference} = {}@{} (config {})",
+                        i.name, i.manifest, i.config
                     );
                 }
                 return Ok(ExitCode::SUCCESS);
@@ -469,10 +464,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for w in &report.warnings {
                 eprintln!("kiln: warning: {}", build::printable(w));
             }
-            for i in &report.images {
+            for (reference, i) in &report.images {
                 eprintln!(
-                    "kiln: image {} = {}@{} (config {})",
-                    i.reference, i.name, i.manifest, i.config
+                    "kiln: image {reference} = {}@{} (config {})",
+                    i.name, i.manifest, i.config
                 );
             }
             if args.json {
@@ -597,7 +592,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let epoch = build::source_date_epoch()?;
             // Writing is explicit: the default ./oci-layout of a checkout is
             // the committed one, which `cargo xtask vendor --check` compares.
-            if layout.is_none() && std::env::var_os("KILN_LAYOUT").is_none_or(|v| v.is_empty()) {
+            if layout_defaulted(&layout) {
                 return Err(build::UserError(
                     "kiln pkg build writes images into a layout: name it with --layout DIR \
                      (or $KILN_LAYOUT); it does not default to ./oci-layout, which in a kiln \

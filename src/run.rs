@@ -742,7 +742,7 @@ fn create_disks(disks: &[String]) -> Result<(), RunError> {
             match p.split_once('=') {
                 Some(("format", f)) => format = f,
                 Some(("size", s)) => {
-                    size = Some(disk_size(s).ok_or_else(|| {
+                    size = Some(parse_size(s).filter(|&n| n > 0).ok_or_else(|| {
                         RunError::BadOption(format!("--disk {d}: size {s:?} (want e.g. 512M, 4G)"))
                     })?)
                 }
@@ -776,19 +776,16 @@ fn create_disks(disks: &[String]) -> Result<(), RunError> {
     Ok(())
 }
 
-/// `512M`, `4G`, `1024K` or bytes.
-fn disk_size(s: &str) -> Option<u64> {
-    let (num, shift) = match s.as_bytes().last()? {
-        b'K' | b'k' => (&s[..s.len() - 1], 10),
-        b'M' | b'm' => (&s[..s.len() - 1], 20),
-        b'G' | b'g' => (&s[..s.len() - 1], 30),
-        b'T' | b't' => (&s[..s.len() - 1], 40),
-        _ => (s, 0),
+/// `N`, `NK`, `NM`, `NG` (binary units) → bytes; `None` if it is not one.
+/// Shared by `--disk …,size=` and `kiln build --size`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
+        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
     };
-    num.parse::<u64>()
-        .ok()?
-        .checked_mul(1 << shift)
-        .filter(|&n| n > 0)
+    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// A disk of zeros, read without memory.
