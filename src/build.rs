@@ -7,7 +7,7 @@
 //! leaves a partial output under a final name (see [`crate::atomic`]).
 
 use std::collections::BTreeMap;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -627,10 +627,13 @@ fn kernel_modules(
             .into())
         }
     };
-    let bytes = store.read(&content)?;
-    let compression = match bytes.get(..4) {
-        Some([0x1f, 0x8b, ..]) => Compression::Gzip,
-        Some([0x28, 0xb5, 0x2f, 0xfd]) => Compression::Zstd,
+    // The tar streams out of the store (it is ~400 MB with every module);
+    // its first bytes say whether it is compressed.
+    let mut magic = Vec::with_capacity(4);
+    store.reader(&content).take(4).read_to_end(&mut magic)?;
+    let compression = match &magic[..] {
+        [0x1f, 0x8b, ..] => Compression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
         _ => Compression::None,
     };
     let mut unpacker = Unpacker::new(store, limits);
@@ -638,7 +641,7 @@ fn kernel_modules(
         .apply_layer(
             &format!("{}:{tar_name}", image.canonical),
             compression,
-            &bytes[..],
+            BufReader::with_capacity(256 * 1024, store.reader(&content)),
         )
         .with_context(|| {
             format!(

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -133,6 +134,11 @@ impl Content {
 #[derive(Clone)]
 pub struct ContentStore {
     inner: Arc<Mutex<StoreInner>>,
+    /// A second descriptor of the same file for positional reads: readers
+    /// never take the lock, so a reader may feed [`ContentStore::add_reader`]
+    /// of the same store (unpacking `kernel.tar` out of the kernel image's
+    /// tree) without deadlocking, and never move the writers' offset.
+    reads: Arc<File>,
 }
 
 /// Reads one [`Content`] out of a [`ContentStore`]; see
@@ -149,11 +155,7 @@ impl Read for ContentReader {
         if want == 0 {
             return Ok(0);
         }
-        let n = {
-            let mut inner = self.store.inner.lock().expect("content store poisoned");
-            inner.file.seek(SeekFrom::Start(self.pos))?;
-            inner.file.read(&mut buf[..want])?
-        };
+        let n = self.store.reads.read_at(&mut buf[..want], self.pos)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -175,7 +177,9 @@ impl ContentStore {
     /// A new, empty store in the system temp directory.
     pub fn new() -> io::Result<ContentStore> {
         let file = tempfile::tempfile()?;
+        let reads = Arc::new(file.try_clone()?);
         Ok(ContentStore {
+            reads,
             inner: Arc::new(Mutex::new(StoreInner {
                 file,
                 len: 0,
@@ -273,11 +277,7 @@ impl ContentStore {
         let end = content.offset + content.len;
         while pos < end {
             let want = ((end - pos) as usize).min(buf.len());
-            {
-                let mut inner = self.inner.lock().expect("content store poisoned");
-                inner.file.seek(SeekFrom::Start(pos))?;
-                inner.file.read_exact(&mut buf[..want])?;
-            }
+            self.reads.read_exact_at(&mut buf[..want], pos)?;
             w.write_all(&buf[..want])?;
             pos += want as u64;
         }

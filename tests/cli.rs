@@ -2,6 +2,7 @@
 //! written in code, golden hashes, reproducibility under a perturbed
 //! environment, exit codes and atomic outputs.
 
+mod bounded;
 mod disk_tools;
 mod examples;
 pub(crate) mod fixture;

@@ -4,12 +4,14 @@
 //! built binary with a clean environment; [`layer::LayerBuilder`] writes
 //! layer tars byte by byte (hostile ones too); [`layout::TestImage`] and
 //! [`layout::write_layout`] turn them into OCI layouts through the
-//! library's own `LayoutWriter`. Every fixture is built in code.
+//! library's own `LayoutWriter`; [`rss::run_measured`] runs a child and
+//! gives its peak RSS. Every fixture is built in code.
 
 #![allow(dead_code, unused_imports)]
 
 pub mod layer;
 pub mod layout;
+pub mod rss;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -11,6 +11,7 @@
 //! created, with `epoch` as their mtime.
 
 use std::collections::BTreeMap;
+use std::io::{self, Read};
 
 use super::runtime_config::{config_json, runtime_json, Bundle};
 use super::{image_input, merge, store, AssembleError, IdMap, Inputs};
@@ -164,12 +165,7 @@ pub fn add_init(
             ..
         }) = input.tree.get(APK_DB)
         {
-            let bytes = inputs.store.read(c).map_err(|err| AssembleError::Store {
-                pos: r.pos.clone(),
-                what: format!("{} of {}", show(APK_DB), input.canonical),
-                err,
-            })?;
-            dbs.push(bytes);
+            dbs.push(c.clone());
         }
         overlay(
             &mut init,
@@ -181,12 +177,19 @@ pub fn add_init(
         );
     }
     if dbs.len() > 1 {
-        let mut merged = Vec::new();
-        for db in dbs {
-            merged.extend_from_slice(&db);
-            merged.extend_from_slice(b"\n\n");
+        // Streamed from the store: a database is as large as its image says.
+        let mut merged: Box<dyn Read> = Box::new(io::empty());
+        for db in &dbs {
+            merged = Box::new(merged.chain(inputs.store.reader(db)).chain(&b"\n\n"[..]));
         }
-        let c = store(inputs, &first.pos, "the merged apk database", &merged)?;
+        let c = inputs
+            .store
+            .add_reader(&mut merged, None)
+            .map_err(|err| AssembleError::Store {
+                pos: first.pos.clone(),
+                what: "the merged apk database".to_string(),
+                err,
+            })?;
         init.insert(APK_DB.to_vec(), Entry::file(c, 0o644, inputs.epoch));
     }
     filter_image(&mut init, Resolv::Symlink, inputs, &first.pos)?;

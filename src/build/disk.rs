@@ -68,6 +68,10 @@ fn needs_raw(format: Format) -> bool {
     needs_uki(format) && !matches!(format, Format::Uki | Format::IsoEfi | Format::IsoEfiInitrd)
 }
 
+/// The most bytes of one boot loader file (systemd-stub, `ldlinux.c32`, …)
+/// read into memory; the real ones are under 200 KiB.
+const MAX_LOADER_FILE: u64 = 16 << 20;
+
 /// The files at `paths` of the bootloader image `image` in the layout,
 /// in that order; `recipe` is the pkg/ directory that builds the image.
 fn loader_files(
@@ -96,6 +100,11 @@ fn loader_files(
         .iter()
         .map(
             |path| match tree.get(path.as_bytes()).map(|e: &Entry| &e.kind) {
+                Some(Kind::File(c)) if c.len() > MAX_LOADER_FILE => Err(UserError(format!(
+                    "bootloader image {image}: {path} is {} bytes, more than the {MAX_LOADER_FILE}                      a boot loader file may have",
+                    c.len()
+                ))
+                .into()),
                 Some(Kind::File(c)) => Ok(store.read(c)?),
                 _ => Err(UserError(format!("bootloader image {image} has no file {path}")).into()),
             },

@@ -157,11 +157,23 @@ fn regular_file(root: &Tree, path: &[u8]) -> Option<Entry> {
     Some(entry)
 }
 
-/// The text of a regular file, `None` if there is none at `path`.
+/// The most bytes of `modules.dep` or `modules.builtin` read into memory.
+const MAX_TEXT: u64 = 16 << 20;
+
+/// The text of a regular file, `None` if there is none at `path`; files
+/// over [`MAX_TEXT`] are refused rather than read.
 fn read_text(root: &Tree, store: &ContentStore, path: &[u8]) -> anyhow::Result<Option<String>> {
     let Some(content) = file_content(root, path) else {
         return Ok(None);
     };
+    if content.len() > MAX_TEXT {
+        return Err(UserError(format!(
+            "/{} is {} bytes; kiln reads at most {MAX_TEXT} bytes of a module list              (Debian's modules.dep for every module is under 1 MB)",
+            String::from_utf8_lossy(path),
+            content.len()
+        ))
+        .into());
+    }
     let bytes = store
         .read(&content)
         .with_context(|| format!("reading /{}", String::from_utf8_lossy(path)))?;

@@ -10,7 +10,9 @@
 //! Then the boot-media writers on the compressed initrd (a UKI stand-in):
 //! raw-efi beside `mkfs.vfat` + `mcopy`, and iso-efi beside
 //! `xorriso -as mkisofs` ([`iso`]). Last, `kiln pull` of the image set from
-//! a loopback registry beside `skopeo copy` ([`pull`]). Writers run as children of the release
+//! a loopback registry beside `skopeo copy` ([`pull`]), and the realistic
+//! set — the Debian kernel with every module — beside `pigz`, `gzip` and
+//! `zstd` ([`realistic`]; `--realistic` runs only that). Writers run as children of the release
 //! xtask binary, so each is optimised and its peak RSS is its own.
 
 use std::fs;
@@ -24,6 +26,7 @@ use crate::synth::{write_images, SynthFile, SynthImage};
 
 mod iso;
 mod pull;
+mod realistic;
 
 /// A tiny deterministic PRNG (xorshift64*), so the data set never changes.
 struct Rng(u64);
@@ -156,6 +159,8 @@ fn synth(scale: f64) -> (Vec<SynthImage>, u64, usize) {
 
 struct Measured {
     secs: f64,
+    /// User plus system CPU time of the child and its waited-for children.
+    cpu_secs: f64,
     peak_rss_kib: u64,
 }
 
@@ -176,8 +181,10 @@ fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!("{cmd:?} failed (status {status})");
     }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Measured {
         secs,
+        cpu_secs: tv(usage.ru_utime) + tv(usage.ru_stime),
         peak_rss_kib: usage.ru_maxrss as u64,
     })
 }
@@ -194,6 +201,7 @@ fn median(mut xs: Vec<Measured>) -> Measured {
     let mid = xs.swap_remove(xs.len() / 2);
     Measured {
         secs: mid.secs,
+        cpu_secs: mid.cpu_secs,
         peak_rss_kib: peak,
     }
 }
@@ -224,6 +232,14 @@ pub fn generate(args: &[String]) -> anyhow::Result<()> {
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
+    let xz = args.iter().any(|a| a == "--xz");
+    let only_realistic = args.iter().any(|a| a == "--realistic");
+    if let Some(bad) = args
+        .iter()
+        .find(|a| !matches!(a.as_str(), "--quick" | "--xz" | "--realistic"))
+    {
+        bail!("unknown argument {bad:?}; usage: cargo xtask bench [--quick] [--realistic] [--xz]");
+    }
     let scale = if quick { 0.1 } else { 1.0 };
     let runs = if quick { 1 } else { 3 };
 
@@ -238,6 +254,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
     let kiln = target.join("release/kiln");
     let xtask = target.join("release/xtask");
+    if only_realistic {
+        return realistic::bench(&kiln, runs, xz);
+    }
     let work = PathBuf::from("target/bench");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
@@ -325,7 +344,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     esp_bench(&xtask, &work, &payload, writer_runs)?;
     iso::bench(&xtask, &work, &payload, writer_runs)?;
     let names = kiln::oci::Layout::open(&layout)?.names();
-    pull::bench(&kiln, &work, &layout, &names, runs)
+    pull::bench(&kiln, &work, &layout, &names, runs)?;
+    realistic::bench(&kiln, runs, xz)
 }
 
 /// raw-efi writing: kiln's GPT + FAT32 writer against `mkfs.vfat` + `mcopy`
@@ -353,6 +373,7 @@ fn esp_bench(xtask: &Path, work: &Path, payload: &Path, runs: usize) -> anyhow::
             .context("the raw-efi writer's time")?;
         writer_runs.push(Measured {
             secs,
+            cpu_secs: 0.0,
             peak_rss_kib: 0,
         });
         let size_kib = (fs::metadata(payload)?.len() / 1024 + 34 * 1024).to_string();

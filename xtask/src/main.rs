@@ -1,6 +1,6 @@
 //! `cargo xtask`: developer tasks that are not part of the kiln binary.
 //!
-//! - `bench`: build a deterministic ~300 MB synthetic image with the release
+//! - `bench [--quick] [--realistic] [--xz]`: build a deterministic ~300 MB synthetic image with the release
 //!   kiln and print wall time, throughput and peak memory next to
 //!   `gzip -n -6` on the same uncompressed cpio, measured in the same run.
 //! - `boot-test [--all] [CASE...]`: build, golden-check and boot the cases
@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
         Some("man") => man(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <bench [--quick] | boot-test [--all] [CASE...] | man [DIR] | vendor [--debs DIR] [--check | --fetch-only]>"
+                "usage: cargo xtask <bench [--quick] [--realistic] [--xz] | boot-test [--all] [CASE...] | man [DIR] | vendor [--debs DIR] [--check | --fetch-only]>"
             );
             std::process::exit(2);
         }

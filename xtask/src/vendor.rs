@@ -22,7 +22,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 /// The pins file, relative to the project root.
-const PINS: &str = "vendor-images/debs.yml";
+pub(crate) const PINS: &str = "vendor-images/debs.yml";
 /// The committed layout, relative to the project root.
 const LAYOUT: &str = "oci-layout";
 /// Where the fresh layout is built before it replaces [`LAYOUT`]; inside the
@@ -127,7 +127,7 @@ pub fn parse_pins(file: &str, text: &str) -> anyhow::Result<Vec<Pin>> {
 }
 
 /// Makes sure the pinned .deb is in `dir` and intact; returns its path.
-fn ensure_deb(dir: &Path, pin: &Pin) -> anyhow::Result<PathBuf> {
+pub(crate) fn ensure_deb(dir: &Path, pin: &Pin) -> anyhow::Result<PathBuf> {
     let path = dir.join(pin.file_name());
     if !path.exists() {
         download(dir, pin)?;
