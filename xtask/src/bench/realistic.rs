@@ -69,7 +69,8 @@ pub fn bench(kiln: &Path, runs: usize, xz: bool) -> anyhow::Result<()> {
             .args(["--compress", compress, "-o"])
             .arg(out)
             .arg(&yml);
-        c.stdout(Stdio::null());
+        // Each build prints the images it used; the table is what matters.
+        c.stdout(Stdio::null()).stderr(Stdio::null());
         c
     };
     let mut rows = Vec::new();
