@@ -566,6 +566,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 esp_dir: None,
                 verbose: q.verbose,
             };
+            let warning = kiln::run::publish_warning(&q.target, &opts);
+            if let Some(w) = &warning {
+                eprintln!("kiln: warning: {w}");
+            }
             let verdict = kiln::run::run(&q.target, &opts)?;
             if verdict.is_none() {
                 eprintln!("kiln: guest timed out");
@@ -574,7 +578,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if q.json {
                 println!(
                     "{}",
-                    serde_json::json!({"exit": code, "timed_out": verdict.is_none()})
+                    serde_json::json!({
+                        "exit": code,
+                        "timed_out": verdict.is_none(),
+                        "warnings": warning.into_iter().collect::<Vec<_>>(),
+                    })
                 );
             }
             Ok(ExitCode::from(code))

@@ -588,6 +588,50 @@ fn which(program: &str) -> Option<PathBuf> {
 
 /// Boot `target` and return qemu's exit status (the guest's verdict), or
 /// `None` if the timeout killed it.
+/// A warning when `--publish` forwards ports to an image that seems to have
+/// no network configuration: no `ip=` on its command line and, in its
+/// initrd, no DHCP client (a container or program named after dhcpcd,
+/// udhcpc or dhclient, or systemd-networkd). `None` when nothing is
+/// published, when the image has one, or when the image is not a
+/// `kernel+initrd` (the root of the other formats is not read here). Only
+/// a hint: an image may configure its network another way.
+pub fn publish_warning(target: &Path, opts: &QemuOptions) -> Option<String> {
+    let first = opts.publish.first()?;
+    let Ok(Boot::KernelInitrd {
+        initrd, cmdline, ..
+    }) = find_boot(target)
+    else {
+        return None;
+    };
+    if cmdline.split_whitespace().any(|w| w.starts_with("ip=")) {
+        return None;
+    }
+    let rows = crate::inspect::inspect(&initrd).ok()?;
+    if rows.iter().any(|r| configures_network(&r.path)) {
+        return None;
+    }
+    Some(format!(
+        "--publish {first}: {} has no DHCP client (no dhcpcd, udhcpc, dhclient or \
+         systemd-networkd) and its command line no ip=, so the guest may have no address \
+         and the forwarded port reach nothing; add the kiln.dev/dhcpcd onboot container \
+         (docs/your-own-service.md) unless the image configures its network another way",
+        initrd.display()
+    ))
+}
+
+/// Whether an initrd path names a network configurator (see [`publish_warning`]).
+fn configures_network(path: &[u8]) -> bool {
+    const NAMES: [&[u8]; 4] = [b"dhcpcd", b"udhcpc", b"dhclient", b"systemd-networkd"];
+    let last = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    let container = path
+        .strip_prefix(b"containers/onboot/")
+        .or_else(|| path.strip_prefix(b"containers/services/"))
+        .map(|rest| rest.split(|&b| b == b'/').next().unwrap_or(rest));
+    NAMES
+        .iter()
+        .any(|n| last == *n || container.is_some_and(|c| c.windows(n.len()).any(|w| w == *n)))
+}
+
 pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
     let boot = find_boot(target)?;
     which(QEMU).ok_or(RunError::Missing(QEMU.into(), "qemu-system-x86"))?;

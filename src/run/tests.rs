@@ -219,3 +219,32 @@ fn a_bootable_iso_can_be_attached_as_a_disk() {
         .join(" ");
     assert!(a.contains("media=cdrom"), "{a}");
 }
+
+#[test]
+fn network_configurators_are_found_by_program_or_container_name() {
+    for path in [
+        &b"sbin/dhcpcd"[..],
+        b"containers/onboot/003-dhcpcd/config.json",
+        b"containers/services/udhcpc-eth0",
+        b"usr/lib/systemd/systemd-networkd",
+        b"usr/sbin/dhclient",
+    ] {
+        assert!(
+            configures_network(path),
+            "{}",
+            String::from_utf8_lossy(path)
+        );
+    }
+    for path in [
+        &b"etc/dhcpcd.conf"[..],
+        b"containers/services/getty/rootfs/bin/sh",
+        b"dhcpcd/readme",
+        b"usr/share/doc/udhcpc-notes",
+    ] {
+        assert!(
+            !configures_network(path),
+            "{}",
+            String::from_utf8_lossy(path)
+        );
+    }
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{kiln, stderr, TestDir};
 
-fn root() -> PathBuf {
+pub(super) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 

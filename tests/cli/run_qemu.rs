@@ -238,3 +238,58 @@ fn sigterm_stops_qemu_and_removes_the_temp_dir() {
 fn dir_entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).unwrap().count()
 }
+
+#[test]
+fn publish_to_an_image_without_network_warns() {
+    let t = TestDir::new();
+    build_minimal(&t, &["kernel+initrd"]);
+    let layout = super::examples::root().join("oci-layout");
+    let binds = super::examples::root().join("examples/binds.yml");
+    let built = crate::support::kiln(
+        t.path(),
+        &[
+            "build",
+            "--layout",
+            layout.to_str().unwrap(),
+            "-o",
+            "out",
+            "--name",
+            "net",
+            binds.to_str().unwrap(),
+        ],
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    // A one-second run: the warning comes before the boot, and the
+    // timeout ends the guest (exit 124).
+    let run = |target: &str| {
+        kiln_command(&t)
+            .args(["run", "qemu", "--accel", "tcg", "--timeout", "1", "--json"])
+            .args(["--publish", "8080:80", target])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.lines().last().unwrap()).unwrap()
+    };
+
+    let out = run("out/m");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(124), "{err}");
+    assert!(
+        err.contains("kiln: warning: --publish 8080:80: out/m-initrd.img has no DHCP client"),
+        "{err}"
+    );
+    let warnings = json(&out)["warnings"].clone();
+    assert_eq!(warnings.as_array().map(Vec::len), Some(1), "{warnings}");
+
+    // examples/binds.yml has the dhcpcd onboot container: no warning.
+    let out = run("out/net");
+    assert!(
+        !stderr(&out).contains("warning: --publish"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(json(&out)["warnings"], serde_json::json!([]));
+}
