@@ -99,7 +99,10 @@ pub struct BuildOptions {
     pub formats: Vec<Format>,
     pub out_dir: PathBuf,
     pub name: String,
+    /// The layout images are read from; `more_layouts` are searched after
+    /// it, in order (see [`Layout::open_search`]).
     pub layout: PathBuf,
+    pub more_layouts: Vec<PathBuf>,
     pub arch: String,
     pub compression: OutputCompression,
     /// `SOURCE_DATE_EPOCH`, or [`crate::DEFAULT_EPOCH`].
@@ -115,6 +118,15 @@ pub struct BuildOptions {
     pub verify_keys: Vec<PathBuf>,
     /// `--locked`: the lock file every image must match.
     pub locked: Option<PathBuf>,
+}
+
+impl BuildOptions {
+    /// Every layout the build reads, in search order.
+    pub fn layouts(&self) -> Vec<PathBuf> {
+        std::iter::once(self.layout.clone())
+            .chain(self.more_layouts.iter().cloned())
+            .collect()
+    }
 }
 
 /// What a build wrote.
@@ -311,27 +323,28 @@ pub fn threads_from_env() -> anyhow::Result<usize> {
 
 /// Check the YAML and that every image it names resolves in the layout
 /// (and, as for a build, matches `locked` and is signed by one of `verify_keys`).
+/// `layouts` are searched in order (see [`Layout::open_search`]).
 pub fn validate(
     files: &[PathBuf],
-    layout_dir: &Path,
+    layouts: &[PathBuf],
     arch: &str,
     verify_keys: &[PathBuf],
     locked: Option<&Path>,
 ) -> anyhow::Result<Vec<String>> {
-    validate_report(files, layout_dir, arch, verify_keys, locked).map(|r| r.warnings)
+    validate_report(files, layouts, arch, verify_keys, locked).map(|r| r.warnings)
 }
 
 /// What [`validate`] checks, as a report without outputs: its warnings and
 /// every image the build would use, with digests (`kiln build --dry-run`).
 pub fn validate_report(
     files: &[PathBuf],
-    layout_dir: &Path,
+    layouts: &[PathBuf],
     arch: &str,
     verify_keys: &[PathBuf],
     locked: Option<&Path>,
 ) -> anyhow::Result<BuildReport> {
     let spec = crate::spec::load(files)?;
-    let layout = crate::oci::Layout::open(layout_dir)?;
+    let layout = Layout::open_search(layouts)?;
     let plan = crate::resolve::resolve(&spec, &layout, arch)?;
     check_pins_and_signatures(&layout, &plan, arch, verify_keys, locked)?;
     let mut images = BTreeMap::new();
@@ -390,7 +403,7 @@ fn check_pins_and_signatures(
 /// the previous outputs untouched.
 pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let spec = crate::spec::load(&opts.files)?;
-    let layout = Layout::open(&opts.layout)?;
+    let layout = Layout::open_search(&opts.layouts())?;
     let plan = crate::resolve::resolve(&spec, &layout, &opts.arch)?;
     check_pins_and_signatures(
         &layout,

@@ -244,14 +244,21 @@ fn pull_named(named: &[(String, String)], opts: &PullOptions) -> Result<Vec<Pull
 /// `kiln build --pull`: pulls the images of the YAML files that the layout
 /// cannot resolve for `linux/<arch>` (all of them if it does not exist);
 /// gives what was pulled (nothing when the layout has everything, and then
-/// no connection is opened).
+/// no connection is opened). An image found in one of `more_layouts` (the
+/// build's later `--layout`s) counts as present; pulls go to `opts.layout`.
 pub fn pull_missing(
     files: &[PathBuf],
     arch: &str,
+    more_layouts: &[PathBuf],
     opts: &PullOptions,
 ) -> anyhow::Result<Vec<Pulled>> {
     let spec = crate::spec::load(files)?;
-    let layout = Layout::open(&opts.layout).ok();
+    let existing: Vec<PathBuf> = std::iter::once(&opts.layout)
+        .chain(more_layouts)
+        .filter(|d| d.join("oci-layout").exists())
+        .cloned()
+        .collect();
+    let layout = Layout::open_search(&existing).ok();
     let mut missing = Vec::new();
     let mut seen = BTreeSet::new();
     for r in crate::resolve::image_refs(&spec) {

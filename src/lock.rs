@@ -201,7 +201,8 @@ pub fn check(lock: &Lock, lock_path: &Path, plan: &Plan, arch: &str) -> Result<(
 #[derive(Clone, Debug)]
 pub struct LockOptions {
     pub files: Vec<PathBuf>,
-    pub layout: PathBuf,
+    /// The layouts images are resolved in, in search order.
+    pub layouts: Vec<PathBuf>,
     pub arch: String,
     /// The lock is `NAME.lock` beside the first file.
     pub name: String,
@@ -214,7 +215,7 @@ pub struct LockOptions {
 /// keys are given, and writes `NAME.lock` atomically; gives its path.
 pub fn lock(opts: &LockOptions) -> anyhow::Result<(PathBuf, Lock)> {
     let spec = crate::spec::load(&opts.files)?;
-    let layout = crate::oci::Layout::open(&opts.layout)?;
+    let layout = crate::oci::Layout::open_search(&opts.layouts)?;
     let plan = crate::resolve::resolve(&spec, &layout, &opts.arch)?;
     let keys = crate::trust::load_keys(&opts.verify_keys)?;
     let signatures = if keys.is_empty() {

@@ -193,9 +193,11 @@ struct QemuArgs {
 
 #[derive(clap::Args)]
 struct LayoutArgs {
-    /// OCI image layout to read images from [default: $KILN_LAYOUT, else ./oci-layout]
+    /// OCI image layout to read images from; repeat to search several in order, the first
+    /// holding a name wins and `--pull` writes to the first [default: $KILN_LAYOUT, a
+    /// colon-separated list, else ./oci-layout]
     #[arg(long, value_name = "DIR")]
-    layout: Option<PathBuf>,
+    layout: Vec<PathBuf>,
     /// Architecture to pick from multi-platform images
     #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
     arch: String,
@@ -336,23 +338,38 @@ fn layout_defaulted(flag: &Option<PathBuf>) -> bool {
     flag.is_none() && std::env::var_os("KILN_LAYOUT").is_none_or(|v| v.is_empty())
 }
 
-fn layout_dir(args: &LayoutArgs) -> PathBuf {
-    args.layout
-        .clone()
-        .or_else(|| {
-            std::env::var_os("KILN_LAYOUT")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
+/// The layouts to search, in order: every `--layout`, else `$KILN_LAYOUT`
+/// split at `:`, else `./oci-layout`. Never empty.
+fn layout_dirs(args: &LayoutArgs) -> Vec<PathBuf> {
+    if !args.layout.is_empty() {
+        return args.layout.clone();
+    }
+    let from_env: Vec<PathBuf> = std::env::var_os("KILN_LAYOUT")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
         })
-        .unwrap_or_else(|| PathBuf::from("oci-layout"))
+        .unwrap_or_default();
+    if from_env.is_empty() {
+        vec![PathBuf::from("oci-layout")]
+    } else {
+        from_env
+    }
 }
 
-/// [`layout_dir`], refusing with a message that says why when the default
+/// The first layout of [`layout_dirs`]: the one pulls and signatures write to.
+fn layout_dir(args: &LayoutArgs) -> PathBuf {
+    layout_dirs(args).swap_remove(0)
+}
+
+/// [`layout_dirs`], refusing with a message that says why when the default
 /// `./oci-layout` is missing: the usual mistake is running kiln from another
 /// directory.
-fn checked_layout_dir(args: &LayoutArgs) -> anyhow::Result<PathBuf> {
-    let dir = layout_dir(args);
-    if layout_defaulted(&args.layout) && !dir.exists() {
+fn checked_layout_dirs(args: &LayoutArgs) -> anyhow::Result<Vec<PathBuf>> {
+    let dirs = layout_dirs(args);
+    let defaulted = args.layout.is_empty() && layout_defaulted(&None);
+    if defaulted && !dirs[0].exists() {
         let cwd = std::env::current_dir().unwrap_or_default();
         return Err(build::UserError(format!(
             "no --layout was given, $KILN_LAYOUT is unset, and {} has no oci-layout directory; \
@@ -361,7 +378,14 @@ fn checked_layout_dir(args: &LayoutArgs) -> anyhow::Result<PathBuf> {
         ))
         .into());
     }
-    Ok(dir)
+    Ok(dirs)
+}
+
+/// [`checked_layout_dirs`] split into the first layout and the rest.
+fn checked_layouts(args: &LayoutArgs) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+    let mut dirs = checked_layout_dirs(args)?;
+    let first = dirs.remove(0);
+    Ok((first, dirs))
 }
 
 /// `--name`, else the first file's stem.
@@ -396,21 +420,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.formats
             };
             if args.pull {
+                let mut dirs = layout_dirs(&args.layout);
                 let opts = kiln::fetch::PullOptions {
-                    layout: layout_dir(&args.layout),
+                    layout: dirs.remove(0),
                     platforms: Vec::new(),
                     client: args.registry.client(),
                 };
-                for p in kiln::fetch::pull_missing(&args.files, &args.layout.arch, &opts)? {
+                for p in kiln::fetch::pull_missing(&args.files, &args.layout.arch, &dirs, &opts)? {
                     eprintln!("kiln: pulled {} {}", p.reference, p.digest);
                 }
             }
+            let (layout, more_layouts) = checked_layouts(&args.layout)?;
             let opts = BuildOptions {
                 files: args.files,
                 formats,
                 out_dir: args.dir,
                 name,
-                layout: checked_layout_dir(&args.layout)?,
+                layout,
+                more_layouts,
                 arch: args.layout.arch,
                 compression: args.compress,
                 epoch: build::source_date_epoch()?,
@@ -428,7 +455,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if args.dry_run {
                 let report = build::validate_report(
                     &opts.files,
-                    &opts.layout,
+                    &opts.layouts(),
                     &opts.arch,
                     &opts.verify_keys,
                     opts.locked.as_deref(),
@@ -489,7 +516,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .then(|| kiln::lock::path_for(&args.files[0], &name));
             let warnings = build::validate(
                 &args.files,
-                &checked_layout_dir(&args.layout)?,
+                &checked_layout_dirs(&args.layout)?,
                 &args.layout.arch,
                 &args.verify_keys,
                 locked.as_deref(),
@@ -507,7 +534,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lock(args) => {
             let opts = kiln::lock::LockOptions {
                 name: output_name(args.name, &args.files)?,
-                layout: checked_layout_dir(&args.layout)?,
+                layouts: checked_layout_dirs(&args.layout)?,
                 arch: args.layout.arch,
                 verify_keys: args.verify_keys,
                 files: args.files,
@@ -520,7 +547,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let password = std::env::var("COSIGN_PASSWORD").ok();
             let key = kiln::trust::PrivateKey::load(&args.key, password.as_deref())?;
             let layout = layout_dir(&LayoutArgs {
-                layout: args.layout,
+                layout: args.layout.into_iter().collect(),
                 arch: String::new(),
             });
             for s in kiln::trust::sign(&layout, &args.refs, &key)? {
@@ -611,7 +638,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let opts = kiln::pkg::PkgOptions {
                 layout: layout_dir(&LayoutArgs {
-                    layout,
+                    layout: layout.into_iter().collect(),
                     arch: arch.clone(),
                 }),
                 debs,
@@ -655,7 +682,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()?;
             let opts = kiln::fetch::PullOptions {
                 layout: layout_dir(&LayoutArgs {
-                    layout: args.layout,
+                    layout: args.layout.into_iter().collect(),
                     arch: String::new(),
                 }),
                 platforms,

@@ -94,6 +94,8 @@ pub struct Layout {
     /// Every named descriptor: index.json's own, and those inside unnamed
     /// nested indexes.
     named: Vec<Named>,
+    /// Layouts searched after this one, in order (`--layout A --layout B`).
+    more: Vec<Layout>,
 }
 
 #[derive(Clone, Debug)]
@@ -154,10 +156,47 @@ impl Layout {
             root: dir.to_path_buf(),
             index,
             named: Vec::new(),
+            more: Vec::new(),
         };
         let top = layout.index.manifests.clone();
         layout.collect_names(&top, 0, &mut BTreeSet::new())?;
         Ok(layout)
+    }
+
+    /// Opens several layouts as one, searched in order: a name resolves in
+    /// the first layout that holds it (an exact name in a later layout wins
+    /// over a bare-tag match in an earlier one), and a blob is read from the
+    /// first layout that has its file — digests are checked on every read,
+    /// so a blob is the same bytes wherever it is found. The first
+    /// directory is [`root`](Self::root), the one `kiln pull` writes to.
+    pub fn open_search(dirs: &[PathBuf]) -> Result<Layout, OciError> {
+        let (first, rest) = dirs.split_first().ok_or_else(|| OciError::NotALayout {
+            dir: PathBuf::from("oci-layout"),
+            why: "no layout was given".into(),
+        })?;
+        let mut layout = Layout::open(first)?;
+        for dir in rest {
+            layout.more.push(Layout::open(dir)?);
+        }
+        Ok(layout)
+    }
+
+    /// This layout, then the ones searched after it.
+    fn search_order(&self) -> impl Iterator<Item = &Layout> {
+        std::iter::once(self).chain(self.more.iter())
+    }
+
+    /// The directory of the first layout holding the file of `digest`
+    /// (the first layout's if none does, so errors name it).
+    fn blob_root(&self, digest: &Digest) -> &Path {
+        if !self.more.is_empty() {
+            for l in self.search_order() {
+                if l.root.join(digest.blob_path()).exists() {
+                    return &l.root;
+                }
+            }
+        }
+        &self.root
     }
 
     /// Collects names, descending into unnamed nested indexes (each once).
@@ -208,9 +247,12 @@ impl Layout {
         &self.index.manifests
     }
 
-    /// Every image name the layout holds, sorted and without duplicates.
+    /// Every image name the layouts hold, sorted and without duplicates.
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.named.iter().map(|n| n.name.clone()).collect();
+        let mut v: Vec<String> = self
+            .search_order()
+            .flat_map(|l| l.named.iter().map(|n| n.name.clone()))
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -219,7 +261,43 @@ impl Layout {
     /// Resolves `reference` (a name, `name@digest`, or a bare digest of a
     /// blob in the layout) for `linux/<arch>`.
     pub fn resolve(&self, reference: &str, arch: &str) -> Result<ResolvedImage, OciError> {
-        select::resolve(self, reference, arch)
+        if self.more.is_empty() {
+            return select::resolve(self, reference, arch);
+        }
+        let mut first_error = None;
+        let mut short_tag = None;
+        for l in self.search_order() {
+            match select::resolve(l, reference, arch) {
+                Ok(img) if img.short_tag_match.is_none() => return Ok(img),
+                Ok(img) => {
+                    short_tag.get_or_insert(img);
+                }
+                Err(e @ OciError::NotFound { .. }) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match (short_tag, first_error) {
+            (Some(img), _) => Ok(img),
+            (
+                None,
+                Some(OciError::NotFound {
+                    reference, closest, ..
+                }),
+            ) => Err(OciError::NotFound {
+                reference,
+                dir: PathBuf::from(
+                    self.search_order()
+                        .map(|l| l.root.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", nor in "),
+                ),
+                closest,
+            }),
+            (None, Some(e)) => Err(e),
+            (None, None) => unreachable!("the search order holds at least this layout"),
+        }
     }
 
     /// The descriptors a name (not a bare digest) points at, as
@@ -227,14 +305,24 @@ impl Layout {
     /// the layout tags each platform's manifest with the same name.
     pub fn lookup(&self, reference: &str) -> Result<Vec<Descriptor>, OciError> {
         let r = Reference::parse(reference)?;
-        Ok(select::lookup(self, reference, &r)?
-            .map(|l| l.descriptors)
-            .unwrap_or_default())
+        let mut first_error = None;
+        for l in self.search_order() {
+            match select::lookup(l, reference, &r) {
+                Ok(found) => return Ok(found.map(|f| f.descriptors).unwrap_or_default()),
+                Err(e @ OciError::NotFound { .. }) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_error.expect("the search order holds at least this layout"))
     }
 
-    /// Every `(name, descriptor)` pair the layout holds, in index order.
+    /// Every `(name, descriptor)` pair the layouts hold, in search order
+    /// and each layout's index order.
     pub fn named(&self) -> impl Iterator<Item = (&str, &Descriptor)> {
-        self.named.iter().map(|n| (n.name.as_str(), &n.desc))
+        self.search_order()
+            .flat_map(|l| l.named.iter().map(|n| (n.name.as_str(), &n.desc)))
     }
 
     /// Reads a small (JSON-sized) blob fully, size- and digest-checked.
@@ -250,7 +338,13 @@ impl Layout {
         layer: &LayerDesc,
     ) -> Result<BlobReader, OciError> {
         let digest = parse_digest(&layer.digest, &image.reference)?;
-        BlobRef::new(&self.root, digest, layer.size, &image.reference).open_stream()
+        BlobRef::new(
+            self.blob_root(&digest),
+            digest,
+            layer.size,
+            &image.reference,
+        )
+        .open_stream()
     }
 
     /// Opens any blob of `image` (manifest, config, layer) as its raw bytes,
@@ -262,7 +356,7 @@ impl Layout {
         size: u64,
     ) -> Result<BlobReader, OciError> {
         let digest = parse_digest(digest, &image.reference)?;
-        BlobRef::new(&self.root, digest, size, &image.reference).open_stream()
+        BlobRef::new(self.blob_root(&digest), digest, size, &image.reference).open_stream()
     }
 
     /// Opens a layer as its uncompressed tar stream; call
@@ -296,7 +390,12 @@ impl Layout {
 
     fn blob_ref(&self, desc: &Descriptor, image: &str) -> Result<BlobRef, OciError> {
         let digest = parse_digest(&desc.digest, image)?;
-        Ok(BlobRef::new(&self.root, digest, desc.size, image))
+        Ok(BlobRef::new(
+            self.blob_root(&digest),
+            digest,
+            desc.size,
+            image,
+        ))
     }
 }
 

@@ -11,6 +11,7 @@ mod hostile;
 mod oci_volume;
 mod repro;
 mod run_qemu;
+mod search;
 
 use std::path::Path;
 

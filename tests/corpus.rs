@@ -230,6 +230,7 @@ fn build(doc: &Path, layout: &Path, out: &Path) -> Result<(), String> {
         out_dir: out.to_path_buf(),
         name: "corpus".into(),
         layout: layout.to_path_buf(),
+        more_layouts: Vec::new(),
         arch: "amd64".into(),
         compression: Compression::None,
         epoch: kiln::DEFAULT_EPOCH,

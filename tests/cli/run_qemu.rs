@@ -194,7 +194,7 @@ fn sigterm_stops_qemu_and_removes_the_temp_dir() {
     let verdict: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(
         verdict,
-        serde_json::json!({"exit": 143, "timed_out": false}),
+        serde_json::json!({"exit": 143, "timed_out": false, "warnings": []}),
         "{out}"
     );
     assert!(
