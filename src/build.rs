@@ -213,6 +213,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<crate::lock::LockError>() {
             return if e.is_verification_failure() { 3 } else { 1 };
         }
+        if let Some(e) = cause.downcast_ref::<crate::layout::LayoutError>() {
+            return if e.is_verification_failure() { 3 } else { 1 };
+        }
         if cause.is::<crate::spec::SpecError>()
             || cause.is::<UserError>()
             || cause.is::<crate::golden::GoldenError>()
@@ -390,6 +393,9 @@ fn check_pins_and_signatures(
 /// the previous outputs untouched.
 pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let spec = crate::spec::load(&opts.files)?;
+    // Shared with writers, so a `kiln layout gc` waits until the build has
+    // read every blob it resolved.
+    let _reading = crate::oci::write::LayoutLock::for_reading(&opts.layout);
     let layout = Layout::open(&opts.layout)?;
     let plan = crate::resolve::resolve(&spec, &layout, &opts.arch)?;
     check_pins_and_signatures(
