@@ -685,3 +685,59 @@ fn two_pulls_a_build_and_gc_racing_on_one_layout_all_succeed_and_leave_it_valid(
         }
     }
 }
+
+/// Whether the child is still running after `ms` milliseconds.
+fn still_running(child: &mut std::process::Child, ms: u64) -> bool {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    child.try_wait().expect("poll kiln").is_none()
+}
+
+#[test]
+fn gc_waits_for_a_writer_between_its_blobs_and_its_commit_and_for_a_reading_build() {
+    let t = TestDir::new();
+    write_layout(&t.join("l"), &[small("kiln.test/a:1", "a", "a\n")]);
+    let gc = || {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["layout", "gc", "--layout", "l", "--json"])
+            .current_dir(t.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kiln layout gc")
+    };
+    // A writer with a blob written but not yet named.
+    let mut w = kiln::oci::write::LayoutWriter::open_or_create(&t.join("l")).unwrap();
+    let d = w.add_blob(b"written, not yet named").unwrap();
+    let mut child = gc();
+    assert!(
+        still_running(&mut child, 300),
+        "gc ran while a writer was live"
+    );
+    // Committing does not let gc in before the writer is done.
+    let d = kiln::oci::Descriptor {
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        ..d
+    };
+    w.add_ref("kiln.test/blob:1", &d);
+    w.commit().unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"removed\":0"), "{}", stdout(&o));
+    assert!(blob_path(&t.join("l"), &d.digest).exists());
+
+    // A build (any reader holding the layout lock shared) holds gc off too.
+    let reading = kiln::oci::write::LayoutLock::for_reading(&t.join("l")).expect("lock file");
+    ok(&kiln(
+        &t,
+        &["layout", "rm", "--layout", "l", "kiln.test/blob:1"],
+    ));
+    let mut child = gc();
+    assert!(
+        still_running(&mut child, 300),
+        "gc ran while a build was reading"
+    );
+    drop(reading);
+    let o = child.wait_with_output().unwrap();
+    assert!(stdout(&o).contains("\"removed\":1"), "{}", stdout(&o));
+    assert!(!blob_path(&t.join("l"), &d.digest).exists());
+}

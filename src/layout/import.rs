@@ -389,6 +389,18 @@ fn from_docker_archive(dir: &Path, source: &Path, scan: Scan) -> Result<ImportRe
         if m.kind != MemberKind::File {
             return Ok(());
         }
+        if let Some(d) = claim.as_ref().filter(|d| writer.has_blob(d, m.size)) {
+            report.present += 1;
+            stored.insert(
+                m.path.clone(),
+                Stored {
+                    digest: d.clone(),
+                    size: m.size,
+                    compression: Compression::None,
+                },
+            );
+            return Ok(());
+        }
         let mut w = match claim {
             Some(d) => writer.blob_writer_for(d)?,
             None => writer.blob_writer()?,
