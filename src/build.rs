@@ -225,6 +225,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<crate::lock::LockError>() {
             return if e.is_verification_failure() { 3 } else { 1 };
         }
+        if let Some(e) = cause.downcast_ref::<crate::layout::LayoutError>() {
+            return if e.is_verification_failure() { 3 } else { 1 };
+        }
         if cause.is::<crate::spec::SpecError>()
             || cause.is::<UserError>()
             || cause.is::<crate::golden::GoldenError>()
@@ -403,7 +406,14 @@ fn check_pins_and_signatures(
 /// the previous outputs untouched.
 pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let spec = crate::spec::load(&opts.files)?;
-    let layout = Layout::open_search(&opts.layouts())?;
+    // Shared with writers, so a `kiln layout gc` waits until the build has
+    // read every blob it resolved (in every layout it searches).
+    let layouts = opts.layouts();
+    let _reading: Vec<_> = layouts
+        .iter()
+        .filter_map(|d| crate::oci::write::LayoutLock::for_reading(d))
+        .collect();
+    let layout = Layout::open_search(&layouts)?;
     let plan = crate::resolve::resolve(&spec, &layout, &opts.arch)?;
     check_pins_and_signatures(
         &layout,

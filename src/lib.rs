@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod golden;
 pub mod hostfile;
 pub mod inspect;
+pub mod layout;
 pub mod lock;
 pub mod oci;
 pub mod output;

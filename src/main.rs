@@ -68,6 +68,83 @@ enum Command {
         #[command(subcommand)]
         command: PkgCommand,
     },
+    /// Manage an OCI image layout: list, remove, garbage-collect, check, import, export
+    #[command(subcommand)]
+    Layout(LayoutCommand),
+}
+
+#[derive(Subcommand)]
+enum LayoutCommand {
+    /// List the images of a layout: name, digest, platforms, size, signed
+    Ls {
+        #[command(flatten)]
+        layout: LayoutDir,
+        /// Also list cosign signature images (`REPO:sha256-HEX.sig`)
+        #[arg(long)]
+        all: bool,
+        /// Print the list as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove names (and their now unneeded signatures) from index.json; blobs stay until gc
+    Rm {
+        #[command(flatten)]
+        layout: LayoutDir,
+        /// Names as `kiln layout ls` shows them, or as a YAML file writes them
+        #[arg(required = true, value_name = "REF")]
+        refs: Vec<String>,
+    },
+    /// Delete the blobs no name reaches and temp files of killed writers (waits for writers and builds)
+    Gc {
+        #[command(flatten)]
+        layout: LayoutDir,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-verify every blob's size and digest and every name; exit 3 on any problem
+    Fsck {
+        #[command(flatten)]
+        layout: LayoutDir,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the images of an oci-archive tar, a docker-archive (`docker save`) tar or another layout
+    Import {
+        #[command(flatten)]
+        layout: LayoutDir,
+        /// FILE.tar (oci-archive or docker-archive, uncompressed) or a layout DIR
+        #[arg(value_name = "SOURCE")]
+        source: PathBuf,
+    },
+    /// Write images (with their signatures) as an oci-archive tar, byte-for-byte reproducible
+    Export {
+        #[command(flatten)]
+        layout: LayoutDir,
+        /// The archive to write
+        #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+        output: PathBuf,
+        /// Names in the layout
+        #[arg(required = true, value_name = "REF")]
+        refs: Vec<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct LayoutDir {
+    /// OCI image layout [default: the first of $KILN_LAYOUT, else ./oci-layout]
+    #[arg(long, value_name = "DIR")]
+    layout: Option<PathBuf>,
+}
+
+impl LayoutDir {
+    fn dir(self) -> PathBuf {
+        layout_dir(&LayoutArgs {
+            layout: self.layout.into_iter().collect(),
+            arch: String::new(),
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -664,6 +741,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Layout(cmd) => layout_command(cmd),
         Command::Verify { file, golden, json } => {
             let now = kiln::golden::rehash(&file)?;
             build::check_golden(&now, &golden)?;
@@ -732,6 +810,169 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `kiln layout …`.
+fn layout_command(cmd: LayoutCommand) -> anyhow::Result<ExitCode> {
+    use kiln::layout;
+    match cmd {
+        LayoutCommand::Ls {
+            layout: dir,
+            all,
+            json,
+        } => {
+            let entries = layout::ls(&dir.dir(), all)?;
+            if json {
+                println!("{}", serde_json::to_string(&entries)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows: Vec<[String; 5]> = entries
+                .iter()
+                .map(|e| {
+                    [
+                        e.reference.clone(),
+                        e.digest.clone(),
+                        if e.platforms.is_empty() {
+                            "-".to_string()
+                        } else {
+                            e.platforms.join(",")
+                        },
+                        layout::human_size(e.size),
+                        match (&e.signature_of, &e.problem, e.signed) {
+                            (Some(_), _, _) => "signature".to_string(),
+                            (None, Some(_), _) => "damaged (kiln layout fsck)".to_string(),
+                            (None, None, true) => "signed".to_string(),
+                            (None, None, false) => "-".to_string(),
+                        },
+                    ]
+                })
+                .collect();
+            let header =
+                ["REFERENCE", "DIGEST", "PLATFORMS", "SIZE", "SIGNATURE"].map(String::from);
+            let mut widths = [0usize; 5];
+            for r in std::iter::once(&header).chain(&rows) {
+                for (w, c) in widths.iter_mut().zip(r) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+            for r in std::iter::once(&header).chain(&rows) {
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                println!("{}", build::printable(line.join("  ").trim_end()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LayoutCommand::Rm { layout: dir, refs } => {
+            for n in layout::rm(&dir.dir(), &refs)? {
+                println!("removed {}", build::printable(&n));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LayoutCommand::Gc { layout: dir, json } => {
+            let r = layout::gc(&dir.dir())?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "removed {} blobs ({}) and {} temp files; kept {} blobs ({})",
+                    r.removed,
+                    layout::human_size(r.removed_bytes),
+                    r.temp_files,
+                    r.kept,
+                    layout::human_size(r.kept_bytes)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LayoutCommand::Fsck { layout: dir, json } => {
+            let dir = dir.dir();
+            let r = layout::fsck(&dir)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": r.problems.is_empty(),
+                        "names": r.names,
+                        "blobs": r.blobs,
+                        "bytes": r.bytes,
+                        "absent_manifests": r.absent_manifests,
+                        "unreferenced": r.unreferenced,
+                        "unreferenced_bytes": r.unreferenced_bytes,
+                        "temp_files": r.temp_files,
+                        "problems": r.problems.iter().map(|p| serde_json::json!({
+                            "name": p.name, "missing": p.missing, "message": p.message,
+                        })).collect::<Vec<_>>(),
+                    })
+                );
+            } else {
+                println!(
+                    "{} names, {} blobs ({}) verified; {} unreferenced ({}, kiln layout gc removes them); {} temp files",
+                    r.names,
+                    r.blobs,
+                    layout::human_size(r.bytes),
+                    r.unreferenced,
+                    layout::human_size(r.unreferenced_bytes),
+                    r.temp_files
+                );
+            }
+            for p in &r.problems {
+                eprintln!(
+                    "kiln: {}: {}",
+                    if p.missing { "missing" } else { "corrupt" },
+                    build::printable(&p.message)
+                );
+            }
+            if !r.problems.is_empty() {
+                return Err(layout::LayoutError::FsckFailed {
+                    dir,
+                    count: r.problems.len(),
+                }
+                .into());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LayoutCommand::Import {
+            layout: dir,
+            source,
+        } => {
+            let r = layout::import::import(&dir.dir(), &source)?;
+            for w in &r.warnings {
+                eprintln!("kiln: warning: {}", build::printable(w));
+            }
+            for (name, digest) in &r.images {
+                println!("{digest}  {}", build::printable(name));
+            }
+            eprintln!(
+                "kiln: imported {} names from {} ({}): {} blobs written ({}), {} already present",
+                r.images.len(),
+                source.display(),
+                r.format,
+                r.written,
+                layout::human_size(r.written_bytes),
+                r.present
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        LayoutCommand::Export {
+            layout: dir,
+            output,
+            refs,
+        } => {
+            let r =
+                layout::export::export(&dir.dir(), &refs, &output, build::source_date_epoch()?)?;
+            println!("{}  {}", r.sha256, r.path.display());
+            eprintln!(
+                "kiln: exported {} names, {} blobs ({})",
+                r.names.len(),
+                r.blobs,
+                layout::human_size(r.len)
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

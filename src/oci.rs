@@ -25,13 +25,14 @@ pub mod error;
 pub mod json;
 pub mod name;
 mod select;
+pub mod walk;
 pub mod write;
 
 pub use blob::{BlobReader, LayerReader};
 pub use digest::Digest;
 pub use error::OciError;
 pub use json::{Compression, Descriptor, Platform};
-pub use select::FsckReport;
+pub use walk::{FsckReport, Problem};
 
 use blob::BlobRef;
 use json::{Index, OciLayoutFile};
@@ -119,9 +120,8 @@ fn not_a_layout(dir: &Path) -> String {
             && &head[257..262] == b"ustar";
         return if is_tar {
             format!(
-                "it is a tar archive (an oci-archive or a `docker save`); copy it into a layout \
-                 with `skopeo copy oci-archive:{0} oci:DIR:REF` (or `docker-archive:{0}`) and \
-                 pass DIR",
+                "it is a tar archive (an oci-archive or a `docker save`); import it into a \
+                 layout with `kiln layout import --layout DIR {}` and pass DIR",
                 dir.display()
             )
         } else {
@@ -371,9 +371,47 @@ impl Layout {
         LayerReader::new(blob, layer.compression).map_err(|e| OciError::io(path, e))
     }
 
-    /// Re-verifies every blob reachable from `index.json`.
+    /// Re-verifies every blob reachable from `index.json`; the first
+    /// problem is the error.
     pub fn fsck(&self) -> Result<FsckReport, OciError> {
-        select::fsck(self)
+        let walked = walk::reachable(self, &self.index.manifests, walk::Check::Verify);
+        if let Some((_, e)) = walked.problems.into_iter().next() {
+            return Err(e);
+        }
+        Ok(FsckReport {
+            names: self.index.manifests.len(),
+            blobs: walked.blobs.len(),
+            bytes: walked.blobs.values().sum(),
+            absent_manifests: walked.absent_manifests,
+            ..FsckReport::default()
+        })
+    }
+
+    /// Re-verifies every blob of the layout, those no name reaches too, and
+    /// reports every problem (`kiln layout fsck`).
+    pub fn fsck_all(&self) -> FsckReport {
+        walk::fsck(self)
+    }
+
+    /// The blobs `entries` (descriptors of this layout, e.g. its
+    /// [`manifests`](Self::manifests)) reach, and the problems met: indexes
+    /// and manifests are verified, other blobs checked as `check` says.
+    pub fn reachable(&self, entries: &[Descriptor], check: walk::Check) -> walk::Reachable {
+        walk::reachable(self, entries, check)
+    }
+
+    /// The layout at `dir` as if its `index.json` were `index` (an
+    /// archive's, being imported): nothing is read but nested indexes.
+    pub fn with_index(dir: &Path, index: Index) -> Result<Layout, OciError> {
+        let mut layout = Layout {
+            root: dir.to_path_buf(),
+            index,
+            named: Vec::new(),
+            more: Vec::new(),
+        };
+        let top = layout.index.manifests.clone();
+        layout.collect_names(&top, 0, &mut BTreeSet::new())?;
+        Ok(layout)
     }
 
     /// Reads and verifies a JSON blob named by `desc`, then parses it.

@@ -26,7 +26,7 @@
 
 mod entry;
 mod overlay;
-mod pax;
+pub(crate) mod pax;
 #[cfg(test)]
 mod test_tar;
 #[cfg(test)]

@@ -673,7 +673,7 @@ fn layout_mistakes_are_explained() {
     let err = stderr(&out);
     assert!(
         err.contains("img.tar is not an OCI image layout: it is a tar archive")
-            && err.contains("skopeo copy oci-archive:img.tar oci:DIR:REF"),
+            && err.contains("kiln layout import --layout DIR img.tar"),
         "{err}"
     );
     let out = t.kiln(&["validate", "--layout", "nowhere", "basic.yml"]);

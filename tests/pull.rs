@@ -4,45 +4,22 @@
 //! a corrupt blob, resuming, and that what was pulled builds the bytes a
 //! `skopeo copy` of the same images builds, offline.
 
-mod registry;
-
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use base64::Engine as _;
 
 use crate::cli::fixture::{system_layout, CASE_BASIC};
+use crate::support::ok;
+use crate::support::registry::{
+    free_port, pull, Auth, Registry, StallingProxy, TokenServer, PASSWORD, USER,
+};
 use crate::support::{
     kiln_env, stderr, stdout, write_layout, write_multiarch_layout, LayerBuilder, MultiArchImage,
     TestDir, TestImage,
 };
-use registry::{free_port, Auth, Registry, StallingProxy, TokenServer, PASSWORD, USER};
 
 const SYSTEM: [&str; 6] = ["kernel", "init", "runc", "sysctl", "busybox", "web"];
-
-/// `kiln pull --layout LAYOUT --insecure-registry HOST REFS…` in `t`.
-fn pull(
-    t: &TestDir,
-    reg: &Registry,
-    layout: &str,
-    refs: &[impl AsRef<str>],
-    env: &[(&str, &str)],
-) -> Output {
-    let host = reg.host();
-    let mut args = vec!["pull", "--layout", layout, "--insecure-registry", &host];
-    args.extend(refs.iter().map(AsRef::as_ref));
-    kiln_env(t.path(), &args, env)
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "kiln failed: {}\n{}",
-        o.status,
-        stderr(o)
-    );
-    stdout(o)
-}
 
 fn build_tar(t: &TestDir, layout: &str, out: &str, extra: &[&str]) -> Vec<u8> {
     let mut args = vec!["build", "-f", "tar", "--layout", layout, "-o", out];

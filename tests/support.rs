@@ -11,6 +11,7 @@
 
 pub mod layer;
 pub mod layout;
+pub mod registry;
 pub mod rss;
 
 use std::path::{Path, PathBuf};
@@ -128,4 +129,15 @@ pub fn run_tool(program: &str, args: &[&str]) -> Output {
         stderr(&out)
     );
     out
+}
+
+/// Asserts that kiln succeeded; gives its stdout.
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "kiln failed: {}\n{}",
+        o.status,
+        stderr(o)
+    );
+    stdout(o)
 }

@@ -7,6 +7,7 @@ mod cli;
 mod corpus;
 mod disk;
 mod iso;
+mod layout;
 mod lock;
 mod oci;
 mod output;

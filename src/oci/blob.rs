@@ -154,6 +154,20 @@ impl BlobReader {
         Ok(())
     }
 
+    /// Reads the rest of the blob and verifies it, giving the error as the
+    /// [`OciError`] it is (missing, short, long or corrupt blob).
+    pub fn verify(self) -> Result<(), OciError> {
+        let path = self.blob.path.clone();
+        self.finish().map_err(|e| {
+            let kind = e.kind();
+            match e.into_inner().map(|inner| inner.downcast::<OciError>()) {
+                Some(Ok(oci)) => *oci,
+                Some(Err(other)) => OciError::io(path, io::Error::new(kind, other)),
+                None => OciError::io(path, io::Error::from(kind)),
+            }
+        })
+    }
+
     /// The blob being read.
     pub fn blob(&self) -> &BlobRef {
         &self.blob

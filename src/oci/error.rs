@@ -121,6 +121,10 @@ pub enum OciError {
         arch: String,
         found: String,
     },
+    #[error(
+        "image {reference:?}: none of the platform manifests of its index {index} is in the layout"
+    )]
+    NoManifestPresent { reference: String, index: String },
     #[error("image {reference:?}: indexes nest deeper than {limit} levels")]
     TooDeep { reference: String, limit: usize },
 }

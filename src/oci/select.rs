@@ -1,9 +1,8 @@
-//! Walking a layout: name lookup, platform choice, pins, and fsck.
+//! Walking a layout: name lookup, platform choice and pins.
 //!
 //! Takes an opened [`Layout`] and a reference; follows index → (nested
 //! index →) manifest → config, verifying each JSON blob, and gives a
-//! [`ResolvedImage`] for `linux/<arch>`. Reads no layer contents except in
-//! [`fsck`], which streams every reachable blob through its digest check.
+//! [`ResolvedImage`] for `linux/<arch>`. Reads no layer contents.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -14,19 +13,6 @@ use super::{
     normalize_arch, parse_digest, parse_json, reference_keys, Digest, ImageConfig, LayerDesc,
     Layout, OciError, ResolvedImage, MAX_DEPTH,
 };
-
-/// What [`Layout::fsck`] checked.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FsckReport {
-    /// Distinct blobs verified.
-    pub blobs: usize,
-    /// Their total size.
-    pub bytes: u64,
-    /// Platform manifests an index names that the layout does not hold
-    /// (`kiln pull --platform` keeps only the chosen ones; the image-layout
-    /// spec allows referenced blobs to be absent).
-    pub absent_manifests: usize,
-}
 
 /// A manifest chosen for a platform, with its parsed config.
 struct Chosen {
@@ -468,76 +454,4 @@ fn finish(
         layers,
         short_tag_match: None,
     })
-}
-
-/// Verifies every blob reachable from index.json, each once.
-pub(super) fn fsck(layout: &Layout) -> Result<FsckReport, OciError> {
-    let mut seen = BTreeSet::new();
-    let mut report = FsckReport::default();
-    for d in &layout.index.manifests {
-        let image = d.ref_name().unwrap_or("index.json").to_string();
-        fsck_desc(layout, d, &image, &mut seen, &mut report, 0)?;
-    }
-    Ok(report)
-}
-
-fn fsck_desc(
-    layout: &Layout,
-    d: &Descriptor,
-    image: &str,
-    seen: &mut BTreeSet<String>,
-    report: &mut FsckReport,
-    depth: usize,
-) -> Result<(), OciError> {
-    if !seen.insert(d.digest.clone()) {
-        return Ok(());
-    }
-    if depth > MAX_DEPTH {
-        return Err(OciError::TooDeep {
-            reference: image.to_string(),
-            limit: MAX_DEPTH,
-        });
-    }
-    let blob = layout.blob_ref(d, image)?;
-    report.blobs += 1;
-    report.bytes += d.size;
-    let json_like = json::kind_of(&d.media_type).is_some()
-        || json::is_config_type(&d.media_type)
-        || (d.media_type.is_empty() && d.size <= super::blob::MAX_JSON_BLOB);
-    if !json_like {
-        let path = blob.path.clone();
-        return blob
-            .open_stream()?
-            .finish()
-            .map_err(|e| OciError::io(path, e));
-    }
-    let bytes = blob.read_verified()?;
-    let kind = if json::is_config_type(&d.media_type) {
-        None
-    } else {
-        json::kind_of(&d.media_type).or_else(|| json::sniff_kind(&bytes))
-    };
-    match kind {
-        Some(Kind::Index) => {
-            let idx: Index = parse_json(&blob, &bytes, "index")?;
-            for c in &idx.manifests {
-                let absent = json::kind_of(&c.media_type) == Some(Kind::Manifest)
-                    && layout.blob_ref(c, image).is_ok_and(|b| !b.path.exists());
-                if absent {
-                    report.absent_manifests += 1;
-                    continue;
-                }
-                fsck_desc(layout, c, image, seen, report, depth + 1)?;
-            }
-        }
-        Some(Kind::Manifest) => {
-            let m: Manifest = parse_json(&blob, &bytes, "manifest")?;
-            fsck_desc(layout, &m.config, image, seen, report, depth + 1)?;
-            for l in &m.layers {
-                fsck_desc(layout, l, image, seen, report, depth + 1)?;
-            }
-        }
-        None => {}
-    }
-    Ok(())
 }

@@ -9,14 +9,27 @@
 //! fixed field order, sorted maps, no whitespace, entries sorted by ref name
 //! then digest. Reads no clock: `created` is whatever the caller gives.
 //!
-//! Every writer holds the layout's advisory lock ([`LayoutLock`], `flock`
-//! on `DIR/.kiln-lock`): shared from [`LayoutWriter::open_or_create`] while
-//! it adds blobs, exclusive for [`LayoutWriter::commit`], which re-reads
-//! `index.json` under the lock and applies only this writer's names, so
-//! concurrent writers (two pulls, a pull and `kiln pkg build`) never drop
-//! each other's entries. Something that deletes blobs (a gc) must hold the
-//! lock exclusively: it then never sees a writer's blobs before their names.
-//! Readers take no lock: every file they read is renamed into place whole.
+//! Two advisory locks (`flock(2)`, one [`LayoutLock`] type) keep
+//! concurrent users of a layout apart:
+//!
+//! - the **layout lock**, `DIR/.kiln-lock`, is held *shared* by every
+//!   writer from [`LayoutWriter::open_or_create`] until the writer is
+//!   dropped (after [`LayoutWriter::commit`]), and by builds while they
+//!   read the layout ([`LayoutLock::for_reading`]); `kiln layout gc` holds
+//!   it *exclusive* while it decides what is garbage and deletes it. A
+//!   writer never releases it between writing its blobs and naming them,
+//!   so a gc never sees a blob that is written but not yet named, nor
+//!   deletes what a running build was resolved to;
+//! - the **index lock**, `DIR/.kiln-index-lock`, is held *exclusive* only
+//!   while `index.json` is rewritten: [`LayoutWriter::commit`] re-reads
+//!   `index.json` under it and applies only this writer's additions and
+//!   removals, so concurrent writers (two pulls, a pull and `kiln pkg
+//!   build`, `kiln layout rm`) never drop each other's entries.
+//!
+//! (One lock cannot do both: `flock` converts shared to exclusive by
+//! releasing first, and a gc waiting for the lock would get it in between.)
+//! Readers that do not delete take no more than the shared layout lock:
+//! every file they read is renamed into place whole.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -132,32 +145,56 @@ pub struct LayoutWriter {
     root: PathBuf,
     /// The names this writer adds, applied to `index.json` as it is at commit.
     added: Vec<Descriptor>,
-    lock: LayoutLock,
+    /// The names this writer removes at commit.
+    removed: Vec<String>,
+    /// The layout lock, shared for the writer's whole life.
+    _lock: LayoutLock,
 }
 
-/// The advisory lock every writer of a layout takes (`flock(2)` on
-/// `DIR/.kiln-lock`): shared while adding blobs, exclusive to rewrite
-/// `index.json` or to delete blobs. Released when dropped.
+/// One of the layout's advisory locks (`flock(2)` on a file in the layout
+/// root; see the module doc for which is held when). Released when dropped.
 #[derive(Debug)]
 pub struct LayoutLock {
     file: File,
     path: PathBuf,
 }
 
-/// The lock file's name in the layout root.
+/// The layout lock's file name in the layout root.
 pub const LOCK_FILE: &str = ".kiln-lock";
+/// The index lock's file name in the layout root.
+pub const INDEX_LOCK_FILE: &str = ".kiln-index-lock";
 
 impl LayoutLock {
-    /// Takes the lock of the layout at `dir` (which must exist), shared or
-    /// exclusive, waiting (and saying so on stderr) while another process holds it.
+    /// Takes the layout lock of the layout at `dir` (which must exist),
+    /// shared or exclusive, waiting (and saying so on stderr) while another
+    /// process holds it.
     pub fn acquire(dir: &Path, exclusive: bool) -> Result<LayoutLock, OciError> {
-        let lock = LayoutLock::open(dir)?;
+        let lock = LayoutLock::open(dir, LOCK_FILE)?;
         lock.set(exclusive)?;
         Ok(lock)
     }
 
-    fn open(dir: &Path) -> Result<LayoutLock, OciError> {
+    /// Takes the index lock (exclusive): held only to rewrite `index.json`.
+    pub fn acquire_index(dir: &Path) -> Result<LayoutLock, OciError> {
+        let lock = LayoutLock::open(dir, INDEX_LOCK_FILE)?;
+        lock.set(true)?;
+        Ok(lock)
+    }
+
+    /// For a reader (a build): the layout lock, shared, if the layout has a
+    /// lock file (every kiln writer and gc create one); `None` when it has
+    /// none or it cannot be opened (a read-only copy). Never creates it: a
+    /// build writes nothing into the layout.
+    pub fn for_reading(dir: &Path) -> Option<LayoutLock> {
         let path = dir.join(LOCK_FILE);
+        let file = File::open(&path).ok()?;
+        let lock = LayoutLock { file, path };
+        lock.set(false).ok()?;
+        Some(lock)
+    }
+
+    fn open(dir: &Path, name: &str) -> Result<LayoutLock, OciError> {
+        let path = dir.join(name);
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -168,10 +205,10 @@ impl LayoutLock {
         Ok(LayoutLock { file, path })
     }
 
-    /// Takes the lock shared; when no other writer holds it, first removes
-    /// the temp files (`.tmp-*`) a killed writer left behind.
+    /// Takes the layout lock shared; when no other writer holds it, first
+    /// removes the temp files (`.tmp-*`) a killed writer left behind.
     pub fn sweep_then_share(dir: &Path) -> Result<LayoutLock, OciError> {
-        let lock = LayoutLock::open(dir)?;
+        let lock = LayoutLock::open(dir, LOCK_FILE)?;
         if lock.file.try_lock().is_ok() {
             sweep_temps(dir);
         }
@@ -179,8 +216,8 @@ impl LayoutLock {
         Ok(lock)
     }
 
-    /// Converts the lock to shared or exclusive (not atomically: flock
-    /// releases, then waits, so two converting writers never deadlock).
+    /// Takes the lock shared or exclusive, converting a lock already held
+    /// (not atomically: flock releases, then waits).
     pub fn set(&self, exclusive: bool) -> Result<(), OciError> {
         let tried = if exclusive {
             self.file.try_lock()
@@ -212,7 +249,8 @@ impl LayoutWriter {
         let w = LayoutWriter {
             root: dir.to_path_buf(),
             added: Vec::new(),
-            lock,
+            removed: Vec::new(),
+            _lock: lock,
         };
         // Refuse a layout of another version before adding blobs to it.
         w.read_index()?;
@@ -439,14 +477,25 @@ impl LayoutWriter {
         self.added.push(d);
     }
 
-    /// Under the exclusive lock: re-reads `index.json`, replaces the
-    /// entries of the names this writer added, checks their blobs are
-    /// still there, and writes `oci-layout` if needed, then `index.json`
-    /// (temp file, fsync, rename, fsync of the directory).
+    /// Drops the `index.json` entry named exactly `name` at commit (and
+    /// any entry this writer added under it).
+    pub fn remove_ref(&mut self, name: &str) {
+        self.added.retain(|e| e.ref_name() != Some(name));
+        self.removed.push(name.to_string());
+    }
+
+    /// Under the index lock: re-reads `index.json`, drops the names this
+    /// writer removes, replaces the entries of the names it adds, checks
+    /// their blobs are still there, and writes `oci-layout` if needed, then
+    /// `index.json` (temp file, fsync, rename, fsync of the directory).
     pub fn commit(self) -> Result<(), OciError> {
-        self.lock.set(true)?;
+        let _index_lock = LayoutLock::acquire_index(&self.root)?;
         let idx = self.read_index()?;
         let mut entries = idx.manifests;
+        entries.retain(|e| {
+            !e.ref_name()
+                .is_some_and(|n| self.removed.iter().any(|r| r == n))
+        });
         for d in &self.added {
             let digest = Digest::parse(&d.digest).map_err(|source| OciError::BadDigest {
                 context: format!("the entry {:?} being added", d.ref_name().unwrap_or("")),
@@ -488,8 +537,10 @@ impl LayoutWriter {
 }
 
 /// Removes `.tmp-*` files from the layout root and `blobs/*/` (best
-/// effort: only called under the exclusive lock, when no writer is live).
-fn sweep_temps(root: &Path) {
+/// effort: only called under the exclusive layout lock, when no writer is
+/// live); gives how many it removed.
+pub(crate) fn sweep_temps(root: &Path) -> usize {
+    let mut removed = 0;
     let mut dirs = vec![root.to_path_buf()];
     if let Ok(algs) = fs::read_dir(root.join("blobs")) {
         dirs.extend(algs.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
@@ -499,11 +550,14 @@ fn sweep_temps(root: &Path) {
             continue;
         };
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                let _ = fs::remove_file(e.path());
+            if e.file_name().to_string_lossy().starts_with(".tmp-")
+                && fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
             }
         }
     }
+    removed
 }
 
 /// The sha256 of a compressed layer's uncompressed bytes.

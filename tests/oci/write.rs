@@ -58,10 +58,15 @@ fn writer_is_deterministic_regardless_of_order() {
         .map(|(n, _)| n.as_str())
         .filter(|n| !n.starts_with("blobs"))
         .collect();
-    // No temp files left; the writers' (empty) advisory lock file stays.
+    // No temp files left; the writers' (empty) advisory lock files stay.
     assert_eq!(
         names,
-        ["/.kiln-lock", "/index.json", "/oci-layout"],
+        [
+            "/.kiln-index-lock",
+            "/.kiln-lock",
+            "/index.json",
+            "/oci-layout"
+        ],
         "no temp files left"
     );
     let index = String::from_utf8(a.read("index.json")).expect("utf8");

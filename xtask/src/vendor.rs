@@ -212,8 +212,9 @@ fn list_tree(root: &Path) -> anyhow::Result<BTreeMap<String, String>> {
         let entries = fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
         for entry in entries {
             let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-            if entry.file_name() == kiln::oci::write::LOCK_FILE {
-                continue; // the writers' advisory lock, not content
+            let name = entry.file_name();
+            if name == kiln::oci::write::LOCK_FILE || name == kiln::oci::write::INDEX_LOCK_FILE {
+                continue; // the advisory locks, not content
             }
             let rel = rel.join(entry.file_name());
             let path = root.join(&rel);

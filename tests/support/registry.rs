@@ -1,7 +1,8 @@
 //! A real registry for the pull tests: Debian's `docker-registry`
 //! (distribution v2.8) on 127.0.0.1 with a temp config and storage dir,
 //! filled by `skopeo copy`, optionally behind htpasswd (bcrypt) or token
-//! auth, with a tiny token server that signs JWTs with `openssl`.
+//! auth, with a tiny token server that signs JWTs with `openssl`; and
+//! [`pull`], which runs `kiln pull` against it. Used by the pull and layout tests.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use crate::support::{run_tool, stderr, TestDir};
+use crate::support::{kiln_env, run_tool, stderr, TestDir};
+use std::process::Output;
 
 /// The test user and password, and its bcrypt hash (cost 5) for htpasswd.
 pub const USER: &str = "kiln";
@@ -423,4 +425,18 @@ fn proxy_one(
     }
     let _ = conn.write_all(body);
     false
+}
+
+/// `kiln pull --layout LAYOUT --insecure-registry HOST REFS…` in `t`.
+pub fn pull(
+    t: &TestDir,
+    reg: &Registry,
+    layout: &str,
+    refs: &[impl AsRef<str>],
+    env: &[(&str, &str)],
+) -> Output {
+    let host = reg.host();
+    let mut args = vec!["pull", "--layout", layout, "--insecure-registry", &host];
+    args.extend(refs.iter().map(AsRef::as_ref));
+    kiln_env(t.path(), &args, env)
 }
