@@ -456,7 +456,14 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     drop(images);
 
     output_dir_ready(&opts.out_dir)?;
+    let names: Vec<String> = opts
+        .formats
+        .iter()
+        .filter_map(|f| clap::ValueEnum::to_possible_value(f).map(|v| v.get_name().to_owned()))
+        .collect();
+    let writing = crate::progress::Progress::spinner(&format!("writing {}", names.join(", ")));
     let pending = write_outputs(opts, &assembled, &store, &layout)?;
+    drop(writing);
     let mut outputs = Vec::new();
     for file in pending {
         outputs.push(file.commit().context("committing an output")?);
@@ -489,6 +496,12 @@ fn unpack_images(
     let next = AtomicUsize::new(0);
     let results: Mutex<BTreeMap<usize, anyhow::Result<UnpackedImage>>> = Mutex::default();
     let workers = opts.threads.clamp(1, jobs.len().max(1));
+    let total = jobs
+        .iter()
+        .flat_map(|(_, image)| image.layers.iter().map(|l| l.size))
+        .sum();
+    let progress =
+        crate::progress::Progress::bytes(&format!("unpacking {} images", jobs.len()), total);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
@@ -496,7 +509,7 @@ fn unpack_images(
                 let Some(&(reference, image)) = jobs.get(i) else {
                     break;
                 };
-                let r = unpack_one(layout, reference, image, store, &opts.limits);
+                let r = unpack_one(layout, reference, image, store, &opts.limits, &progress);
                 let failed = r.is_err();
                 results.lock().expect("results lock").insert(i, r);
                 if failed {
@@ -525,10 +538,11 @@ fn unpack_one(
     image: &ResolvedImage,
     store: &ContentStore,
     limits: &Limits,
+    progress: &crate::progress::Progress,
 ) -> anyhow::Result<UnpackedImage> {
     let mut unpacker = Unpacker::new(store, limits);
     for layer in &image.layers {
-        let reader = layout.open_layer(image, layer)?;
+        let reader = progress.reader(layout.open_layer(image, layer)?);
         unpacker
             .apply_layer(&layer.digest, layer.compression, reader)
             .with_context(|| format!("unpacking image {}", image.name))?;

@@ -203,10 +203,13 @@ fn pull_named(named: &[(String, String)], opts: &PullOptions) -> Result<Vec<Pull
     };
     let mut writer = LayoutWriter::open_or_create(&opts.layout)?;
     let mut out = Vec::new();
+    let progress = crate::progress::Progress::byte_counter("pulling");
     for (name, r) in named {
+        progress.set_message(&format!("pulling {name}"));
         let mut p = Puller {
             client: &client,
             writer: &writer,
+            progress: &progress,
             reference: r,
             repo: Repo::from_repository(&Reference::parse(r)?.repository),
             stats: Pulled {
@@ -286,6 +289,7 @@ pub fn pull_missing(
 struct Puller<'a> {
     client: &'a Client,
     writer: &'a LayoutWriter,
+    progress: &'a crate::progress::Progress,
     reference: &'a str,
     repo: Repo,
     stats: Pulled,
@@ -496,6 +500,7 @@ impl Puller<'_> {
             if n == 0 {
                 break;
             }
+            self.progress.inc(n as u64);
             w.write_all(&buf[..n])
                 .map_err(|e| OciError::io(self.writer.root(), e))?;
         }

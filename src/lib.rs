@@ -16,6 +16,7 @@ pub mod lock;
 pub mod oci;
 pub mod output;
 pub mod pkg;
+pub mod progress;
 pub mod resolve;
 pub mod run;
 pub mod spec;

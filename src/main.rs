@@ -725,6 +725,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             // Bad inputs exit 1 like other user errors; the message keeps
             // the whole chain of causes.
+            let building = kiln::progress::Progress::spinner(&format!(
+                "building {}",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
             let built =
                 kiln::pkg::build(&dirs, &opts, &kiln::pkg::Cargo { epoch }).map_err(|e| {
                     if e.is_user_error() {
@@ -733,6 +740,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         anyhow::Error::new(e)
                     }
                 })?;
+            drop(building);
             for b in &built {
                 for w in &b.warnings {
                     eprintln!("kiln: warning: {}", build::printable(w));

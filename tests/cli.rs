@@ -9,6 +9,7 @@ pub(crate) mod fixture;
 mod golden_cases;
 mod hostile;
 mod oci_volume;
+mod progress;
 mod repro;
 mod run_qemu;
 mod search;
