@@ -9,8 +9,11 @@
 //!   [`ParallelGzip`]: the input is cut into fixed 1 MiB blocks, so the
 //!   bytes are the same for every thread count.
 //! - **zstd**: level 3 (zstd's own default: fast, and the ratio gap to
-//!   higher levels is small for initramfs contents), single-threaded, with a
-//!   content checksum, no content size and no dictionary id.
+//!   higher levels is small for initramfs contents), in zstd's
+//!   multi-threaded mode with `threads` workers (at least one): its output
+//!   does not depend on the worker count, so the bytes are the same for
+//!   every thread count. A content checksum, no content size and no
+//!   dictionary id.
 //! - **xz**: preset 6 with a CRC32 check, single-threaded: the Linux
 //!   kernel's xz decoder supports CRC32 but not the default CRC64.
 //!
@@ -95,14 +98,18 @@ enum Inner<W: Write> {
 }
 
 impl<W: Write> Compressor<W> {
-    /// Start a stream of format `c` into `w`. `threads` only matters for
-    /// gzip (0 counts as 1) and never changes the bytes.
+    /// Start a stream of format `c` into `w`. `threads` is the gzip and zstd
+    /// worker count (0 counts as 1) and never changes the bytes.
     pub fn new(c: Compression, w: W, threads: usize) -> io::Result<Compressor<W>> {
         let inner = match c {
             Compression::None => Inner::None(w),
             Compression::Gzip => Inner::Gzip(ParallelGzip::new(w, GZIP_LEVEL, threads)),
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL)?;
+                // Always zstd's multi-threaded mode, with at least one worker:
+                // its bytes are the same for every worker count, unlike the
+                // single-threaded mode's, so KILN_THREADS=1 gives them too.
+                e.multithread(u32::try_from(threads.max(1)).unwrap_or(u32::MAX))?;
                 e.include_checksum(true)?;
                 e.include_contentsize(false)?;
                 e.include_dictid(false)?;
@@ -298,6 +305,41 @@ mod tests {
         let z = compress_bytes(Compression::Gzip, b"", 2).unwrap();
         assert_eq!(z.len(), 10 + 2 + 8);
         assert!(decompress(Compression::Gzip, &z).is_empty());
+    }
+
+    #[test]
+    fn zstd_bytes_do_not_depend_on_the_worker_count() {
+        // Enough data for several of zstd's jobs (8 MiB each at level 3),
+        // half text-like, half noise.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let data: Vec<u8> = (0..40 << 20)
+            .map(|i: u32| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if i & (1 << 16) == 0 {
+                    b"kiln zstd "[(i % 10) as usize]
+                } else {
+                    x as u8
+                }
+            })
+            .collect();
+        let one = compress_bytes(Compression::Zstd, &data, 1).unwrap();
+        assert!(
+            one.len() < data.len() * 3 / 4,
+            "compressed to {}",
+            one.len()
+        );
+        for threads in [2, 4] {
+            let other = compress_bytes(Compression::Zstd, &data, threads).unwrap();
+            assert!(other == one, "{threads} workers gave other bytes");
+        }
+        let mut back = Vec::new();
+        zstd::stream::read::Decoder::new(&one[..])
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data);
     }
 
     #[test]
