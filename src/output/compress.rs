@@ -30,6 +30,8 @@ pub use super::gzip::ParallelGzip;
 pub const GZIP_LEVEL: u32 = 6;
 /// The zstd level.
 pub const ZSTD_LEVEL: i32 = 3;
+/// The uncompressed bytes of one zstd job (a part compressed by one worker).
+pub const ZSTD_JOB_SIZE: u32 = 4 << 20;
 /// The xz preset.
 pub const XZ_PRESET: u32 = 6;
 
@@ -110,6 +112,9 @@ impl<W: Write> Compressor<W> {
                 // its bytes are the same for every worker count, unlike the
                 // single-threaded mode's, so KILN_THREADS=1 gives them too.
                 e.multithread(u32::try_from(threads.max(1)).unwrap_or(u32::MAX))?;
+                // Fixed, and smaller than zstd's 8 MiB default at this
+                // level: each worker holds about two jobs' worth of buffers.
+                e.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
                 e.include_checksum(true)?;
                 e.include_contentsize(false)?;
                 e.include_dictid(false)?;
