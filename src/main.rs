@@ -630,6 +630,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { file, golden, json } => {
+            kiln::atomic::recover_beside(&file)?;
             let now = kiln::golden::rehash(&file)?;
             build::check_golden(&now, &golden)?;
             if json {

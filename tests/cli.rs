@@ -7,6 +7,7 @@ mod examples;
 pub(crate) mod fixture;
 mod golden_cases;
 mod hostile;
+mod interrupted;
 mod oci_volume;
 mod repro;
 mod run_qemu;

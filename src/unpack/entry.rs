@@ -414,13 +414,41 @@ impl Context<'_> {
                 limit: self.limits.max_file_bytes,
             });
         }
-        let content = self
-            .store
-            .add_reader(member, Some(size))
-            .map_err(|e| self.data_error(path, e))?;
+        // An error the member's reader did not give is the store's: the
+        // temp directory is full or failing, not the layer bad.
+        let mut reader = ReadFailed {
+            inner: member,
+            failed: false,
+        };
+        let content = match self.store.add_reader(&mut reader, Some(size)) {
+            Ok(c) => c,
+            Err(e) if !reader.failed => {
+                return Err(UnpackError::Store {
+                    layer: self.layer.to_owned(),
+                    path: show(path),
+                    dir: std::env::temp_dir(),
+                    source: e,
+                })
+            }
+            Err(e) => return Err(self.data_error(path, e)),
+        };
         if content.len() != size {
             return Err(self.truncated(path, size, content.len()));
         }
         Ok(content)
+    }
+}
+
+/// A reader that remembers whether it failed.
+struct ReadFailed<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R: Read> Read for ReadFailed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.failed |= r.is_err();
+        r
     }
 }
