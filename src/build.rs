@@ -215,6 +215,25 @@ pub fn is_out_of_space(e: &std::io::Error) -> bool {
     matches!(e.kind(), StorageFull | QuotaExceeded | FileTooLarge)
 }
 
+/// `err`, said to have happened in `dir` when it is a full disk (or a
+/// quota or file-size limit) that no inner error already placed.
+fn out_of_space_in(err: anyhow::Error, doing: &'static str, dir: &Path) -> anyhow::Error {
+    let placed = err.chain().any(|c| {
+        c.is::<EnvironmentError>()
+            || c.downcast_ref::<crate::unpack::UnpackError>()
+                .is_some_and(|e| e.is_environment())
+    });
+    let full = err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(is_out_of_space)
+    });
+    if full && !placed {
+        err.context(format!("{doing} in {}", dir.display()))
+    } else {
+        err
+    }
+}
+
 /// Compare `sums` with the golden file; `VerifyFailed` on any difference.
 pub fn check_golden(sums: &Sums, golden_path: &Path) -> anyhow::Result<()> {
     let expected = golden::read(golden_path)?;
@@ -475,7 +494,8 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     drop(images);
 
     output_dir_ready(&opts.out_dir)?;
-    let pending = write_outputs(opts, &assembled, &store, &layout)?;
+    let pending = write_outputs(opts, &assembled, &store, &layout)
+        .map_err(|e| out_of_space_in(e, "writing the outputs", &opts.out_dir))?;
     let outputs = commit_outputs(opts, pending)?;
     Ok(BuildReport {
         outputs,

@@ -25,8 +25,9 @@
 //!   records other than `comment`, aufs `.wh..wh.*` metadata entries.
 
 mod entry;
+pub(crate) mod extension;
 mod overlay;
-mod pax;
+pub(crate) mod pax;
 #[cfg(test)]
 mod test_tar;
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! bounded time with exit 1 and a message, and writes nothing outside the
 //! output directory.
 
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -13,18 +15,40 @@ use crate::support::{stderr, TestDir};
 /// killing it after 30 s: a hang or an allocation past the bound fails the
 /// test (the allocation aborts kiln, which is not exit 1).
 fn kiln_bounded(dir: &Path, args: &[&str]) -> Output {
+    kiln_measured(dir, args, &[], None).0
+}
+
+/// What [`kiln_bounded`] does, with extra environment variables and an
+/// optional `RLIMIT_FSIZE` (writes past it fail with `EFBIG`, as on a full
+/// disk), giving also kiln's peak RSS in bytes and the seconds it ran.
+fn kiln_measured(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    file_size_limit: Option<u64>,
+) -> (Output, u64, f64) {
     const MEMORY: u64 = 1 << 30;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    // SAFETY: setrlimit(2) only, between fork and exec.
+    // SAFETY: setrlimit(2) and signal(2) only, between fork and exec.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            let limit = rustix::process::Rlimit {
-                current: Some(MEMORY),
-                maximum: Some(MEMORY),
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            let limit = |n| rustix::process::Rlimit {
+                current: Some(n),
+                maximum: Some(n),
             };
-            rustix::process::setrlimit(rustix::process::Resource::As, limit)
-                .map_err(std::io::Error::from)
+            rustix::process::setrlimit(rustix::process::Resource::As, limit(MEMORY))
+                .map_err(std::io::Error::from)?;
+            if let Some(n) = file_size_limit {
+                rustix::process::setrlimit(rustix::process::Resource::Fsize, limit(n))
+                    .map_err(std::io::Error::from)?;
+                // EFBIG instead of death by SIGXFSZ; kept across exec.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            }
+            Ok(())
         });
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     let mut child = cmd
         .args(args)
@@ -34,15 +58,56 @@ fn kiln_bounded(dir: &Path, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let pid = child.id() as libc::pid_t;
     let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    // The peak RSS of kiln itself: `VmHWM` once the child runs kiln (before
+    // exec it counts the forked test process), read until it exits. A
+    // polled high-water mark only grows, so the last reading is the peak
+    // up to a few milliseconds before the end.
+    let mut peak = 0u64;
+    let status = loop {
+        let proc = format!("/proc/{pid}/");
+        let is_kiln =
+            std::fs::read_to_string(format!("{proc}comm")).is_ok_and(|c| c.trim() == "kiln");
+        if is_kiln {
+            let status = std::fs::read_to_string(format!("{proc}status")).unwrap_or_default();
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb * 1024);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: plain syscall on our own child, valid pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(r >= 0, "waitpid: {}", std::io::Error::last_os_error());
+        if r == pid {
+            break status;
+        }
         if start.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
             panic!("kiln {args:?} still running after 30 s");
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, peak, seconds)
 }
 
 fn mkfifo(path: &Path) {
@@ -176,4 +241,151 @@ fn aliases_of_a_large_scalar_stay_within_memory() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Bytes that do not compress, from a fixed seed.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+const SMALL_YML: &str = "kernel:\n  image: kiln.test/k:1\n  cmdline: console=ttyS0\n  tar: none\ninit:\n  - kiln.test/i:1\n";
+
+/// A kernel, an init image holding `bin/big` (`big` bytes) and twelve
+/// copies of one 100 KiB file (stored once, written twelve times to a
+/// tar), and a bootloader image whose stub is 2 MiB.
+fn small_system(dir: &Path, big: usize) {
+    use crate::support::{write_layout, LayerBuilder, TestImage};
+    let kernel = TestImage::new("kiln.test/k:1").layer(
+        LayerBuilder::new()
+            .file("kernel", b"MZ kernel", 0o644)
+            .build(),
+    );
+    let copy = noise(100 << 10, 5);
+    let mut layer = LayerBuilder::new()
+        .dir("bin", 0o755)
+        .file("bin/big", noise(big, 7), 0o755);
+    for i in 0..12 {
+        layer = layer.file(&format!("bin/c{i}"), &copy, 0o755);
+    }
+    let init = TestImage::new("kiln.test/i:1").layer(layer.build());
+    let loader = TestImage::new("kiln.dev/systemd-boot:0.1").layer(
+        LayerBuilder::new()
+            .file(
+                "usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+                noise(2 << 20, 9),
+                0o644,
+            )
+            .build(),
+    );
+    write_layout(dir, &[kernel, init, loader]);
+}
+
+#[test]
+fn max_image_bytes_bounds_the_bootloader_images_too() {
+    let t = TestDir::new();
+    small_system(&t.join("oci-layout"), 1000);
+    t.write("s.yml", SMALL_YML);
+    let out = kiln_bounded(
+        t.path(),
+        &[
+            "build",
+            "-f",
+            "uki",
+            "--max-image-bytes",
+            "1500000",
+            "-o",
+            "out",
+            "s.yml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than the limit of 1500000")
+            && stderr(&out).contains("kiln.dev/systemd-boot:0.1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_full_temp_dir_is_the_environment_naming_the_directory() {
+    let t = TestDir::new();
+    small_system(&t.join("oci-layout"), 1 << 20);
+    t.write("s.yml", SMALL_YML);
+    let tmp = t.mkdir("tmp");
+    // Writes past 512 KiB fail with EFBIG, as on a full disk: the content
+    // store (in TMPDIR) cannot take bin/big.
+    let (out, _, _) = kiln_measured(
+        t.path(),
+        &["build", "-f", "tar", "-o", "out", "s.yml"],
+        &[("TMPDIR", tmp.to_str().unwrap())],
+        Some(512 << 10),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("in the temp directory {}", tmp.display()))
+            && err.contains("too large"),
+        "{err}"
+    );
+    // The store holds the copies once (100 KiB); the tar has all twelve:
+    // the output directory is where the limit is hit.
+    small_system(&t.join("oci-layout"), 0);
+    let (out, _, _) = kiln_measured(
+        t.path(),
+        &["build", "-f", "tar", "-o", "out", "s.yml"],
+        &[("TMPDIR", tmp.to_str().unwrap())],
+        Some(512 << 10),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("writing the outputs in out") && err.contains("too large"),
+        "{err}"
+    );
+    assert!(!t.join("out/s.tar").exists() && !t.join("out/s.sha256").exists());
+}
+
+/// A tar whose first member is an extension header (`L` GNU long name or
+/// `x` PAX header) declaring `size` bytes, all NUL, zstd-compressed (a few
+/// KiB on disk).
+fn huge_extension(kind: tar::EntryType, size: u64) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path("././@LongLink").unwrap();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut z = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+    std::io::Write::write_all(&mut z, h.as_bytes()).unwrap();
+    std::io::copy(&mut std::io::repeat(0).take(size), &mut z).unwrap();
+    z.finish().unwrap()
+}
+
+#[test]
+fn inspect_reads_a_huge_long_name_within_bounds() {
+    let t = TestDir::new();
+    for (kind, file) in [
+        (tar::EntryType::GNULongName, "l.tar.zst"),
+        (tar::EntryType::XHeader, "x.tar.zst"),
+    ] {
+        t.write(file, huge_extension(kind, 600 << 20));
+        let (out, rss, secs) = kiln_measured(t.path(), &["inspect", file], &[], None);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{file}: {err}");
+        assert!(
+            err.contains("extension header of 629145600 bytes is too large"),
+            "{err}"
+        );
+        assert!(rss < 64 << 20, "{file}: peak RSS {rss} bytes");
+        assert!(secs < 10.0, "{file}: {secs} s");
+    }
 }
