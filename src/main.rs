@@ -378,8 +378,13 @@ fn output_name(name: Option<String>, files: &[PathBuf]) -> anyhow::Result<String
         None => Ok(files[0]
             .file_stem()
             .and_then(|s| s.to_str())
-            .context("cannot derive an output name from the first file; use --name")?
-            .to_owned()),
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                build::UserError(format!(
+                    "cannot derive an output name from {} (not UTF-8); use --name",
+                    files[0].display()
+                ))
+            })?),
     }
 }
 

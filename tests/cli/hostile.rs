@@ -444,3 +444,36 @@ fn an_index_of_15000_children_resolves_in_linear_time() {
         assert!(secs < 2.5, "{file}: {secs:.2} s");
     }
 }
+
+#[test]
+fn user_errors_exit_1_and_a_fifo_argument_is_refused_not_read() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TestDir::new();
+    system_layout(&t.join("oci-layout"));
+    mkfifo(&t.join("pipe.yml"));
+    mkfifo(&t.join("pipe.img"));
+    for args in [
+        &["validate", "pipe.yml"][..],
+        &["build", "pipe.yml"],
+        &["inspect", "pipe.img"],
+    ] {
+        let out = kiln_bounded(t.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // A first file whose name is not UTF-8 gives no output name: bad input.
+    let odd = std::ffi::OsStr::from_bytes(b"\xff.yml");
+    std::fs::write(t.join(odd), CASE_BASIC).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("build")
+        .arg(odd)
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("use --name"), "{}", stderr(&out));
+}
