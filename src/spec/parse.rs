@@ -62,7 +62,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Spec, SpecError> {
         let name = path.display().to_string();
         // A FIFO or device is refused, not read (it could block forever).
         let text = crate::hostfile::open_regular(path)
-            .and_then(|f| std::io::read_to_string(f))
+            .and_then(std::io::read_to_string)
             .map_err(|e| SpecError {
                 pos: Pos {
                     file: Arc::from(name.as_str()),
