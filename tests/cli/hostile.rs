@@ -408,12 +408,31 @@ fn an_index_of_15000_children_resolves_in_linear_time() {
         .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == "kiln.test/web:1")
         .unwrap()
         .clone();
-    // 15,000 more names in index.json, and a nested index of 15,000
-    // children without a platform (each read to learn it) under one name.
-    for i in 0..15_000 {
-        let mut d = web.clone();
-        d["annotations"]["org.opencontainers.image.ref.name"] = format!("x.test/n{i}:1").into();
-        manifests.push(d);
+    // 15,000 more names (in three unnamed nested indexes: index.json is
+    // bounded to 4 MiB), and a nested index of 15,000 children without a
+    // platform (each read to learn it) under one name.
+    let blob = |json: String| {
+        let digest = hex::encode(sha2::Sha256::digest(json.as_bytes()));
+        std::fs::write(layout.join(format!("blobs/sha256/{digest}")), &json).unwrap();
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{digest}"),
+            "size": json.len(),
+        })
+    };
+    for part in 0..3 {
+        let named: Vec<serde_json::Value> = (0..5_000)
+            .map(|i| {
+                // Names of one length with a long common prefix: comparing
+                // two costs their length, as with long repository paths.
+                let name = format!("x.test/{}/n{part}{i:05}:1", "p".repeat(240));
+                let mut d = web.clone();
+                d["annotations"]["org.opencontainers.image.ref.name"] = name.into();
+                d
+            })
+            .collect();
+        let nested = serde_json::json!({"schemaVersion": 2, "manifests": named}).to_string();
+        manifests.push(blob(nested));
     }
     let mut child = web.clone();
     child.as_object_mut().unwrap().remove("annotations");
@@ -424,14 +443,9 @@ fn an_index_of_15000_children_resolves_in_linear_time() {
         "manifests": vec![child; 15_000],
     })
     .to_string();
-    let digest = hex::encode(sha2::Sha256::digest(nested.as_bytes()));
-    std::fs::write(layout.join(format!("blobs/sha256/{digest}")), &nested).unwrap();
-    manifests.push(serde_json::json!({
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "digest": format!("sha256:{digest}"),
-        "size": nested.len(),
-        "annotations": {"org.opencontainers.image.ref.name": "x.test/wide:1"},
-    }));
+    let mut wide = blob(nested);
+    wide["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "x.test/wide:1"});
+    manifests.push(wide);
     std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
     t.write(
         "wide.yml",
