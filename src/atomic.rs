@@ -1,11 +1,21 @@
-//! Write-then-rename output files.
+//! Write-then-rename output files, and the one way a set of them is
+//! committed.
 //!
-//! Takes an output directory and a final file name; gives a writer backed by
-//! a temp file in that same directory, which becomes the final file only on
-//! [`AtomicFile::commit`] (fsync, then rename, then fsync of the directory).
-//! A build that fails or is interrupted never leaves a partial file under a
-//! final name, and a previous good output stays intact until replaced whole.
-//! Dropping an uncommitted `AtomicFile` removes its temp file.
+//! Takes an output directory and final file names; gives writers backed by
+//! temp files in that same directory (`.NAME.XXXXXX.tmp`), each holding an
+//! exclusive `flock` on its temp file for as long as it lives. A single
+//! file becomes final on [`AtomicFile::commit`] (fsync, rename, fsync of the
+//! directory); the outputs of one build become final together through
+//! [`commit_set`] (see [`commit`] for the journal that makes a killed commit
+//! roll forward). A build that fails or is interrupted never leaves a
+//! partial file under a final name, and a previous good output stays intact
+//! until replaced whole. Dropping an uncommitted `AtomicFile` removes its
+//! temp file; a temp file whose writer was killed is removed by the next
+//! [`recover`] of its directory, which knows it is stale because its lock
+//! is free. Never touches a file of the directory other than its own temp
+//! files, journals and the final names it is given.
+
+mod commit;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -13,6 +23,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+pub use commit::{commit_set, recover, recover_beside, KILL_STEP_ENV};
 
 /// An output file being written; hashes its bytes as they pass.
 pub struct AtomicFile {
@@ -48,13 +60,39 @@ pub struct Written {
     pub sha256: String,
 }
 
+/// A written, fsynced temp file waiting to be renamed to its final name;
+/// it still holds its lock, and removes its temp file if dropped.
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    written: Written,
+}
+
+impl Staged {
+    /// Where the file goes and what it holds.
+    pub fn written(&self) -> &Written {
+        &self.written
+    }
+}
+
 impl AtomicFile {
-    /// Start writing `dir/name`. The temp file is `dir/.name.XXXXXX.tmp`.
+    /// Start writing `dir/name`. The temp file is `dir/.name.XXXXXX.tmp`,
+    /// locked before a sweep of the directory can see it (the sweep takes
+    /// the directory's lock exclusively; creating takes it shared).
     pub fn create(dir: &Path, name: &str) -> io::Result<AtomicFile> {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(dir)?;
+        let tmp = {
+            let _guard = commit::DirLock::shared(dir)?;
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .suffix(".tmp")
+                .tempfile_in(dir)?;
+            tmp.as_file().try_lock().map_err(|e| match e {
+                std::fs::TryLockError::Error(e) => e,
+                std::fs::TryLockError::WouldBlock => {
+                    io::Error::other("a new temp file is locked by another process")
+                }
+            })?;
+            tmp
+        };
         let file = tmp.as_file().try_clone()?;
         Ok(AtomicFile {
             tmp: Some(tmp),
@@ -70,10 +108,10 @@ impl AtomicFile {
         })
     }
 
-    /// Flush, fsync and rename into place.
-    pub fn commit(mut self) -> io::Result<Written> {
+    /// Flush and fsync; the file is ready to be renamed into place.
+    pub fn finish(mut self) -> io::Result<Staged> {
         self.buf.flush()?;
-        let tmp = self.tmp.take().expect("commit called once");
+        let tmp = self.tmp.take().expect("finished once");
         // Temp files are created 0600; outputs are ordinary readable files.
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(0o644))?;
@@ -84,14 +122,26 @@ impl AtomicFile {
             len: inner.len,
             sha256: hex::encode(inner.hasher.clone().finalize()),
         };
-        tmp.persist(&self.dest).map_err(|e| e.error)?;
-        if let Some(dir) = self.dest.parent() {
-            // Make the rename durable; not all filesystems allow this, which is fine.
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
+        Ok(Staged { tmp, written })
+    }
+
+    /// Flush, fsync and rename into place (one file on its own; a build's
+    /// outputs go through [`commit_set`]).
+    pub fn commit(self) -> io::Result<Written> {
+        let staged = self.finish()?;
+        let written = staged.written.clone();
+        staged.tmp.persist(&written.path).map_err(|e| e.error)?;
+        if let Some(dir) = written.path.parent() {
+            sync_dir(dir);
         }
         Ok(written)
+    }
+}
+
+/// Make renames in `dir` durable; not all filesystems allow this, which is fine.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 

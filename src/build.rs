@@ -198,6 +198,54 @@ pub struct VerifyFailed {
 #[error("{0}")]
 pub struct UserError(pub String);
 
+/// A problem of the machine, not of the input (exit 2): a directory kiln
+/// writes in is full, over a quota or a file-size limit, or unusable.
+/// Names the directory.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing} in {}: {source}", dir.display())]
+pub struct EnvironmentError {
+    pub doing: &'static str,
+    pub dir: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// `e` while `doing` something in `dir`, as an [`EnvironmentError`].
+pub(crate) fn environment(e: std::io::Error, doing: &'static str, dir: &Path) -> anyhow::Error {
+    EnvironmentError {
+        doing,
+        dir: dir.to_owned(),
+        source: e,
+    }
+    .into()
+}
+
+/// Whether `e` says the disk (or a quota or file-size limit) is full: the
+/// machine's problem, whatever input was being read at the time.
+pub fn is_out_of_space(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded | FileTooLarge)
+}
+
+/// `err`, said to have happened in `dir` when it is a full disk (or a
+/// quota or file-size limit) that no inner error already placed.
+fn out_of_space_in(err: anyhow::Error, doing: &'static str, dir: &Path) -> anyhow::Error {
+    let placed = err.chain().any(|c| {
+        c.is::<EnvironmentError>()
+            || c.downcast_ref::<crate::unpack::UnpackError>()
+                .is_some_and(|e| e.is_environment())
+    });
+    let full = err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(is_out_of_space)
+    });
+    if full && !placed {
+        err.context(format!("{doing} in {}", dir.display()))
+    } else {
+        err
+    }
+}
+
 /// Compare `sums` with the golden file; `VerifyFailed` on any difference.
 pub fn check_golden(sums: &Sums, golden_path: &Path) -> anyhow::Result<()> {
     let expected = golden::read(golden_path)?;
@@ -215,6 +263,16 @@ pub fn check_golden(sums: &Sums, golden_path: &Path) -> anyhow::Result<()> {
 
 /// The exit code for an error: 1 bad input, 3 verification failed, 2 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let environment = err.chain().any(|c| {
+        c.is::<EnvironmentError>()
+            || c.downcast_ref::<std::io::Error>()
+                .is_some_and(is_out_of_space)
+            || c.downcast_ref::<crate::unpack::UnpackError>()
+                .is_some_and(|e| e.is_environment())
+    });
+    if environment {
+        return 2;
+    }
     for cause in err.chain() {
         if cause.is::<VerifyFailed>() {
             return 3;
@@ -286,6 +344,8 @@ fn output_dir_ready(dir: &Path) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(dir).map_err(|e| bad("cannot create it", e))?;
     tempfile::tempfile_in(dir).map_err(|e| bad("cannot write in it", e))?;
+    // Complete a commit a killed build left, remove its temp files.
+    crate::atomic::recover(dir).map_err(|e| environment(e, "recovering", dir))?;
     Ok(())
 }
 
@@ -422,7 +482,8 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         &opts.verify_keys,
         opts.locked.as_deref(),
     )?;
-    let store = ContentStore::new().context("creating the content store")?;
+    let store = ContentStore::new()
+        .map_err(|e| environment(e, "creating the content store", &std::env::temp_dir()))?;
     let mut warnings = spec.warnings.clone();
     warnings.extend(plan.warnings.iter().cloned());
 
@@ -462,25 +523,36 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         .filter_map(|f| clap::ValueEnum::to_possible_value(f).map(|v| v.get_name().to_owned()))
         .collect();
     let writing = crate::progress::Progress::spinner(&format!("writing {}", names.join(", ")));
-    let pending = write_outputs(opts, &assembled, &store, &layout)?;
+    let pending = write_outputs(opts, &assembled, &store, &layout)
+        .map_err(|e| out_of_space_in(e, "writing the outputs", &opts.out_dir))?;
     drop(writing);
-    let mut outputs = Vec::new();
-    for file in pending {
-        outputs.push(file.commit().context("committing an output")?);
-    }
-    let mut report = BuildReport {
+    let outputs = commit_outputs(opts, pending)?;
+    Ok(BuildReport {
         outputs,
         warnings,
         images: images_used(&plan, &opts.arch),
-    };
-    let sums = golden::render(&report.sums());
-    let sums_file = crate::atomic::write_file(
-        &opts.out_dir,
-        &format!("{}.sha256", opts.name),
-        sums.as_bytes(),
-    )?;
-    report.outputs.push(sums_file);
-    Ok(report)
+    })
+}
+
+/// Stages every output and `NAME.sha256` (listing them), then commits them
+/// as one set ([`crate::atomic::commit_set`]).
+fn commit_outputs(opts: &BuildOptions, pending: Vec<AtomicFile>) -> anyhow::Result<Vec<Written>> {
+    let dir = &opts.out_dir;
+    let in_dir = |e: std::io::Error| environment(e, "writing the outputs", dir);
+    let mut staged = Vec::with_capacity(pending.len() + 1);
+    for file in pending {
+        staged.push(file.finish().map_err(in_dir)?);
+    }
+    let sums: Sums = staged
+        .iter()
+        .map(|s| (file_name(&s.written().path), s.written().sha256.clone()))
+        .collect();
+    let mut f = AtomicFile::create(dir, &format!("{}.sha256", opts.name)).map_err(in_dir)?;
+    f.write_all(golden::render(&sums).as_bytes())
+        .map_err(in_dir)?;
+    staged.push(f.finish().map_err(in_dir)?);
+    crate::atomic::commit_set(dir, &opts.name, staged)
+        .map_err(|e| environment(e, "committing the outputs", dir))
 }
 
 /// Unpack every image of the plan, in parallel, into trees keyed by the

@@ -38,7 +38,6 @@ mod input;
 mod tar;
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -123,7 +122,8 @@ pub(crate) const MAX_NAME: usize = 4096;
 
 /// List the members of the archive at `path`.
 pub fn inspect(path: &Path) -> Result<Vec<Listing>, InspectError> {
-    let file = File::open(path).map_err(|err| InspectError::Io {
+    // A FIFO or device is refused, not read (it could block forever).
+    let file = crate::hostfile::open_regular(path).map_err(|err| InspectError::Io {
         path: path.to_path_buf(),
         err,
     })?;

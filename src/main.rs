@@ -479,8 +479,13 @@ fn output_name(name: Option<String>, files: &[PathBuf]) -> anyhow::Result<String
         None => Ok(files[0]
             .file_stem()
             .and_then(|s| s.to_str())
-            .context("cannot derive an output name from the first file; use --name")?
-            .to_owned()),
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                build::UserError(format!(
+                    "cannot derive an output name from {} (not UTF-8); use --name",
+                    files[0].display()
+                ))
+            })?),
     }
 }
 
@@ -751,6 +756,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Layout(cmd) => layout_command(cmd),
         Command::Verify { file, golden, json } => {
+            kiln::atomic::recover_beside(&file)?;
             let now = kiln::golden::rehash(&file)?;
             build::check_golden(&now, &golden)?;
             if json {

@@ -159,7 +159,7 @@ impl Layout {
             more: Vec::new(),
         };
         let top = layout.index.manifests.clone();
-        layout.collect_names(&top, 0, &mut BTreeSet::new())?;
+        layout.collect_names(&top, 0, &mut BTreeSet::new(), &mut BTreeMap::new())?;
         Ok(layout)
     }
 
@@ -200,11 +200,14 @@ impl Layout {
     }
 
     /// Collects names, descending into unnamed nested indexes (each once).
+    /// `known` indexes `named` by (name, digest), so a layout of n names
+    /// is read in O(n log n), not O(n²).
     fn collect_names(
         &mut self,
         descs: &[Descriptor],
         depth: usize,
         seen: &mut BTreeSet<String>,
+        known: &mut BTreeMap<(String, String), Vec<usize>>,
     ) -> Result<(), OciError> {
         for d in descs {
             let names = [
@@ -216,9 +219,11 @@ impl Layout {
             let mut any = false;
             for n in names.into_iter().flatten() {
                 any = true;
-                if self.named.iter().any(|e| e.name == n && e.desc == *d) {
+                let same = known.entry((n.to_string(), d.digest.clone())).or_default();
+                if same.iter().any(|&i| self.named[i].desc == *d) {
                     continue;
                 }
+                same.push(self.named.len());
                 self.named.push(Named {
                     name: n.to_string(),
                     canonical: name::canonical_name(n),
@@ -231,7 +236,7 @@ impl Layout {
                 && seen.insert(d.digest.clone())
             {
                 let idx: Index = self.read_json(d, "index.json", "index")?;
-                self.collect_names(&idx.manifests, depth + 1, seen)?;
+                self.collect_names(&idx.manifests, depth + 1, seen, known)?;
             }
         }
         Ok(())
@@ -410,7 +415,7 @@ impl Layout {
             more: Vec::new(),
         };
         let top = layout.index.manifests.clone();
-        layout.collect_names(&top, 0, &mut BTreeSet::new())?;
+        layout.collect_names(&top, 0, &mut BTreeSet::new(), &mut BTreeMap::new())?;
         Ok(layout)
     }
 

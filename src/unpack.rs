@@ -25,6 +25,7 @@
 //!   records other than `comment`, aufs `.wh..wh.*` metadata entries.
 
 mod entry;
+pub(crate) mod extension;
 mod overlay;
 pub(crate) mod pax;
 #[cfg(test)]
@@ -102,6 +103,16 @@ pub enum UnpackError {
         #[source]
         source: io::Error,
     },
+    /// The content store (an unnamed file in the temp directory) could
+    /// not take the data: the machine's problem, not the layer's.
+    #[error("layer {layer}: {path}: cannot store the entry data in the temp directory {}", dir.display())]
+    Store {
+        layer: String,
+        path: String,
+        dir: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("layer {layer}: {path}: the header declares {declared} bytes but the stream ends after {found}")]
     Truncated {
         layer: String,
@@ -139,6 +150,13 @@ pub enum UnpackError {
         target: String,
         reason: &'static str,
     },
+}
+
+impl UnpackError {
+    /// Whether the machine, not the input, is at fault (exit 2).
+    pub fn is_environment(&self) -> bool {
+        matches!(self, UnpackError::Store { .. })
+    }
 }
 
 /// Unpack the layers of one image, lowest first. Each item is the layer's

@@ -8,6 +8,7 @@ mod examples;
 pub(crate) mod fixture;
 mod golden_cases;
 mod hostile;
+mod interrupted;
 mod oci_volume;
 mod progress;
 mod repro;

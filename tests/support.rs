@@ -4,8 +4,8 @@
 //! built binary with a clean environment; [`layer::LayerBuilder`] writes
 //! layer tars byte by byte (hostile ones too); [`layout::TestImage`] and
 //! [`layout::write_layout`] turn them into OCI layouts through the
-//! library's own `LayoutWriter`; [`rss::run_measured`] runs a child and
-//! gives its peak RSS. Every fixture is built in code.
+//! library's own `LayoutWriter`; [`rss::kiln_measured`] runs kiln bounded
+//! and gives its peak RSS. Every fixture is built in code.
 
 #![allow(dead_code, unused_imports)]
 

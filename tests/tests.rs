@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod corpus;
 mod disk;
+mod fuzz;
 mod iso;
 mod layout;
 mod lock;

@@ -21,7 +21,7 @@ use crate::output::syslinux::install::{write_raw_bios, Syslinux};
 use crate::output::tar::{write_tar_files, TarFile};
 use crate::output::uki::{write_uki, Blob, UkiParts};
 use crate::tree::{Content, ContentStore, Entry, Kind};
-use crate::unpack::{Limits, Unpacked, Unpacker};
+use crate::unpack::{Unpacked, Unpacker};
 
 /// The image holding systemd-stub, built from `pkg/systemd-boot`.
 pub const BOOTLOADER_IMAGE: &str = "kiln.dev/systemd-boot:0.1";
@@ -90,10 +90,13 @@ fn loader_files(
             opts.layout.display()
         ))
     })?;
-    let mut unpacker = Unpacker::new(store, &Limits::default());
+    // `--max-image-bytes` bounds these images as it bounds the spec's.
+    let mut unpacker = Unpacker::new(store, &opts.limits);
     for layer in &resolved.layers {
         let reader = layout.open_layer(&resolved, layer)?;
-        unpacker.apply_layer(&layer.digest, layer.compression, reader)?;
+        unpacker
+            .apply_layer(&layer.digest, layer.compression, reader)
+            .with_context(|| format!("unpacking bootloader image {image}"))?;
     }
     let Unpacked { tree, .. } = unpacker.finish();
     paths

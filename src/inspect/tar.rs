@@ -1,5 +1,7 @@
-//! Reading a tar archive (ustar, PAX, GNU or old v7) through the `tar`
-//! crate, which applies PAX and GNU long names.
+//! Reading a tar archive (ustar, PAX, GNU or old v7): headers through the
+//! `tar` crate, PAX and GNU long-name members through unpack's bounded
+//! reader ([`crate::unpack::extension`]), so a huge long name costs at most
+//! its bound.
 //!
 //! It takes the (decompressed) input and appends one [`Listing`] per
 //! member; PAX global headers are skipped. Contents are hashed while
@@ -13,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::input::Input;
 use super::{Listing, MemberType, ReadError, MAX_NAME};
+use crate::unpack::extension::{Absorbed, Pending};
 
 /// Whether a 512-byte block is a tar header: the ustar magic, or an old
 /// header whose checksum is right.
@@ -49,8 +52,18 @@ pub(crate) fn read_tar<R: Read>(
     let mut archive = tar::Archive::new(input);
     // Digest and size of every file seen, for hard links.
     let mut files: BTreeMap<Vec<u8>, (u64, [u8; 32])> = BTreeMap::new();
-    for entry in archive.entries().map_err(bad)? {
+    // Raw members: extension members are read by unpack's bounded reader,
+    // never by the tar crate (which reads a long name whole).
+    let mut pending = Pending::default();
+    for entry in archive.entries().map_err(bad)?.raw(true) {
         let mut entry = entry.map_err(bad)?;
+        let absorbed = pending
+            .absorb(&mut entry)
+            .map_err(|e| ReadError::Bad(format!("bad tar archive: {e}")))?;
+        if !matches!(absorbed, Absorbed::Member) {
+            continue;
+        }
+        let ext = std::mem::take(&mut pending);
         let header = entry.header().clone();
         let etype = header.entry_type();
         let kind = match etype {
@@ -61,7 +74,6 @@ pub(crate) fn read_tar<R: Read>(
             tar::EntryType::Char => MemberType::Char,
             tar::EntryType::Block => MemberType::Block,
             tar::EntryType::Fifo => MemberType::Fifo,
-            tar::EntryType::XGlobalHeader => continue,
             other => {
                 return Err(ReadError::Bad(format!(
                     "unsupported tar entry type {:?}",
@@ -69,26 +81,31 @@ pub(crate) fn read_tar<R: Read>(
                 )))
             }
         };
-        let path = entry.path_bytes().into_owned();
+        let path = ext.path(header.path_bytes().into_owned());
+        let target = ext.link(&entry);
+        let too_long =
+            |what: &str| ReadError::Bad(format!("tar member {what} longer than {MAX_NAME} bytes"));
         if path.len() > MAX_NAME {
-            return Err(ReadError::Bad(format!(
-                "tar member name longer than {MAX_NAME} bytes"
-            )));
+            return Err(too_long("name"));
+        }
+        if target.as_ref().is_some_and(|t| t.len() > MAX_NAME) {
+            return Err(too_long("link target"));
+        }
+        let pax = ext.pax.unwrap_or_default();
+        if pax.size.is_some_and(|s| s != entry.size()) {
+            return Err(ReadError::Bad(
+                "a pax size record differing from the header size".to_string(),
+            ));
         }
         let path = path.strip_suffix(b"/").map(<[u8]>::to_vec).unwrap_or(path);
-        let (mut uid, mut gid) = (header.uid().map_err(bad)?, header.gid().map_err(bad)?);
-        if let Some(exts) = entry.pax_extensions().map_err(bad)? {
-            for ext in exts {
-                let ext = ext.map_err(bad)?;
-                let num = || ext.value().ok().and_then(|v| v.parse::<u64>().ok());
-                match ext.key_bytes() {
-                    b"uid" => uid = num().unwrap_or(uid),
-                    b"gid" => gid = num().unwrap_or(gid),
-                    _ => {}
-                }
-            }
-        }
-        let target = entry.link_name_bytes().map(|t| t.into_owned());
+        let uid = match pax.uid {
+            Some(uid) => uid,
+            None => header.uid().map_err(bad)?,
+        };
+        let gid = match pax.gid {
+            Some(gid) => gid,
+            None => header.gid().map_err(bad)?,
+        };
         let mut row = Listing {
             kind,
             perm: header.mode().map_err(bad)? & 0o7777,
@@ -126,6 +143,11 @@ pub(crate) fn read_tar<R: Read>(
             _ => {}
         }
         rows.push(row);
+    }
+    if !pending.is_empty() {
+        return Err(ReadError::Bad(
+            "bad tar archive: the last extension header describes no member".to_string(),
+        ));
     }
     Ok(())
 }

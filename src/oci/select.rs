@@ -4,7 +4,7 @@
 //! index →) manifest → config, verifying each JSON blob, and gives a
 //! [`ResolvedImage`] for `linux/<arch>`. Reads no layer contents.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
 use super::json::{self, ConfigFile, Descriptor, Index, Kind, Manifest, Platform};
@@ -324,21 +324,32 @@ fn choose(
     let mut available = BTreeSet::new();
     let mut fits: Vec<(Option<String>, &Descriptor)> = Vec::new();
     let mut nested: Vec<&Descriptor> = Vec::new();
+    // The platform of each manifest read (None: an artifact), by digest:
+    // an index naming one manifest many times costs one read.
+    let mut read: BTreeMap<&str, Option<Platform>> = BTreeMap::new();
     for c in children {
         let platform = match (&c.platform, json::kind_of(&c.media_type)) {
             (Some(p), _) => p.clone(),
             (None, Some(Kind::Manifest)) => {
-                let m: Manifest = layout.read_json(c, image, "manifest")?;
-                if !json::is_config_type(&m.config.media_type) {
-                    // An artifact (signature, SBOM), not an image.
-                    continue;
+                if !read.contains_key(c.digest.as_str()) {
+                    let m: Manifest = layout.read_json(c, image, "manifest")?;
+                    let platform = if json::is_config_type(&m.config.media_type) {
+                        let cfg = read_config(layout, &m, image)?;
+                        Some(Platform {
+                            architecture: cfg.architecture,
+                            os: cfg.os,
+                            os_version: None,
+                            variant: cfg.variant,
+                        })
+                    } else {
+                        None
+                    };
+                    read.insert(&c.digest, platform);
                 }
-                let cfg = read_config(layout, &m, image)?;
-                Platform {
-                    architecture: cfg.architecture,
-                    os: cfg.os,
-                    os_version: None,
-                    variant: cfg.variant,
+                match &read[c.digest.as_str()] {
+                    Some(p) => p.clone(),
+                    // An artifact (signature, SBOM), not an image.
+                    None => continue,
                 }
             }
             (None, Some(Kind::Index)) => {

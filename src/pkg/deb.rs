@@ -414,3 +414,77 @@ mod tests {
         assert!(parse_header(&h).is_err());
     }
 }
+
+/// The `.deb` reader over mutations of the seed corpus
+/// (`tests/data/fuzz/deb/`): never a panic, whatever the bytes.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/deb");
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    }
+
+    fn mutated() -> impl Strategy<Value = Vec<u8>> {
+        let seeds = seeds();
+        let edit = (any::<usize>(), any::<u8>(), 0..4u8);
+        (0..seeds.len(), prop::collection::vec(edit, 0..8)).prop_map(move |(i, edits)| {
+            let mut v = seeds[i].clone();
+            for (at, byte, op) in edits {
+                let at = at % (v.len() + 1);
+                match op {
+                    0 if at < v.len() => v[at] = byte,
+                    1 => v.insert(at, byte),
+                    2 if at < v.len() => {
+                        v.remove(at);
+                    }
+                    3 => v.truncate(at),
+                    // Header fields are decimal: give one a large number.
+                    _ => v.splice(at..at, b"99999999".iter().copied()).for_each(drop),
+                }
+            }
+            v
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn deb_reader_never_panics(bytes in mutated()) {
+            read(&bytes).ok();
+        }
+    }
+
+    fn read(bytes: &[u8]) -> Result<Unpacked, PkgError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x_1_all.deb");
+        std::fs::write(&path, bytes).unwrap();
+        let pin = Pin {
+            package: "x".into(),
+            version: "1".into(),
+            arch: "all".into(),
+            sha256: String::new(),
+            source: "x".into(),
+            license: "MIT".into(),
+        };
+        let store = ContentStore::new().unwrap();
+        let file = File::open(&path).unwrap();
+        unpack_data(&pin, &path, file, &store)
+    }
+
+    #[test]
+    fn the_seed_deb_is_read() {
+        for seed in seeds() {
+            assert!(read(&seed).unwrap().tree.get(b"usr/bin/x").is_some());
+        }
+    }
+}

@@ -60,14 +60,17 @@ pub fn load(paths: &[PathBuf]) -> Result<Spec, SpecError> {
     let mut merged = empty_spec();
     for path in paths {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
-            pos: Pos {
-                file: Arc::from(name.as_str()),
-                line: 0,
-                col: 0,
-            },
-            msg: format!("cannot read yaml file: {e}"),
-        })?;
+        // A FIFO or device is refused, not read (it could block forever).
+        let text = crate::hostfile::open_regular(path)
+            .and_then(std::io::read_to_string)
+            .map_err(|e| SpecError {
+                pos: Pos {
+                    file: Arc::from(name.as_str()),
+                    line: 0,
+                    col: 0,
+                },
+                msg: format!("cannot read yaml file: {e}"),
+            })?;
         let base = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),

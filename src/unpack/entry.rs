@@ -14,13 +14,10 @@ use std::rc::Rc;
 
 use tar::EntryType;
 
+use super::extension::{Absorbed, ExtensionError, Pending};
 use super::overlay::Changes;
-use super::pax::{self, Pax};
 use super::{show, Limits, UnpackError};
 use crate::tree::{self, ContentStore, Entry, Kind};
-
-/// Largest PAX or GNU long-name member kiln reads into memory.
-const MAX_EXTENSION_BYTES: u64 = 16 << 20;
 
 /// What reading one layer needs from the [`super::Unpacker`].
 pub(crate) struct Context<'a> {
@@ -32,20 +29,6 @@ pub(crate) struct Context<'a> {
     /// Decompressed bytes of this layer so far, and the most it may have.
     pub count: Rc<Cell<u64>>,
     pub budget: u64,
-}
-
-/// Extension members describing the next real member.
-#[derive(Default)]
-struct Pending {
-    pax: Option<Pax>,
-    long_name: Option<Vec<u8>>,
-    long_link: Option<Vec<u8>>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.pax.is_none() && self.long_name.is_none() && self.long_link.is_none()
-    }
 }
 
 /// Read every member up to the end marker. Also gives the stream offset
@@ -76,19 +59,12 @@ pub(crate) fn read_changes<R: Read>(
                 limit: cx.limits.max_entries,
             });
         }
-        match member.header().entry_type() {
-            EntryType::XHeader => {
-                let data = cx.read_small(&mut member, &header_path)?;
-                let parsed = pax::parse(&data).map_err(|reason| {
-                    cx.header_error(&header_path, format!("malformed pax header: {reason}"))
-                })?;
-                pending.pax = Some(parsed);
-            }
-            EntryType::XGlobalHeader => {
-                let data = cx.read_small(&mut member, &header_path)?;
-                let parsed = pax::parse(&data).map_err(|reason| {
-                    cx.header_error(&header_path, format!("malformed pax header: {reason}"))
-                })?;
+        let absorbed = pending
+            .absorb(&mut member)
+            .map_err(|e| cx.extension_error(&header_path, e))?;
+        match absorbed {
+            Absorbed::Extension => {}
+            Absorbed::Global(parsed) => {
                 if !parsed.other_keys.is_empty() {
                     cx.warnings.push(format!(
                         "layer {}: global pax header ignored (keys: {})",
@@ -97,22 +73,9 @@ pub(crate) fn read_changes<R: Read>(
                     ));
                 }
             }
-            EntryType::GNULongName => {
-                pending.long_name = Some(trim_nul(cx.read_small(&mut member, &header_path)?));
-            }
-            EntryType::GNULongLink => {
-                pending.long_link = Some(trim_nul(cx.read_small(&mut member, &header_path)?));
-            }
-            _ => {
+            Absorbed::Member => {
                 let ext = mem::take(&mut pending);
-                let path = match (
-                    &ext.long_name,
-                    ext.pax.as_ref().and_then(|p| p.path.as_ref()),
-                ) {
-                    (Some(name), _) => name.clone(),
-                    (None, Some(name)) => name.clone(),
-                    (None, None) => header_path,
-                };
+                let path = ext.path(header_path);
                 cx.member(&mut member, &path, ext, &mut changes)?;
                 last = Some(path);
             }
@@ -138,13 +101,6 @@ fn at(last: Option<&[u8]>) -> String {
 /// A numeric header field holding only NULs and spaces.
 fn blank(field: &[u8]) -> bool {
     field.iter().all(|&b| b == 0 || b == b' ')
-}
-
-fn trim_nul(mut name: Vec<u8>) -> Vec<u8> {
-    while name.last() == Some(&0) {
-        name.pop();
-    }
-    name
 }
 
 impl Context<'_> {
@@ -203,27 +159,12 @@ impl Context<'_> {
         }
     }
 
-    /// Read an extension member's data, bounded.
-    fn read_small<R: Read>(
-        &self,
-        member: &mut tar::Entry<'_, R>,
-        path: &[u8],
-    ) -> Result<Vec<u8>, UnpackError> {
-        let size = member.size();
-        if size > MAX_EXTENSION_BYTES {
-            return Err(self.header_error(
-                path,
-                format!("extension header of {size} bytes is too large"),
-            ));
+    fn extension_error(&self, path: &[u8], e: ExtensionError) -> UnpackError {
+        match e {
+            ExtensionError::Read(e) => self.data_error(path, e),
+            ExtensionError::Truncated { declared, found } => self.truncated(path, declared, found),
+            other => self.header_error(path, other.to_string()),
         }
-        let mut data = Vec::with_capacity(size as usize);
-        member
-            .read_to_end(&mut data)
-            .map_err(|e| self.data_error(path, e))?;
-        if data.len() as u64 != size {
-            return Err(self.truncated(path, size, data.len() as u64));
-        }
-        Ok(data)
     }
 
     /// Turn one real member into a change of the layer.
@@ -234,7 +175,7 @@ impl Context<'_> {
         ext: Pending,
         changes: &mut Changes,
     ) -> Result<(), UnpackError> {
-        let pax = ext.pax.unwrap_or_default();
+        let pax = ext.pax.clone().unwrap_or_default();
         if raw_path.len() > super::MAX_PATH_BYTES {
             return Err(self.unsupported(
                 raw_path,
@@ -340,10 +281,7 @@ impl Context<'_> {
             }
         };
         let link = || {
-            ext.long_link
-                .clone()
-                .or_else(|| pax.linkpath.clone())
-                .or_else(|| header.link_name_bytes().map(|l| l.into_owned()))
+            ext.link(member)
                 .filter(|l| !l.is_empty())
                 .ok_or_else(|| self.header_error(raw_path, "link without a target".to_owned()))
                 .and_then(|l| {
@@ -414,13 +352,41 @@ impl Context<'_> {
                 limit: self.limits.max_file_bytes,
             });
         }
-        let content = self
-            .store
-            .add_reader(member, Some(size))
-            .map_err(|e| self.data_error(path, e))?;
+        // An error the member's reader did not give is the store's: the
+        // temp directory is full or failing, not the layer bad.
+        let mut reader = ReadFailed {
+            inner: member,
+            failed: false,
+        };
+        let content = match self.store.add_reader(&mut reader, Some(size)) {
+            Ok(c) => c,
+            Err(e) if !reader.failed => {
+                return Err(UnpackError::Store {
+                    layer: self.layer.to_owned(),
+                    path: show(path),
+                    dir: std::env::temp_dir(),
+                    source: e,
+                })
+            }
+            Err(e) => return Err(self.data_error(path, e)),
+        };
         if content.len() != size {
             return Err(self.truncated(path, size, content.len()));
         }
         Ok(content)
+    }
+}
+
+/// A reader that remembers whether it failed.
+struct ReadFailed<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R: Read> Read for ReadFailed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.failed |= r.is_err();
+        r
     }
 }

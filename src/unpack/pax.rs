@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 /// The fields of one PAX header that `unpack` uses.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Pax {
     pub path: Option<Vec<u8>>,
     pub linkpath: Option<Vec<u8>>,

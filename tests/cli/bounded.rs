@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::support::rss::run_measured;
+use crate::support::rss::{kiln_measured, Bounds};
 use crate::support::{stderr, write_layout, LayerBuilder, TestDir, TestImage};
 
 const MIB: u64 = 1 << 20;
@@ -112,14 +112,15 @@ fn kernel_tar_and_apk_databases_stream() {
         "kernel:\n  image: kiln.test/kernel:1\n  cmdline: console=ttyS0\n\
          init:\n  - kiln.test/init:1\n  - kiln.test/runc:1\n",
     );
-    let run = run_measured(
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .current_dir(t.path())
-            .args(["build", "-f", "kernel+initrd", "-o", "out", "big.yml"]),
-        Duration::from_secs(120),
-    );
+    let run = kiln_measured(&Bounds {
+        dir: t.path(),
+        args: &["build", "-f", "kernel+initrd", "-o", "out", "big.yml"],
+        env: &[],
+        file_size_limit: None,
+        deadline: Duration::from_secs(120),
+    });
     assert!(run.output.status.success(), "{}", stderr(&run.output));
-    let rss_mib = run.peak_rss_kib / 1024;
+    let rss_mib = run.peak_rss >> 20;
     eprintln!("peak RSS {rss_mib} MiB in {:.1} s", run.secs);
     // The old reader held kernel.tar (160 MiB) and both databases in memory.
     assert!(
