@@ -4,7 +4,8 @@
 //! A case is a LinuxKit YAML file with a sibling `.expect` file, in
 //! `examples/` or `tests/boot/`. The `.expect` file has one directive a line:
 //! `expect: TEXT` (must appear, in this order), `forbid: TEXT` (must never
-//! appear), `timeout: SECONDS`, `formats: kernel+initrd …`, and `ci: yes`
+//! appear), `timeout: SECONDS`, `formats: kernel+initrd …`, `compress: xz`
+//! (the build's `--compress`), and `ci: yes`
 //! (run without `--all`). The guest reports its own verdict: the check
 //! container prints what it found and powers off, so the harness never has
 //! to guess from a timeout.
@@ -26,6 +27,8 @@ struct Case {
     forbid: Vec<String>,
     timeout: u64,
     formats: Vec<String>,
+    /// `--compress` for the build (kiln's default when `None`).
+    compress: Option<String>,
     ci: bool,
 }
 
@@ -37,6 +40,7 @@ fn parse_expect(name: &str, yml: &Path, text: &str) -> anyhow::Result<Case> {
         forbid: vec!["Kernel panic".into(), "kiln-init: panic".into()],
         timeout: 120,
         formats: vec!["kernel+initrd".into()],
+        compress: None,
         ci: false,
     };
     for (i, line) in text.lines().enumerate() {
@@ -57,6 +61,7 @@ fn parse_expect(name: &str, yml: &Path, text: &str) -> anyhow::Result<Case> {
                     .with_context(|| format!("{name}.expect:{}: timeout", i + 1))?
             }
             "formats" => case.formats = value.split_whitespace().map(str::to_owned).collect(),
+            "compress" => case.compress = Some(value),
             "ci" => case.ci = value == "yes",
             other => bail!("{name}.expect:{}: unknown directive {other:?}", i + 1),
         }
@@ -305,6 +310,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .args(["--name", &case.name]);
         for f in &case.formats {
             build.args(["-f", f]);
+        }
+        if let Some(c) = &case.compress {
+            build.args(["--compress", c]);
         }
         build
             .arg("--golden")
