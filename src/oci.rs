@@ -152,15 +152,7 @@ impl Layout {
             });
         }
         let index: Index = read_small_json(&dir.join("index.json"))?;
-        let mut layout = Layout {
-            root: dir.to_path_buf(),
-            index,
-            named: Vec::new(),
-            more: Vec::new(),
-        };
-        let top = layout.index.manifests.clone();
-        layout.collect_names(&top, 0, &mut BTreeSet::new(), &mut BTreeMap::new())?;
-        Ok(layout)
+        Layout::with_index(dir, index)
     }
 
     /// Opens several layouts as one, searched in order: a name resolves in

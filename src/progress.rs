@@ -19,50 +19,42 @@ pub struct Progress(Option<ProgressBar>);
 impl Progress {
     /// A bar over `total` bytes, labelled `what`.
     pub fn bytes(what: &str, total: u64) -> Progress {
-        Progress::new(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "kiln: {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
-                )
-                .expect("a valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_message(what.to_owned());
-            bar
-        })
+        Progress::styled(
+            what,
+            Some(total),
+            "kiln: {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+        )
     }
 
     /// A spinner labelled `what` counting bytes of a total not known ahead.
     pub fn byte_counter(what: &str) -> Progress {
-        Progress::new(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("kiln: {spinner} {msg} {bytes} ({bytes_per_sec})")
-                    .expect("a valid template"),
-            );
-            bar.set_message(what.to_owned());
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        })
+        Progress::styled(
+            what,
+            None,
+            "kiln: {spinner} {msg} {bytes} ({bytes_per_sec})",
+        )
     }
 
     /// A spinner labelled `what`, for work of unknown size.
     pub fn spinner(what: &str) -> Progress {
-        Progress::new(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("kiln: {spinner} {msg} ({elapsed})")
-                    .expect("a valid template"),
-            );
-            bar.set_message(what.to_owned());
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        })
+        Progress::styled(what, None, "kiln: {spinner} {msg} ({elapsed})")
     }
 
-    fn new(make: impl FnOnce() -> ProgressBar) -> Progress {
-        Progress(std::io::stderr().is_terminal().then(make))
+    /// A bar of `len` units (a ticking spinner when `None`) drawn by `template`.
+    fn styled(what: &str, len: Option<u64>, template: &str) -> Progress {
+        Progress(std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_message(what.to_owned());
+            if len.is_none() {
+                bar.enable_steady_tick(Duration::from_millis(120));
+            }
+            bar
+        }))
     }
 
     /// Whether anything is drawn (stderr is a terminal).

@@ -12,8 +12,14 @@ pub(super) fn root() -> PathBuf {
 /// Build `examples/minimal.yml` from the committed layout into `t`'s `out/`
 /// as `m`, in `formats` (none: the default); the build must succeed.
 pub(super) fn build_minimal(t: &TestDir, formats: &[&str]) {
+    build_example(t, "minimal", "m", formats);
+}
+
+/// Build `examples/EXAMPLE.yml` from the committed layout into `t`'s
+/// `out/` as `name`, in `formats`; the build must succeed.
+pub(super) fn build_example(t: &TestDir, example: &str, name: &str, formats: &[&str]) {
     let layout = root().join("oci-layout");
-    let yml = root().join("examples/minimal.yml");
+    let yml = root().join(format!("examples/{example}.yml"));
     let mut args = vec![
         "build",
         "--layout",
@@ -21,7 +27,7 @@ pub(super) fn build_minimal(t: &TestDir, formats: &[&str]) {
         "-o",
         "out",
         "--name",
-        "m",
+        name,
     ];
     for f in formats {
         args.extend(["-f", f]);

@@ -9,17 +9,7 @@ use crate::support::{stderr, TestDir};
 /// `kiln ARGS` in `t` with stderr on a pseudo-terminal; gives (exit code,
 /// what the terminal received).
 fn kiln_on_terminal(t: &TestDir, args: &[&str]) -> (Option<i32>, String) {
-    let master =
-        rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
-            .unwrap();
-    rustix::pty::grantpt(&master).unwrap();
-    rustix::pty::unlockpt(&master).unwrap();
-    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(name.to_str().unwrap())
-        .unwrap();
+    let (mut master, slave) = crate::support::pty();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .current_dir(t.path())
         .args(args)
@@ -28,7 +18,6 @@ fn kiln_on_terminal(t: &TestDir, args: &[&str]) -> (Option<i32>, String) {
         .stderr(slave)
         .spawn()
         .unwrap();
-    let mut master = std::fs::File::from(master);
     let reader = std::thread::spawn(move || {
         let mut text = Vec::new();
         let mut buf = [0u8; 4096];

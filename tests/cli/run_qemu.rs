@@ -38,17 +38,7 @@ fn a_terminal_on_stdin_reaches_the_guest_shell() {
     let t = TestDir::new();
     build_minimal(&t, &["kernel+initrd"]);
     // A pseudo-terminal: kiln gets the slave as stdin, stdout and stderr.
-    let master =
-        rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
-            .unwrap();
-    rustix::pty::grantpt(&master).unwrap();
-    rustix::pty::unlockpt(&master).unwrap();
-    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(name.to_str().unwrap())
-        .unwrap();
+    let (mut master, slave) = crate::support::pty();
     let mut child = kiln_command(&t)
         .args(["run", "qemu", "--accel", "tcg", "--timeout", "240", "out/m"])
         .stdin(slave.try_clone().unwrap())
@@ -56,7 +46,6 @@ fn a_terminal_on_stdin_reaches_the_guest_shell() {
         .stderr(slave)
         .spawn()
         .unwrap();
-    let mut master = std::fs::File::from(master);
     let mut writer = master.try_clone().unwrap();
     let text = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&text);
@@ -243,22 +232,7 @@ fn dir_entries(dir: &Path) -> usize {
 fn publish_to_an_image_without_network_warns() {
     let t = TestDir::new();
     build_minimal(&t, &["kernel+initrd"]);
-    let layout = super::examples::root().join("oci-layout");
-    let binds = super::examples::root().join("examples/binds.yml");
-    let built = crate::support::kiln(
-        t.path(),
-        &[
-            "build",
-            "--layout",
-            layout.to_str().unwrap(),
-            "-o",
-            "out",
-            "--name",
-            "net",
-            binds.to_str().unwrap(),
-        ],
-    );
-    assert!(built.status.success(), "{}", stderr(&built));
+    super::examples::build_example(&t, "binds", "net", &[]);
     // A one-second run: the warning comes before the boot, and the
     // timeout ends the guest (exit 124).
     let run = |target: &str| {
