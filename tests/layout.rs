@@ -589,14 +589,10 @@ fn two_pulls_a_build_and_gc_racing_on_one_layout_all_succeed_and_leave_it_valid(
     write_layout(&t.join("src"), &extras);
     let reg = Registry::start(&t, free_port(), Auth::None);
     let host = reg.host();
-    let system = ["kernel", "init", "runc", "sysctl", "busybox", "web"];
-    for n in system {
-        reg.push(
-            &t.join("src"),
-            &format!("kiln.test/{n}:1"),
-            &format!("test/{n}:1"),
-        );
-    }
+    let refs = reg.push_system(
+        &t.join("src"),
+        &["kernel", "init", "runc", "sysctl", "busybox", "web"],
+    );
     for r in 0..rounds {
         for x in ["a", "b"] {
             reg.push(
@@ -610,10 +606,6 @@ fn two_pulls_a_build_and_gc_racing_on_one_layout_all_succeed_and_leave_it_valid(
         "sys.yml",
         CASE_BASIC.replace("kiln.test/", &format!("{host}/test/")),
     );
-    let refs: Vec<String> = system
-        .iter()
-        .map(|n| format!("{host}/test/{n}:1"))
-        .collect();
     ok(&pull(&t, &reg, "l", &refs, &[]));
     let want = build_tar(&t, "l", "out", "sys.yml");
     let kiln_bin = env!("CARGO_BIN_EXE_kiln");

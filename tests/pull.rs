@@ -628,21 +628,11 @@ fn concurrent_pulls_and_a_build_on_one_layout_all_succeed_and_leave_it_valid() {
     system_layout(&t.join("src"));
     let reg = Registry::start(&t, free_port(), Auth::None);
     let host = reg.host();
-    for n in SYSTEM {
-        reg.push(
-            &t.join("src"),
-            &format!("kiln.test/{n}:1"),
-            &format!("test/{n}:1"),
-        );
-    }
+    let refs = reg.push_system(&t.join("src"), &SYSTEM);
     t.write(
         "sys.yml",
         CASE_BASIC.replace("kiln.test/", &format!("{host}/test/")),
     );
-    let refs: Vec<String> = SYSTEM
-        .iter()
-        .map(|n| format!("{host}/test/{n}:1"))
-        .collect();
     // A first layout every build reads; then, repeatedly, one pull per
     // image into a second layout at once, and a build from that layout
     // racing them once it exists.

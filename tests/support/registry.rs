@@ -134,9 +134,22 @@ impl Registry {
         run_tool("skopeo", &args);
     }
 
-    /// The manifest the registry serves for `repo:tag`, parsed.
-    pub fn manifest(&self, repo_tag: &str) -> serde_json::Value {
-        let out = run_tool(
+    /// Pushes the fixture's system images (`kiln.test/NAME:1` of the
+    /// layout at `src`, for each of `names`) as `test/NAME:1`; gives their
+    /// references in the registry, `HOST/test/NAME:1`.
+    pub fn push_system(&self, src: &Path, names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .map(|n| {
+                self.push(src, &format!("kiln.test/{n}:1"), &format!("test/{n}:1"));
+                format!("{}/test/{n}:1", self.host())
+            })
+            .collect()
+    }
+
+    /// The manifest bytes the registry serves for `repo:tag`.
+    fn raw_manifest(&self, repo_tag: &str) -> Vec<u8> {
+        run_tool(
             "skopeo",
             &[
                 "inspect",
@@ -144,22 +157,18 @@ impl Registry {
                 "--tls-verify=false",
                 &format!("docker://{}/{repo_tag}", self.host()),
             ],
-        );
-        serde_json::from_slice(&out.stdout).expect("manifest JSON")
+        )
+        .stdout
+    }
+
+    /// The manifest the registry serves for `repo:tag`, parsed.
+    pub fn manifest(&self, repo_tag: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.raw_manifest(repo_tag)).expect("manifest JSON")
     }
 
     /// The manifest digest the registry serves for `repo:tag`.
     pub fn digest(&self, repo_tag: &str) -> String {
-        let out = run_tool(
-            "skopeo",
-            &[
-                "inspect",
-                "--raw",
-                "--tls-verify=false",
-                &format!("docker://{}/{repo_tag}", self.host()),
-            ],
-        );
-        format!("sha256:{}", hex_sha256(&out.stdout))
+        format!("sha256:{}", hex_sha256(&self.raw_manifest(repo_tag)))
     }
 
     /// The file the registry stores blob `digest` in.
