@@ -118,6 +118,20 @@ pub struct BuildOptions {
     pub verify_keys: Vec<PathBuf>,
     /// `--locked`: the lock file every image must match.
     pub locked: Option<PathBuf>,
+    /// `--sbom`: where the SPDX document goes.
+    pub sbom: Sbom,
+}
+
+/// Where a build's SBOM goes (`--sbom`, `--no-sbom-in-image`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sbom {
+    /// No SBOM (the default).
+    #[default]
+    None,
+    /// `NAME.spdx.json` beside the outputs and `/sbom.spdx.json` in the image.
+    FileAndImage,
+    /// `NAME.spdx.json` only.
+    FileOnly,
 }
 
 impl BuildOptions {
@@ -489,6 +503,10 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
 
     let (images, unpack_warnings) = unpack_images(&layout, &plan, &store, opts)?;
     warnings.extend(unpack_warnings);
+    let sbom = sbom_document(opts, &plan, &images, &store)?;
+    if let Some(s) = &sbom {
+        warnings.extend(s.warnings.iter().cloned());
+    }
     let kernel_modules = kernel_modules(&spec, &images, &store, &opts.limits, &mut warnings)?;
     let mut oci_volumes = BTreeMap::new();
     for (name, images) in oci_volume_images(&spec, &layout, &plan)? {
@@ -515,6 +533,15 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
             .to_owned();
     }
     drop(images);
+    if let (Some(s), Sbom::FileAndImage) = (&sbom, opts.sbom) {
+        let c = store
+            .add(&s.bytes)
+            .map_err(|e| environment(e, "storing the SBOM", &std::env::temp_dir()))?;
+        assembled.tree.insert(
+            crate::sbom::IN_IMAGE.as_bytes().to_vec(),
+            crate::tree::Entry::file(c, 0o644, opts.epoch),
+        );
+    }
 
     output_dir_ready(&opts.out_dir)?;
     let names: Vec<String> = opts
@@ -523,8 +550,15 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         .filter_map(|f| clap::ValueEnum::to_possible_value(f).map(|v| v.get_name().to_owned()))
         .collect();
     let writing = crate::progress::Progress::spinner(&format!("writing {}", names.join(", ")));
-    let pending = write_outputs(opts, &assembled, &store, &layout)
+    let mut pending = write_outputs(opts, &assembled, &store, &layout)
         .map_err(|e| out_of_space_in(e, "writing the outputs", &opts.out_dir))?;
+    if let Some(s) = &sbom {
+        let in_dir = |e| environment(e, "writing the outputs", &opts.out_dir);
+        let mut f = AtomicFile::create(&opts.out_dir, &format!("{}.spdx.json", opts.name))
+            .map_err(in_dir)?;
+        f.write_all(&s.bytes).map_err(in_dir)?;
+        pending.push(f);
+    }
     drop(writing);
     let outputs = commit_outputs(opts, pending)?;
     Ok(BuildReport {
@@ -553,6 +587,36 @@ fn commit_outputs(opts: &BuildOptions, pending: Vec<AtomicFile>) -> anyhow::Resu
     staged.push(f.finish().map_err(in_dir)?);
     crate::atomic::commit_set(dir, &opts.name, staged)
         .map_err(|e| environment(e, "committing the outputs", dir))
+}
+
+/// The SBOM of the build when `--sbom` asks for one (see [`crate::sbom`]).
+fn sbom_document(
+    opts: &BuildOptions,
+    plan: &Plan,
+    images: &BTreeMap<String, ImageInput>,
+    store: &ContentStore,
+) -> anyhow::Result<Option<crate::sbom::Sbom>> {
+    if opts.sbom == Sbom::None {
+        return Ok(None);
+    }
+    let pinned = images_used(plan, &opts.arch);
+    let facts: Vec<crate::sbom::ImageFacts> = pinned
+        .iter()
+        .filter_map(|(reference, p)| {
+            Some(crate::sbom::ImageFacts {
+                reference,
+                pinned: p,
+                tree: &images.get(reference)?.tree,
+            })
+        })
+        .collect();
+    let mut yaml = Vec::new();
+    for f in &opts.files {
+        yaml.push(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?);
+    }
+    Ok(Some(crate::sbom::document(
+        &opts.name, &yaml, &facts, store, opts.epoch,
+    )))
 }
 
 /// Unpack every image of the plan, in parallel, into trees keyed by the

@@ -19,6 +19,7 @@ pub mod pkg;
 pub mod progress;
 pub mod resolve;
 pub mod run;
+pub mod sbom;
 pub mod spec;
 pub mod tree;
 pub mod trust;

@@ -330,6 +330,12 @@ struct BuildArgs {
     /// Refuse images that are not pinned, or pinned differently, in NAME.lock beside the first file
     #[arg(long)]
     locked: bool,
+    /// Write a reproducible SPDX 2.3 SBOM: NAME.spdx.json beside the outputs and /sbom.spdx.json in the image
+    #[arg(long)]
+    sbom: bool,
+    /// With --sbom: write NAME.spdx.json only, not /sbom.spdx.json into the image
+    #[arg(long, requires = "sbom")]
+    no_sbom_in_image: bool,
     /// LinuxKit YAML files, merged in order
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
@@ -528,6 +534,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cmdline_append: args.cmdline,
                 verify_keys: args.verify_keys,
                 locked,
+                sbom: match (args.sbom, args.no_sbom_in_image) {
+                    (false, _) => build::Sbom::None,
+                    (true, false) => build::Sbom::FileAndImage,
+                    (true, true) => build::Sbom::FileOnly,
+                },
                 limits: kiln::unpack::Limits {
                     max_total_bytes: args.max_image_bytes,
                     max_file_bytes: args.max_image_bytes,

@@ -13,6 +13,7 @@ mod oci_volume;
 mod progress;
 mod repro;
 mod run_qemu;
+mod sbom;
 mod search;
 
 use std::path::Path;

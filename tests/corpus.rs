@@ -240,6 +240,7 @@ fn build(doc: &Path, layout: &Path, out: &Path) -> Result<(), String> {
         cmdline_append: None,
         verify_keys: Vec::new(),
         locked: None,
+        sbom: Default::default(),
     };
     kiln::build::build(&opts)
         .map(drop)

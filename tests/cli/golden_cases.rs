@@ -100,6 +100,16 @@ fn golden_xz() {
 }
 
 #[test]
+fn golden_sbom() {
+    check(&Case {
+        name: "sbom",
+        files: &[("basic.yml", CASE_BASIC)],
+        args: &["--sbom", "-f", "kernel+initrd", "-f", "tar"],
+        env: &[],
+    });
+}
+
+#[test]
 fn golden_uncompressed() {
     check(&Case {
         name: "none",

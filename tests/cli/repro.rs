@@ -18,6 +18,8 @@ const FORMATS: &[&str] = &[
     "tar",
     "-f",
     "docker",
+    // The SBOM is an output too, and goes into every image.
+    "--sbom",
 ];
 
 /// Run kiln with `args` in `cwd` through `sh`, so the umask can be set,
@@ -103,7 +105,7 @@ fn same_bytes_under_a_perturbed_environment() {
         ],
     );
     let (oa, ob) = (outputs(&a), outputs(&b));
-    assert_eq!(oa.len(), 7);
+    assert_eq!(oa.len(), 8);
     for ((na, ba), (nb, bb)) in oa.iter().zip(&ob) {
         assert_eq!(na, nb);
         assert!(ba == bb, "{na} differs between the two builds");

@@ -186,7 +186,7 @@ pub(super) fn boot_catalog(entries: &[CatalogEntry]) -> Vec<u8> {
 
 /// Year, month, day, hour, minute, second (UTC) of seconds since 1970;
 /// callers clamp to the range their field can hold.
-fn civil(t: i64) -> [i64; 6] {
+pub(crate) fn civil(t: i64) -> [i64; 6] {
     let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
     // Howard Hinnant's days-to-civil, for days since 1970-01-01.
     let z = days + 719_468;

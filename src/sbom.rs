@@ -1,0 +1,472 @@
+//! `kiln build --sbom`: an SPDX 2.3 JSON software bill of materials of a
+//! build, byte-for-byte reproducible.
+//!
+//! It takes the images the build used (reference as written, the manifest,
+//! config and layer digests the plan resolved), their unpacked trees (for
+//! the distribution packages inside: Debian's `var/lib/dpkg/status` and
+//! `status.d/`, Alpine's `lib/apk/db/installed`), the YAML files, the
+//! output name and the build epoch, and gives the document's bytes plus
+//! warnings for package databases it could not read. One package per image
+//! (SHA256 checksum = manifest digest, a `pkg:oci` purl, the layers in its
+//! comment), one per distribution package (`pkg:deb`/`pkg:apk` purl),
+//! `DESCRIBES` and `CONTAINS` relationships.
+//!
+//! Nothing in it comes from the clock, the host or randomness: `created` is
+//! the build epoch, `documentNamespace` and every SPDX id are derived from
+//! the content (the YAML bytes, the image digests, the kiln version), and
+//! every list is sorted, so two builds of the same inputs give the same
+//! bytes (LinuxKit's SBOM carries a random UUID and the current time).
+//! Written by hand over serde_json: the document is a few fixed fields, and
+//! no SPDX crate offers byte-stable output.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::lock::Pinned;
+use crate::tree::{ContentStore, Kind, Tree};
+
+/// The file name of the document inside the image, as LinuxKit names it.
+pub const IN_IMAGE: &str = "sbom.spdx.json";
+
+/// The most bytes of one package database read into memory.
+const MAX_DB: u64 = 64 << 20;
+
+/// One image of the build, as the SBOM describes it.
+pub struct ImageFacts<'a> {
+    /// The reference as written in the YAML.
+    pub reference: &'a str,
+    pub pinned: &'a Pinned,
+    /// Its unpacked filesystem (for the package databases).
+    pub tree: &'a Tree,
+}
+
+/// A distribution package found in an image.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DistroPackage {
+    /// `deb` or `apk`.
+    pub kind: &'static str,
+    /// The distribution's id (`debian`, `alpine`, … from os-release).
+    pub distro: String,
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    /// The source package (deb `Source:`, apk `o:`), when stated.
+    pub source: Option<String>,
+    /// The licence as the database states it (apk `L:`), when stated.
+    pub license: Option<String>,
+}
+
+/// The SBOM document and what could not be read.
+pub struct Sbom {
+    pub bytes: Vec<u8>,
+    pub warnings: Vec<String>,
+}
+
+/// Builds the document for the output `name`.
+pub fn document(
+    name: &str,
+    yaml: &[Vec<u8>],
+    images: &[ImageFacts],
+    store: &ContentStore,
+    epoch: i64,
+) -> Sbom {
+    let mut warnings = Vec::new();
+    let mut images: Vec<&ImageFacts> = images.iter().collect();
+    images.sort_by_key(|i| i.reference);
+
+    let mut hasher = Sha256::new();
+    hasher.update(format!("kiln {}\n", env!("CARGO_PKG_VERSION")));
+    for y in yaml {
+        hasher.update(Sha256::digest(y));
+    }
+    for i in &images {
+        hasher.update(format!("{} {}\n", i.reference, i.pinned.manifest));
+    }
+    let id = hex::encode(hasher.finalize());
+
+    let mut packages = Vec::new();
+    let mut relationships = Vec::new();
+    for (n, image) in images.iter().enumerate() {
+        let image_id = format!("SPDXRef-Image-{n}");
+        packages.push(image_package(&image_id, image));
+        relationships.push(relationship("SPDXRef-DOCUMENT", "DESCRIBES", &image_id));
+        let found = distro_packages(image, store, &mut warnings);
+        for (k, p) in found.iter().enumerate() {
+            let pkg_id = format!("{image_id}-Package-{k}");
+            packages.push(distro_package(&pkg_id, p));
+            relationships.push(relationship(&image_id, "CONTAINS", &pkg_id));
+        }
+    }
+    let [y, mo, d, h, mi, s] = crate::output::iso::desc::civil(epoch);
+    let doc = json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": name,
+        "documentNamespace": format!("https://kiln.dev/spdx/{name}-{}", &id[..32]),
+        "creationInfo": {
+            "created": format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+            "creators": [format!("Tool: kiln-{}", env!("CARGO_PKG_VERSION"))],
+        },
+        "documentDescribes": (0..images.len()).map(|n| format!("SPDXRef-Image-{n}")).collect::<Vec<_>>(),
+        "packages": packages,
+        "relationships": relationships,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&doc).expect("JSON of plain values");
+    bytes.push(b'\n');
+    Sbom { bytes, warnings }
+}
+
+fn relationship(from: &str, kind: &str, to: &str) -> Value {
+    json!({"spdxElementId": from, "relationshipType": kind, "relatedSpdxElement": to})
+}
+
+fn image_package(id: &str, image: &ImageFacts) -> Value {
+    let p = image.pinned;
+    let hex = p.manifest.strip_prefix("sha256:").unwrap_or(&p.manifest);
+    let mut layers = String::from("layers (bottom first):");
+    for l in &p.layers {
+        layers.push(' ');
+        layers.push_str(l);
+    }
+    json!({
+        "SPDXID": id,
+        "name": image.reference,
+        "versionInfo": p.manifest,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+        "primaryPackagePurpose": "CONTAINER",
+        "checksums": [{"algorithm": "SHA256", "checksumValue": hex}],
+        "externalRefs": [purl_ref(&oci_purl(&p.name, &p.manifest))],
+        "comment": format!("{layers}; config {}", p.config),
+    })
+}
+
+fn distro_package(id: &str, p: &DistroPackage) -> Value {
+    let mut v = json!({
+        "SPDXID": id,
+        "name": p.name,
+        "versionInfo": p.version,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+        "externalRefs": [purl_ref(&distro_purl(p))],
+    });
+    if let Some(src) = &p.source {
+        v["sourceInfo"] = json!(format!("built from source package {src}"));
+    }
+    if let Some(l) = &p.license {
+        // Databases state licences in their own syntax, not always a valid
+        // SPDX expression: kept as said, not as a declared expression.
+        v["comment"] = json!(format!("licence as the {} database states it: {l}", p.kind));
+    }
+    v
+}
+
+fn purl_ref(purl: &str) -> Value {
+    json!({"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl})
+}
+
+/// `pkg:oci/NAME@DIGEST?repository_url=HOST/PATH&tag=TAG` for a canonical
+/// image name (`HOST/PATH:TAG`).
+fn oci_purl(canonical: &str, manifest: &str) -> String {
+    let (repo, tag) = match canonical.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, Some(t)),
+        _ => (canonical, None),
+    };
+    let repo = repo.split('@').next().unwrap_or(repo);
+    let last = repo.rsplit('/').next().unwrap_or(repo);
+    let mut purl = format!(
+        "pkg:oci/{}@{}?repository_url={}",
+        encode(&last.to_ascii_lowercase()),
+        encode(manifest),
+        encode(repo)
+    );
+    if let Some(t) = tag {
+        purl.push_str(&format!("&tag={}", encode(t)));
+    }
+    purl
+}
+
+fn distro_purl(p: &DistroPackage) -> String {
+    let mut purl = format!(
+        "pkg:{}/{}/{}@{}?arch={}",
+        p.kind,
+        encode(&p.distro),
+        encode(&p.name),
+        encode(&p.version),
+        encode(&p.arch)
+    );
+    if let Some(src) = &p.source {
+        let upstream = src.split_whitespace().next().unwrap_or(src);
+        if upstream != p.name {
+            purl.push_str(&format!("&upstream={}", encode(upstream)));
+        }
+    }
+    purl
+}
+
+/// Percent-encodes everything but purl's unreserved characters.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The distribution packages of an image, sorted; unreadable databases
+/// become warnings naming the image and the file.
+fn distro_packages(
+    image: &ImageFacts,
+    store: &ContentStore,
+    warnings: &mut Vec<String>,
+) -> Vec<DistroPackage> {
+    let tree = image.tree;
+    let mut text_of = |path: &str| -> Option<String> {
+        let entry = tree.get(path.as_bytes())?;
+        let Kind::File(c) = &entry.kind else {
+            return None;
+        };
+        if c.len() > MAX_DB {
+            warnings.push(format!(
+                "image {}: /{path} is {} bytes, more than the {MAX_DB} an SBOM reads; its packages are not listed",
+                image.reference,
+                c.len()
+            ));
+            return None;
+        }
+        match store.read(c) {
+            Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) => {
+                warnings.push(format!("image {}: reading /{path}: {e}", image.reference));
+                None
+            }
+        }
+    };
+    let os_id = text_of("etc/os-release")
+        .or_else(|| text_of("usr/lib/os-release"))
+        .and_then(|t| os_release_id(&t));
+    let mut out = Vec::new();
+    let mut dpkg_files = vec!["var/lib/dpkg/status".to_string()];
+    let status_d = b"var/lib/dpkg/status.d";
+    for (path, _) in tree.children_of(status_d) {
+        dpkg_files.push(String::from_utf8_lossy(path).into_owned());
+    }
+    let mut problems = Vec::new();
+    for file in dpkg_files {
+        if let Some(text) = text_of(&file) {
+            let distro = os_id.clone().unwrap_or_else(|| "debian".into());
+            out.extend(parse_dpkg(&text, &distro, &mut |line, msg| {
+                problems.push(format!("image {}: /{file}:{line}: {msg}", image.reference))
+            }));
+        }
+    }
+    if let Some(text) = text_of("lib/apk/db/installed") {
+        let distro = os_id.clone().unwrap_or_else(|| "alpine".into());
+        out.extend(parse_apk(&text, &distro, &mut |line, msg| {
+            problems.push(format!(
+                "image {}: /lib/apk/db/installed:{line}: {msg}",
+                image.reference
+            ))
+        }));
+    }
+    warnings.extend(problems);
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn os_release_id(text: &str) -> Option<String> {
+    let v = text.lines().find_map(|l| l.strip_prefix("ID="))?;
+    let v = v.trim().trim_matches('"').trim_matches('\'');
+    (!v.is_empty()).then(|| v.to_ascii_lowercase())
+}
+
+/// The installed packages of a dpkg status file (paragraphs of `Key: value`
+/// fields). `problem(line, message)` hears of paragraphs it skips.
+pub fn parse_dpkg(
+    text: &str,
+    distro: &str,
+    problem: &mut dyn FnMut(usize, &str),
+) -> Vec<DistroPackage> {
+    let mut out = Vec::new();
+    for (start, para) in paragraphs(text) {
+        let mut fields: BTreeMap<String, String> = BTreeMap::new();
+        let mut last = None;
+        for (i, line) in para.iter().enumerate() {
+            if line.starts_with([' ', '\t']) {
+                if last.is_none() {
+                    problem(start + i, "a continuation line before any field");
+                }
+                continue;
+            }
+            match line.split_once(':') {
+                Some((k, v)) => {
+                    last = Some(k.to_string());
+                    fields.insert(k.to_ascii_lowercase(), v.trim().to_string());
+                }
+                None => problem(start + i, "a line that is not `Field: value`"),
+            }
+        }
+        let installed = fields
+            .get("status")
+            .is_none_or(|s| s.ends_with(" installed"));
+        match (fields.get("package"), fields.get("version")) {
+            (Some(name), Some(version)) if installed => out.push(DistroPackage {
+                kind: "deb",
+                distro: distro.to_string(),
+                name: name.clone(),
+                version: version.clone(),
+                arch: fields.get("architecture").cloned().unwrap_or_default(),
+                source: fields.get("source").cloned(),
+                license: None,
+            }),
+            (Some(_), Some(_)) => {}
+            _ => problem(start, "a package without Package: or Version:"),
+        }
+    }
+    out
+}
+
+/// The packages of an apk `installed` database (`K:value` lines, a blank
+/// line between packages).
+pub fn parse_apk(
+    text: &str,
+    distro: &str,
+    problem: &mut dyn FnMut(usize, &str),
+) -> Vec<DistroPackage> {
+    let mut out = Vec::new();
+    for (start, para) in paragraphs(text) {
+        let mut fields: BTreeMap<char, String> = BTreeMap::new();
+        for (i, line) in para.iter().enumerate() {
+            let mut chars = line.chars();
+            match (chars.next(), chars.next()) {
+                (Some(k), Some(':')) => {
+                    fields
+                        .entry(k)
+                        .or_insert_with(|| chars.as_str().to_string());
+                }
+                _ => problem(start + i, "a line that is not `K:value`"),
+            }
+        }
+        match (fields.get(&'P'), fields.get(&'V')) {
+            (Some(name), Some(version)) => out.push(DistroPackage {
+                kind: "apk",
+                distro: distro.to_string(),
+                name: name.clone(),
+                version: version.clone(),
+                arch: fields.get(&'A').cloned().unwrap_or_default(),
+                source: fields.get(&'o').cloned(),
+                license: fields.get(&'L').cloned(),
+            }),
+            _ => problem(start, "a package without P: or V:"),
+        }
+    }
+    out
+}
+
+/// Blank-line separated paragraphs, each with the 1-based line it starts on.
+fn paragraphs(text: &str) -> Vec<(usize, Vec<&str>)> {
+    let mut out = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    let mut start = 1;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                out.push((start, std::mem::take(&mut current)));
+            }
+            start = i + 2;
+        } else {
+            current.push(line);
+        }
+    }
+    if !current.is_empty() {
+        out.push((start, current));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database parser, as [`parse_dpkg`] and [`parse_apk`] are.
+    type Parser = fn(&str, &str, &mut dyn FnMut(usize, &str)) -> Vec<DistroPackage>;
+
+    fn problems_of(f: Parser, text: &str) -> (Vec<DistroPackage>, Vec<String>) {
+        let mut problems = Vec::new();
+        let pkgs = f(text, "d", &mut |line, msg| {
+            problems.push(format!("{line}: {msg}"))
+        });
+        (pkgs, problems)
+    }
+
+    #[test]
+    fn dpkg_status_lists_installed_packages_only() {
+        let text = "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\n\
+                    Source: glibc\nVersion: 2.36-9+deb12u4\nDescription: x\n more\n\n\
+                    Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n\
+                    Package: broken\nStatus: install ok installed\n\n\
+                    junk line\nPackage: b\nVersion: 2\n";
+        let (pkgs, problems) = problems_of(parse_dpkg, text);
+        assert_eq!(pkgs.len(), 2, "{pkgs:?}");
+        assert_eq!(pkgs[0].name, "libc6");
+        assert_eq!(pkgs[0].source.as_deref(), Some("glibc"));
+        assert_eq!(
+            distro_purl(&pkgs[0]),
+            "pkg:deb/d/libc6@2.36-9%2Bdeb12u4?arch=amd64&upstream=glibc"
+        );
+        assert_eq!(pkgs[1].name, "b");
+        assert_eq!(
+            problems,
+            [
+                "13: a package without Package: or Version:",
+                "16: a line that is not `Field: value`"
+            ]
+        );
+    }
+
+    #[test]
+    fn apk_database_gives_name_version_arch_origin_and_licence() {
+        let text = "C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\nL:MIT\no:musl\n\n\
+                    P:busybox\nV:1.36.1-r5\nA:x86_64\nL:GPL-2.0-only\no:busybox\n\nnot a field\nV:1\n";
+        let (pkgs, problems) = problems_of(parse_apk, text);
+        assert_eq!(pkgs.len(), 2);
+        assert_eq!(pkgs[0].license.as_deref(), Some("MIT"));
+        assert_eq!(
+            distro_purl(&pkgs[1]),
+            "pkg:apk/d/busybox@1.36.1-r5?arch=x86_64"
+        );
+        assert_eq!(
+            problems,
+            [
+                "14: a line that is not `K:value`",
+                "14: a package without P: or V:"
+            ]
+        );
+    }
+
+    #[test]
+    fn oci_purl_names_the_repository_digest_and_tag() {
+        assert_eq!(
+            oci_purl("docker.io/library/alpine:3.19", "sha256:ab"),
+            "pkg:oci/alpine@sha256%3Aab?repository_url=docker.io/library/alpine&tag=3.19"
+        );
+        assert_eq!(
+            oci_purl("127.0.0.1:5000/x/Kiln", "sha256:ab"),
+            "pkg:oci/kiln@sha256%3Aab?repository_url=127.0.0.1%3A5000/x/Kiln"
+        );
+    }
+}

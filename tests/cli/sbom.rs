@@ -1,0 +1,218 @@
+//! `kiln build --sbom`: an SPDX 2.3 document beside the outputs and in the
+//! image, listing the images and the distribution packages inside them,
+//! accepted by an independent validator and the same bytes on every build.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::fixture::{system_layout, write_case, CASE_BASIC};
+use crate::support::{kiln, kiln_env, stderr, write_layout, LayerBuilder, TestDir, TestImage};
+
+/// The fixture's layout plus an image holding a dpkg status file (one
+/// broken paragraph), an apk database and an os-release.
+fn setup(t: &TestDir) {
+    system_layout(&t.join("oci-layout"));
+    let distro = TestImage::new("kiln.test/distro:1")
+        .layer(
+            LayerBuilder::new()
+                .dir("bin", 0o755)
+                .file("bin/app", "#!app\n", 0o755)
+                .dir("etc", 0o755)
+                .file("etc/os-release", "NAME=\"Debian\"\nID=debian\n", 0o644)
+                .dir("var", 0o755)
+                .dir("var/lib", 0o755)
+                .dir("var/lib/dpkg", 0o755)
+                .file(
+                    "var/lib/dpkg/status",
+                    "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\n\
+                     Source: glibc\nVersion: 2.36-9+deb12u4\n\n\
+                     Package: half\nStatus: install ok installed\n\n\
+                     Package: tzdata\nStatus: install ok installed\nArchitecture: all\n\
+                     Version: 2024a-0+deb12u1\n",
+                    0o644,
+                )
+                .dir("lib", 0o755)
+                .dir("lib/apk", 0o755)
+                .dir("lib/apk/db", 0o755)
+                .file(
+                    "lib/apk/db/installed",
+                    "P:musl\nV:1.2.4-r2\nA:x86_64\nL:MIT\no:musl\n",
+                    0o644,
+                )
+                .build(),
+        )
+        .cmd(&["/bin/app"]);
+    write_layout(&t.join("oci-layout"), &[distro]);
+    write_case(t, "s.yml", CASE_BASIC);
+    write_case(
+        t,
+        "more.yml",
+        "services:\n  - name: app\n    image: kiln.test/distro:1\n",
+    );
+}
+
+/// The one file `member` of the gzip cpio at `initrd`, if it is there.
+fn initrd_member(initrd: &std::path::Path, member: &str) -> Option<Vec<u8>> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zcat {} | cpio -i --quiet --to-stdout {member}",
+            initrd.display()
+        ))
+        .output()
+        .unwrap();
+    (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
+}
+
+fn validator() -> PathBuf {
+    std::env::var_os("KILN_SPDX_VALIDATOR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools-venv/bin/pyspdxtools"),
+        PathBuf::from,
+    )
+}
+
+#[test]
+fn sbom_lists_images_and_packages_validates_and_travels_with_the_image() {
+    let t = TestDir::new();
+    setup(&t);
+    let out = kiln(
+        t.path(),
+        &["build", "--sbom", "-o", "out", "s.yml", "more.yml"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The broken paragraph is a warning naming the image, file and line.
+    assert!(
+        stderr(&out).contains(
+            "image kiln.test/distro:1: /var/lib/dpkg/status:7: a package without Package: or Version:"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let doc = t.read("out/s.spdx.json");
+    let sums = String::from_utf8(t.read("out/s.sha256")).unwrap();
+    assert!(sums.contains("  s.spdx.json\n"), "{sums}");
+    assert_eq!(
+        initrd_member(&t.join("out/s-initrd.img"), "sbom.spdx.json").as_deref(),
+        Some(&doc[..]),
+        "the image carries the same document"
+    );
+
+    let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+    assert_eq!(v["spdxVersion"], "SPDX-2.3");
+    assert_eq!(v["creationInfo"]["created"], "2017-04-18T16:30:00Z");
+    let packages = v["packages"].as_array().unwrap();
+    let purls: Vec<&str> = packages
+        .iter()
+        .map(|p| p["externalRefs"][0]["referenceLocator"].as_str().unwrap())
+        .collect();
+    for want in [
+        "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&upstream=glibc",
+        "pkg:deb/debian/tzdata@2024a-0%2Bdeb12u1?arch=all",
+        "pkg:apk/debian/musl@1.2.4-r2?arch=x86_64",
+    ] {
+        assert!(purls.contains(&want), "{want} not in {purls:#?}");
+    }
+    let images: Vec<&str> = packages
+        .iter()
+        .filter(|p| p["primaryPackagePurpose"] == "CONTAINER")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        images,
+        [
+            "kiln.test/busybox:1",
+            "kiln.test/distro:1",
+            "kiln.test/init:1",
+            "kiln.test/kernel:1",
+            "kiln.test/runc:1",
+            "kiln.test/sysctl:1",
+            "kiln.test/web:1"
+        ]
+    );
+    let contains = v["relationships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["relationshipType"] == "CONTAINS")
+        .count();
+    assert_eq!(contains, 3);
+
+    // An independent validator accepts it (and refuses a broken copy).
+    let check = |path: &std::path::Path| {
+        Command::new(validator())
+            .arg("-i")
+            .arg(path)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (run `bash .ci/install-tools`)",
+                    validator().display()
+                )
+            })
+    };
+    let ok = check(&t.join("out/s.spdx.json"));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let broken = String::from_utf8(doc.clone())
+        .unwrap()
+        .replace("SPDXRef-Image-1\"", "SPDXRef Image 1\"");
+    t.write("broken.spdx.json", broken);
+    assert!(!check(&t.join("broken.spdx.json")).status.success());
+
+    // The same bytes under another cwd, TZ, umask and thread count.
+    t.mkdir("elsewhere");
+    let again = kiln_env(
+        &t.join("elsewhere"),
+        &[
+            "build",
+            "--sbom",
+            "-o",
+            "../again",
+            "../s.yml",
+            "../more.yml",
+            "--layout",
+            "../oci-layout",
+        ],
+        &[
+            ("TZ", "Asia/Kolkata"),
+            ("KILN_THREADS", "1"),
+            ("LC_ALL", "C.UTF-8"),
+        ],
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(t.read("again/s.spdx.json") == doc);
+    assert!(t.read("again/s-initrd.img") == t.read("out/s-initrd.img"));
+}
+
+#[test]
+fn sbom_can_stay_out_of_the_image_and_is_off_by_default() {
+    let t = TestDir::new();
+    setup(&t);
+    let out = kiln(
+        t.path(),
+        &[
+            "build",
+            "--sbom",
+            "--no-sbom-in-image",
+            "-o",
+            "file",
+            "s.yml",
+            "more.yml",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(t.join("file/s.spdx.json").is_file());
+    assert_eq!(
+        initrd_member(&t.join("file/s-initrd.img"), "sbom.spdx.json"),
+        None
+    );
+
+    let out = kiln(t.path(), &["build", "-o", "plain", "s.yml", "more.yml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!t.join("plain/s.spdx.json").exists());
+    // Without the document in the image, the image is the same either way.
+    assert!(t.read("plain/s-initrd.img") == t.read("file/s-initrd.img"));
+
+    let out = kiln(t.path(), &["build", "--no-sbom-in-image", "s.yml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--sbom"), "{}", stderr(&out));
+}
