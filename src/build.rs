@@ -118,8 +118,10 @@ pub struct BuildOptions {
     pub verify_keys: Vec<PathBuf>,
     /// `--locked`: the lock file every image must match.
     pub locked: Option<PathBuf>,
-    /// `--sbom`: where the SPDX document goes.
+    /// `--sbom`: where the document goes.
     pub sbom: Sbom,
+    /// `--sbom-format`.
+    pub sbom_format: crate::sbom::Format,
 }
 
 /// Where a build's SBOM goes (`--sbom`, `--no-sbom-in-image`).
@@ -538,7 +540,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
             .add(&s.bytes)
             .map_err(|e| environment(e, "storing the SBOM", &std::env::temp_dir()))?;
         assembled.tree.insert(
-            crate::sbom::IN_IMAGE.as_bytes().to_vec(),
+            crate::sbom::in_image(opts.sbom_format).into_bytes(),
             crate::tree::Entry::file(c, 0o644, opts.epoch),
         );
     }
@@ -554,8 +556,8 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         .map_err(|e| out_of_space_in(e, "writing the outputs", &opts.out_dir))?;
     if let Some(s) = &sbom {
         let in_dir = |e| environment(e, "writing the outputs", &opts.out_dir);
-        let mut f = AtomicFile::create(&opts.out_dir, &format!("{}.spdx.json", opts.name))
-            .map_err(in_dir)?;
+        let file = format!("{}.{}", opts.name, opts.sbom_format.extension());
+        let mut f = AtomicFile::create(&opts.out_dir, &file).map_err(in_dir)?;
         f.write_all(&s.bytes).map_err(in_dir)?;
         pending.push(f);
     }
@@ -615,7 +617,12 @@ fn sbom_document(
         yaml.push(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?);
     }
     Ok(Some(crate::sbom::document(
-        &opts.name, &yaml, &facts, store, opts.epoch,
+        opts.sbom_format,
+        &opts.name,
+        &yaml,
+        &facts,
+        store,
+        opts.epoch,
     )))
 }
 

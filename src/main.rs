@@ -336,6 +336,9 @@ struct BuildArgs {
     /// With --sbom: write NAME.spdx.json only, not /sbom.spdx.json into the image
     #[arg(long, requires = "sbom")]
     no_sbom_in_image: bool,
+    /// With --sbom: spdx (SPDX 2.3, NAME.spdx.json) or cyclonedx (CycloneDX 1.5, NAME.cdx.json)
+    #[arg(long, requires = "sbom", default_value = "spdx", value_parser = ["spdx", "cyclonedx"])]
+    sbom_format: String,
     /// LinuxKit YAML files, merged in order
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
@@ -538,6 +541,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     (false, _) => build::Sbom::None,
                     (true, false) => build::Sbom::FileAndImage,
                     (true, true) => build::Sbom::FileOnly,
+                },
+                sbom_format: if args.sbom_format == "cyclonedx" {
+                    kiln::sbom::Format::CycloneDx
+                } else {
+                    kiln::sbom::Format::Spdx
                 },
                 limits: kiln::unpack::Limits {
                     max_total_bytes: args.max_image_bytes,

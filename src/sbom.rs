@@ -1,5 +1,6 @@
-//! `kiln build --sbom`: an SPDX 2.3 JSON software bill of materials of a
-//! build, byte-for-byte reproducible.
+//! `kiln build --sbom`: a software bill of materials of a build, SPDX 2.3
+//! JSON (or CycloneDX 1.5 JSON from the same model), byte-for-byte
+//! reproducible.
 //!
 //! It takes the images the build used (reference as written, the manifest,
 //! config and layer digests the plan resolved), their unpacked trees (for
@@ -27,8 +28,11 @@ use sha2::{Digest, Sha256};
 use crate::lock::Pinned;
 use crate::tree::{ContentStore, Kind, Tree};
 
-/// The file name of the document inside the image, as LinuxKit names it.
-pub const IN_IMAGE: &str = "sbom.spdx.json";
+/// The document's path inside the image: `sbom.spdx.json`, as LinuxKit
+/// names it, or `sbom.cdx.json`.
+pub fn in_image(format: Format) -> String {
+    format!("sbom.{}", format.extension())
+}
 
 /// The most bytes of one package database read into memory.
 const MAX_DB: u64 = 64 << 20;
@@ -64,8 +68,29 @@ pub struct Sbom {
     pub warnings: Vec<String>,
 }
 
+/// The document's format (`--sbom-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// SPDX 2.3 JSON.
+    #[default]
+    Spdx,
+    /// CycloneDX 1.5 JSON.
+    CycloneDx,
+}
+
+impl Format {
+    /// The file name's ending: `NAME.spdx.json`, `NAME.cdx.json`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Spdx => "spdx.json",
+            Format::CycloneDx => "cdx.json",
+        }
+    }
+}
+
 /// Builds the document for the output `name`.
 pub fn document(
+    format: Format,
     name: &str,
     yaml: &[Vec<u8>],
     images: &[ImageFacts],
@@ -85,38 +110,120 @@ pub fn document(
         hasher.update(format!("{} {}\n", i.reference, i.pinned.manifest));
     }
     let id = hex::encode(hasher.finalize());
+    let model: Vec<(&ImageFacts, Vec<DistroPackage>)> = images
+        .into_iter()
+        .map(|i| (i, distro_packages(i, store, &mut warnings)))
+        .collect();
+    let [y, mo, d, h, mi, s] = crate::output::iso::desc::civil(epoch);
+    let created = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z");
+    let doc = match format {
+        Format::Spdx => spdx(name, &id, &created, &model),
+        Format::CycloneDx => cyclonedx(name, &id, &created, &model),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&doc).expect("JSON of plain values");
+    bytes.push(b'\n');
+    Sbom { bytes, warnings }
+}
 
+fn spdx(name: &str, id: &str, created: &str, model: &[(&ImageFacts, Vec<DistroPackage>)]) -> Value {
     let mut packages = Vec::new();
     let mut relationships = Vec::new();
-    for (n, image) in images.iter().enumerate() {
+    for (n, (image, found)) in model.iter().enumerate() {
         let image_id = format!("SPDXRef-Image-{n}");
         packages.push(image_package(&image_id, image));
         relationships.push(relationship("SPDXRef-DOCUMENT", "DESCRIBES", &image_id));
-        let found = distro_packages(image, store, &mut warnings);
         for (k, p) in found.iter().enumerate() {
             let pkg_id = format!("{image_id}-Package-{k}");
             packages.push(distro_package(&pkg_id, p));
             relationships.push(relationship(&image_id, "CONTAINS", &pkg_id));
         }
     }
-    let [y, mo, d, h, mi, s] = crate::output::iso::desc::civil(epoch);
-    let doc = json!({
+    json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
         "name": name,
         "documentNamespace": format!("https://kiln.dev/spdx/{name}-{}", &id[..32]),
         "creationInfo": {
-            "created": format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+            "created": created,
             "creators": [format!("Tool: kiln-{}", env!("CARGO_PKG_VERSION"))],
         },
-        "documentDescribes": (0..images.len()).map(|n| format!("SPDXRef-Image-{n}")).collect::<Vec<_>>(),
+        "documentDescribes": (0..model.len()).map(|n| format!("SPDXRef-Image-{n}")).collect::<Vec<_>>(),
         "packages": packages,
         "relationships": relationships,
-    });
-    let mut bytes = serde_json::to_vec_pretty(&doc).expect("JSON of plain values");
-    bytes.push(b'\n');
-    Sbom { bytes, warnings }
+    })
+}
+
+/// The same model as CycloneDX 1.5: images are `container` components,
+/// packages `library` components, and each image depends on its packages.
+fn cyclonedx(
+    name: &str,
+    id: &str,
+    created: &str,
+    model: &[(&ImageFacts, Vec<DistroPackage>)],
+) -> Value {
+    let mut components = Vec::new();
+    let mut dependencies = Vec::new();
+    for (n, (image, found)) in model.iter().enumerate() {
+        let image_ref = format!("image-{n}");
+        let p = image.pinned;
+        let hex = p.manifest.strip_prefix("sha256:").unwrap_or(&p.manifest);
+        let mut depends = Vec::new();
+        for (k, pkg) in found.iter().enumerate() {
+            let pkg_ref = format!("{image_ref}-package-{k}");
+            let mut c = json!({
+                "type": "library",
+                "bom-ref": pkg_ref,
+                "name": pkg.name,
+                "version": pkg.version,
+                "purl": distro_purl(pkg),
+            });
+            if let Some(l) = &pkg.license {
+                c["licenses"] = json!([{"license": {"name": l}}]);
+            }
+            components.push(c);
+            depends.push(pkg_ref);
+        }
+        components.push(json!({
+            "type": "container",
+            "bom-ref": image_ref,
+            "name": image.reference,
+            "version": p.manifest,
+            "hashes": [{"alg": "SHA-256", "content": hex}],
+            "purl": oci_purl(&p.name, &p.manifest),
+            "properties": std::iter::once(json!({"name": "kiln:config", "value": p.config}))
+                .chain(p.layers.iter().map(|l| json!({"name": "kiln:layer", "value": l})))
+                .collect::<Vec<_>>(),
+        }));
+        dependencies.push(json!({"ref": image_ref, "dependsOn": depends}));
+    }
+    // A version 4 UUID's shape, its bits from the content hash.
+    let u = &id[..32];
+    let serial = format!(
+        "urn:uuid:{}-{}-4{}-8{}-{}",
+        &u[0..8],
+        &u[8..12],
+        &u[13..16],
+        &u[17..20],
+        &u[20..32]
+    );
+    json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "serialNumber": serial,
+        "version": 1,
+        "metadata": {
+            "timestamp": created,
+            "tools": {"components": [{
+                "type": "application",
+                "name": "kiln",
+                "version": env!("CARGO_PKG_VERSION"),
+            }]},
+            "component": {"type": "operating-system", "bom-ref": "build", "name": name},
+        },
+        "components": components,
+        "dependencies": dependencies,
+    })
 }
 
 fn relationship(from: &str, kind: &str, to: &str) -> Value {

@@ -241,6 +241,7 @@ fn build(doc: &Path, layout: &Path, out: &Path) -> Result<(), String> {
         verify_keys: Vec::new(),
         locked: None,
         sbom: Default::default(),
+        sbom_format: Default::default(),
     };
     kiln::build::build(&opts)
         .map(drop)

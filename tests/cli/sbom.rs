@@ -216,3 +216,71 @@ fn sbom_can_stay_out_of_the_image_and_is_off_by_default() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("--sbom"), "{}", stderr(&out));
 }
+
+/// Python in the tools virtualenv (`.ci/install-tools`).
+fn tools_python() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools-venv/bin/python")
+}
+
+/// Validates a CycloneDX 1.5 JSON file with cyclonedx-python-lib's strict
+/// JSON schema validator.
+fn cyclonedx_valid(path: &std::path::Path) -> bool {
+    const CHECK: &str = "import sys\n\
+        from cyclonedx.schema import SchemaVersion\n\
+        from cyclonedx.validation.json import JsonStrictValidator\n\
+        e = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+        sys.exit(1 if e else 0)\n";
+    Command::new(tools_python())
+        .args(["-c", CHECK])
+        .arg(path)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run `bash .ci/install-tools`)",
+                tools_python().display()
+            )
+        })
+        .success()
+}
+
+#[test]
+fn cyclonedx_from_the_same_model_validates() {
+    let t = TestDir::new();
+    setup(&t);
+    let out = kiln(
+        t.path(),
+        &[
+            "build",
+            "--sbom",
+            "--sbom-format",
+            "cyclonedx",
+            "-o",
+            "out",
+            "s.yml",
+            "more.yml",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc = t.read("out/s.cdx.json");
+    assert!(!t.join("out/s.spdx.json").exists());
+    assert_eq!(
+        initrd_member(&t.join("out/s-initrd.img"), "sbom.cdx.json").as_deref(),
+        Some(&doc[..])
+    );
+    let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+    assert_eq!(v["specVersion"], "1.5");
+    assert_eq!(v["metadata"]["timestamp"], "2017-04-18T16:30:00Z");
+    let components = v["components"].as_array().unwrap();
+    let libraries = components.iter().filter(|c| c["type"] == "library").count();
+    let containers = components
+        .iter()
+        .filter(|c| c["type"] == "container")
+        .count();
+    assert_eq!((libraries, containers), (3, 7));
+    assert!(cyclonedx_valid(&t.join("out/s.cdx.json")));
+    let broken = String::from_utf8(doc)
+        .unwrap()
+        .replace("\"CycloneDX\"", "\"CycloneDY\"");
+    t.write("broken.cdx.json", broken);
+    assert!(!cyclonedx_valid(&t.join("broken.cdx.json")));
+}
