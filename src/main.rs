@@ -32,11 +32,14 @@ enum Command {
     Pull(PullArgs),
     /// List the entries of a built initrd or tar
     Inspect {
-        /// An initrd (cpio, optionally compressed) or tar
+        /// An initrd (cpio, optionally compressed) or tar; with --sbom, an SBOM
         file: PathBuf,
         /// Print the listing as JSON
         #[arg(long)]
         json: bool,
+        /// FILE is an SPDX or CycloneDX JSON SBOM: print its images, package counts and licences
+        #[arg(long)]
+        sbom: bool,
     },
     /// Boot a built image
     #[command(subcommand)]
@@ -656,7 +659,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { file, json } => {
+        Command::Inspect {
+            file,
+            json,
+            sbom: true,
+        } => {
+            let summary = kiln::sbom::summarize(&file).map_err(build::UserError)?;
+            if json {
+                println!("{}", summary.to_json());
+            } else {
+                for line in summary.to_text().lines() {
+                    println!("{}", build::printable(line));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { file, json, .. } => {
             let rows = kiln::inspect::inspect(&file)?;
             if json {
                 println!("{}", kiln::inspect::listing_json(&rows));

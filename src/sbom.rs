@@ -505,6 +505,143 @@ fn paragraphs(text: &str) -> Vec<(usize, Vec<&str>)> {
     out
 }
 
+/// What `kiln inspect --sbom` says of an SBOM: its format, name, time,
+/// images with their package counts, and the licences stated.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub format: String,
+    pub name: String,
+    pub created: String,
+    /// Image name → (version, number of packages it contains).
+    pub images: BTreeMap<String, (String, usize)>,
+    pub packages: usize,
+    /// Licence as stated → number of packages.
+    pub licences: BTreeMap<String, usize>,
+}
+
+/// The most bytes of an SBOM `kiln inspect --sbom` reads.
+const MAX_SBOM: u64 = 64 << 20;
+
+/// Reads an SPDX 2.3 or CycloneDX JSON SBOM (kiln's or another tool's).
+pub fn summarize(path: &std::path::Path) -> Result<Summary, String> {
+    let file =
+        crate::hostfile::open_regular(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_SBOM + 1), &mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_SBOM {
+        return Err(format!("{}: more than {MAX_SBOM} bytes", path.display()));
+    }
+    let v: Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let mut sum = Summary {
+        format: String::new(),
+        name: String::new(),
+        created: String::new(),
+        images: BTreeMap::new(),
+        packages: 0,
+        licences: BTreeMap::new(),
+    };
+    if let Some(version) = v["spdxVersion"].as_str() {
+        sum.format = version.to_string();
+        sum.name = text(&v["name"]);
+        sum.created = text(&v["creationInfo"]["created"]);
+        let empty = Vec::new();
+        let packages = v["packages"].as_array().unwrap_or(&empty);
+        let contains = v["relationships"].as_array().unwrap_or(&empty);
+        for p in packages {
+            if p["primaryPackagePurpose"] == "CONTAINER" {
+                let id = p["SPDXID"].as_str().unwrap_or("");
+                let n = contains
+                    .iter()
+                    .filter(|r| r["spdxElementId"] == id && r["relationshipType"] == "CONTAINS")
+                    .count();
+                sum.images
+                    .insert(text(&p["name"]), (text(&p["versionInfo"]), n));
+            } else {
+                sum.packages += 1;
+                let declared = p["licenseDeclared"]
+                    .as_str()
+                    .filter(|l| *l != "NOASSERTION");
+                let stated = p["comment"]
+                    .as_str()
+                    .and_then(|c| c.split_once("states it: ").map(|(_, l)| l));
+                if let Some(l) = declared.or(stated) {
+                    *sum.licences.entry(l.to_string()).or_default() += 1;
+                }
+            }
+        }
+    } else if v["bomFormat"] == "CycloneDX" {
+        sum.format = format!("CycloneDX-{}", text(&v["specVersion"]));
+        sum.name = text(&v["metadata"]["component"]["name"]);
+        sum.created = text(&v["metadata"]["timestamp"]);
+        let empty = Vec::new();
+        let deps = v["dependencies"].as_array().unwrap_or(&empty);
+        for c in v["components"].as_array().unwrap_or(&empty) {
+            if c["type"] == "container" {
+                let r = &c["bom-ref"];
+                let n = deps
+                    .iter()
+                    .find(|d| &d["ref"] == r)
+                    .and_then(|d| d["dependsOn"].as_array())
+                    .map_or(0, Vec::len);
+                sum.images
+                    .insert(text(&c["name"]), (text(&c["version"]), n));
+            } else {
+                sum.packages += 1;
+                for l in c["licenses"].as_array().unwrap_or(&empty) {
+                    let l = &l["license"];
+                    let name = l["id"].as_str().or(l["name"].as_str()).unwrap_or("");
+                    if !name.is_empty() {
+                        *sum.licences.entry(name.to_string()).or_default() += 1;
+                    }
+                }
+            }
+        }
+    } else {
+        return Err(format!(
+            "{}: neither an SPDX (spdxVersion) nor a CycloneDX (bomFormat) document",
+            path.display()
+        ));
+    }
+    Ok(sum)
+}
+
+impl Summary {
+    /// The summary as text, one line per image, then the licences.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "{} {:?}, created {}: {} images, {} packages\n",
+            self.format,
+            self.name,
+            self.created,
+            self.images.len(),
+            self.packages
+        );
+        for (name, (version, n)) in &self.images {
+            out.push_str(&format!("image {name}  {version}  {n} packages\n"));
+        }
+        for (l, n) in &self.licences {
+            out.push_str(&format!("licence {l}: {n} packages\n"));
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "format": self.format,
+            "name": self.name,
+            "created": self.created,
+            "packages": self.packages,
+            "images": self.images.iter().map(|(name, (version, n))| {
+                json!({"name": name, "version": version, "packages": n})
+            }).collect::<Vec<_>>(),
+            "licences": self.licences,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -284,3 +284,57 @@ fn cyclonedx_from_the_same_model_validates() {
     t.write("broken.cdx.json", broken);
     assert!(!cyclonedx_valid(&t.join("broken.cdx.json")));
 }
+
+#[test]
+fn inspect_summarizes_both_formats_alike() {
+    let t = TestDir::new();
+    setup(&t);
+    for format in ["spdx", "cyclonedx"] {
+        let out = kiln(
+            t.path(),
+            &[
+                "build",
+                "--sbom",
+                "--sbom-format",
+                format,
+                "-o",
+                format,
+                "s.yml",
+                "more.yml",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let summary = |file: &str| {
+        let out = kiln(t.path(), &["inspect", "--sbom", "--json", file]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let format = v["format"].take();
+        (format, v)
+    };
+    let (f1, spdx) = summary("spdx/s.spdx.json");
+    let (f2, cdx) = summary("cyclonedx/s.cdx.json");
+    assert_eq!(
+        (f1.as_str(), f2.as_str()),
+        (Some("SPDX-2.3"), Some("CycloneDX-1.5"))
+    );
+    assert_eq!(spdx, cdx, "one model, two formats");
+    assert_eq!(spdx["packages"], 3);
+    assert_eq!(spdx["licences"], serde_json::json!({"MIT": 1}));
+
+    let out = kiln(t.path(), &["inspect", "--sbom", "spdx/s.spdx.json"]);
+    let text = crate::support::stdout(&out);
+    assert!(
+        text.starts_with("SPDX-2.3 \"s\", created 2017-04-18T16:30:00Z: 7 images, 3 packages\n"),
+        "{text}"
+    );
+    assert!(text.contains("image kiln.test/distro:1  sha256:"), "{text}");
+    assert!(
+        text.contains("  3 packages\n") && text.contains("licence MIT: 1 packages"),
+        "{text}"
+    );
+
+    let out = kiln(t.path(), &["inspect", "--sbom", "s.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("s.yml: not JSON"), "{}", stderr(&out));
+}
