@@ -122,6 +122,9 @@ pub struct BuildOptions {
     pub sbom: Sbom,
     /// `--sbom-format`.
     pub sbom_format: crate::sbom::Format,
+    /// `--sbom-files`: list every regular file of the image, not only the
+    /// spec's `files:`.
+    pub sbom_files: bool,
 }
 
 /// Where a build's SBOM goes (`--sbom`, `--no-sbom-in-image`).
@@ -505,10 +508,6 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
 
     let (images, unpack_warnings) = unpack_images(&layout, &plan, &store, opts)?;
     warnings.extend(unpack_warnings);
-    let sbom = sbom_document(opts, &plan, &images, &store)?;
-    if let Some(s) = &sbom {
-        warnings.extend(s.warnings.iter().cloned());
-    }
     let kernel_modules = kernel_modules(&spec, &images, &store, &opts.limits, &mut warnings)?;
     let mut oci_volumes = BTreeMap::new();
     for (name, images) in oci_volume_images(&spec, &layout, &plan)? {
@@ -533,6 +532,10 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
         assembled.cmdline = format!("{} {}", assembled.cmdline, extra.trim())
             .trim()
             .to_owned();
+    }
+    let sbom = sbom_document(opts, &spec, &plan, &images, &assembled.tree, &store)?;
+    if let Some(s) = &sbom {
+        warnings.extend(s.warnings.iter().cloned());
     }
     drop(images);
     if let (Some(s), Sbom::FileAndImage) = (&sbom, opts.sbom) {
@@ -594,8 +597,10 @@ fn commit_outputs(opts: &BuildOptions, pending: Vec<AtomicFile>) -> anyhow::Resu
 /// The SBOM of the build when `--sbom` asks for one (see [`crate::sbom`]).
 fn sbom_document(
     opts: &BuildOptions,
+    spec: &Spec,
     plan: &Plan,
     images: &BTreeMap<String, ImageInput>,
+    image: &Tree,
     store: &ContentStore,
 ) -> anyhow::Result<Option<crate::sbom::Sbom>> {
     if opts.sbom == Sbom::None {
@@ -616,11 +621,28 @@ fn sbom_document(
     for f in &opts.files {
         yaml.push(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?);
     }
+    // The spec's `files:`, or every regular file of the image.
+    let paths: Vec<Vec<u8>> = if opts.sbom_files {
+        image.iter().map(|(p, _)| p.clone()).collect()
+    } else {
+        spec.files
+            .iter()
+            .map(|f| crate::tree::normalize(f.path.as_bytes()).0)
+            .collect()
+    };
+    let files = crate::sbom::file_facts(image, store, paths.into_iter()).map_err(|e| {
+        environment(
+            e,
+            "reading the image's files for the SBOM",
+            &std::env::temp_dir(),
+        )
+    })?;
     Ok(Some(crate::sbom::document(
         opts.sbom_format,
         &opts.name,
         &yaml,
         &facts,
+        &files,
         store,
         opts.epoch,
     )))

@@ -342,6 +342,9 @@ struct BuildArgs {
     /// With --sbom: spdx (SPDX 2.3, NAME.spdx.json) or cyclonedx (CycloneDX 1.5, NAME.cdx.json)
     #[arg(long, requires = "sbom", default_value = "spdx", value_parser = ["spdx", "cyclonedx"])]
     sbom_format: String,
+    /// With --sbom: list every regular file of the image with its checksums, not only the YAML's files:
+    #[arg(long, requires = "sbom")]
+    sbom_files: bool,
     /// LinuxKit YAML files, merged in order
     #[arg(required = true, value_name = "FILE.yml")]
     files: Vec<PathBuf>,
@@ -545,6 +548,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     (true, false) => build::Sbom::FileAndImage,
                     (true, true) => build::Sbom::FileOnly,
                 },
+                sbom_files: args.sbom_files,
                 sbom_format: if args.sbom_format == "cyclonedx" {
                     kiln::sbom::Format::CycloneDx
                 } else {

@@ -62,6 +62,43 @@ pub struct DistroPackage {
     pub license: Option<String>,
 }
 
+/// A regular file of the image the SBOM lists: the spec's `files:`
+/// entries, or every file with `--sbom-files`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileFact {
+    /// The path in the image, without a leading `/`.
+    pub path: String,
+    pub sha1: String,
+    pub sha256: String,
+}
+
+/// The [`FileFact`]s of the regular files at `paths` of `tree` (other
+/// kinds and missing paths are skipped), sorted by path. SPDX requires a
+/// SHA-1 of every file, so contents are read once through the store.
+pub fn file_facts(
+    tree: &Tree,
+    store: &ContentStore,
+    paths: impl Iterator<Item = Vec<u8>>,
+) -> std::io::Result<Vec<FileFact>> {
+    use sha1::Digest as _;
+    let mut out = Vec::new();
+    for path in paths {
+        let Some(Kind::File(c)) = tree.get(&path).map(|e| &e.kind) else {
+            continue;
+        };
+        let mut h = sha1::Sha1::new();
+        std::io::copy(&mut store.reader(c), &mut h)?;
+        out.push(FileFact {
+            path: String::from_utf8_lossy(&path).into_owned(),
+            sha1: hex::encode(h.finalize()),
+            sha256: hex::encode(c.sha256()),
+        });
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// The SBOM document and what could not be read.
 pub struct Sbom {
     pub bytes: Vec<u8>,
@@ -94,6 +131,7 @@ pub fn document(
     name: &str,
     yaml: &[Vec<u8>],
     images: &[ImageFacts],
+    files: &[FileFact],
     store: &ContentStore,
     epoch: i64,
 ) -> Sbom {
@@ -117,15 +155,21 @@ pub fn document(
     let [y, mo, d, h, mi, s] = crate::output::iso::desc::civil(epoch);
     let created = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z");
     let doc = match format {
-        Format::Spdx => spdx(name, &id, &created, &model),
-        Format::CycloneDx => cyclonedx(name, &id, &created, &model),
+        Format::Spdx => spdx(name, &id, &created, &model, files),
+        Format::CycloneDx => cyclonedx(name, &id, &created, &model, files),
     };
     let mut bytes = serde_json::to_vec_pretty(&doc).expect("JSON of plain values");
     bytes.push(b'\n');
     Sbom { bytes, warnings }
 }
 
-fn spdx(name: &str, id: &str, created: &str, model: &[(&ImageFacts, Vec<DistroPackage>)]) -> Value {
+fn spdx(
+    name: &str,
+    id: &str,
+    created: &str,
+    model: &[(&ImageFacts, Vec<DistroPackage>)],
+    files: &[FileFact],
+) -> Value {
     let mut packages = Vec::new();
     let mut relationships = Vec::new();
     for (n, (image, found)) in model.iter().enumerate() {
@@ -138,7 +182,26 @@ fn spdx(name: &str, id: &str, created: &str, model: &[(&ImageFacts, Vec<DistroPa
             relationships.push(relationship(&image_id, "CONTAINS", &pkg_id));
         }
     }
-    json!({
+    let mut described: Vec<String> = (0..model.len())
+        .map(|n| format!("SPDXRef-Image-{n}"))
+        .collect();
+    let mut file_entries = Vec::new();
+    for (n, f) in files.iter().enumerate() {
+        let file_id = format!("SPDXRef-File-{n}");
+        file_entries.push(json!({
+            "SPDXID": file_id,
+            "fileName": format!("./{}", f.path),
+            "checksums": [
+                {"algorithm": "SHA1", "checksumValue": f.sha1},
+                {"algorithm": "SHA256", "checksumValue": f.sha256},
+            ],
+            "licenseConcluded": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+        }));
+        relationships.push(relationship("SPDXRef-DOCUMENT", "DESCRIBES", &file_id));
+        described.push(file_id);
+    }
+    let mut doc = json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
@@ -148,10 +211,14 @@ fn spdx(name: &str, id: &str, created: &str, model: &[(&ImageFacts, Vec<DistroPa
             "created": created,
             "creators": [format!("Tool: kiln-{}", env!("CARGO_PKG_VERSION"))],
         },
-        "documentDescribes": (0..model.len()).map(|n| format!("SPDXRef-Image-{n}")).collect::<Vec<_>>(),
+        "documentDescribes": described,
         "packages": packages,
         "relationships": relationships,
-    })
+    });
+    if !file_entries.is_empty() {
+        doc["files"] = json!(file_entries);
+    }
+    doc
 }
 
 /// The same model as CycloneDX 1.5: images are `container` components,
@@ -161,8 +228,20 @@ fn cyclonedx(
     id: &str,
     created: &str,
     model: &[(&ImageFacts, Vec<DistroPackage>)],
+    files: &[FileFact],
 ) -> Value {
     let mut components = Vec::new();
+    for (n, f) in files.iter().enumerate() {
+        components.push(json!({
+            "type": "file",
+            "bom-ref": format!("file-{n}"),
+            "name": format!("/{}", f.path),
+            "hashes": [
+                {"alg": "SHA-1", "content": f.sha1},
+                {"alg": "SHA-256", "content": f.sha256},
+            ],
+        }));
+    }
     let mut dependencies = Vec::new();
     for (n, (image, found)) in model.iter().enumerate() {
         let image_ref = format!("image-{n}");
@@ -515,6 +594,7 @@ pub struct Summary {
     /// Image name → (version, number of packages it contains).
     pub images: BTreeMap<String, (String, usize)>,
     pub packages: usize,
+    pub files: usize,
     /// Licence as stated → number of packages.
     pub licences: BTreeMap<String, usize>,
 }
@@ -541,6 +621,7 @@ pub fn summarize(path: &std::path::Path) -> Result<Summary, String> {
         created: String::new(),
         images: BTreeMap::new(),
         packages: 0,
+        files: 0,
         licences: BTreeMap::new(),
     };
     if let Some(version) = v["spdxVersion"].as_str() {
@@ -548,6 +629,7 @@ pub fn summarize(path: &std::path::Path) -> Result<Summary, String> {
         sum.name = text(&v["name"]);
         sum.created = text(&v["creationInfo"]["created"]);
         let empty = Vec::new();
+        sum.files = v["files"].as_array().map_or(0, Vec::len);
         let packages = v["packages"].as_array().unwrap_or(&empty);
         let contains = v["relationships"].as_array().unwrap_or(&empty);
         for p in packages {
@@ -588,6 +670,8 @@ pub fn summarize(path: &std::path::Path) -> Result<Summary, String> {
                     .map_or(0, Vec::len);
                 sum.images
                     .insert(text(&c["name"]), (text(&c["version"]), n));
+            } else if c["type"] == "file" {
+                sum.files += 1;
             } else {
                 sum.packages += 1;
                 for l in c["licenses"].as_array().unwrap_or(&empty) {
@@ -612,12 +696,13 @@ impl Summary {
     /// The summary as text, one line per image, then the licences.
     pub fn to_text(&self) -> String {
         let mut out = format!(
-            "{} {:?}, created {}: {} images, {} packages\n",
+            "{} {:?}, created {}: {} images, {} packages, {} files\n",
             self.format,
             self.name,
             self.created,
             self.images.len(),
-            self.packages
+            self.packages,
+            self.files
         );
         for (name, (version, n)) in &self.images {
             out.push_str(&format!("image {name}  {version}  {n} packages\n"));
@@ -634,6 +719,7 @@ impl Summary {
             "name": self.name,
             "created": self.created,
             "packages": self.packages,
+            "files": self.files,
             "images": self.images.iter().map(|(name, (version, n))| {
                 json!({"name": name, "version": version, "packages": n})
             }).collect::<Vec<_>>(),

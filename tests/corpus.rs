@@ -242,6 +242,7 @@ fn build(doc: &Path, layout: &Path, out: &Path) -> Result<(), String> {
         locked: None,
         sbom: Default::default(),
         sbom_format: Default::default(),
+        sbom_files: false,
     };
     kiln::build::build(&opts)
         .map(drop)

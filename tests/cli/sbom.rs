@@ -325,7 +325,9 @@ fn inspect_summarizes_both_formats_alike() {
     let out = kiln(t.path(), &["inspect", "--sbom", "spdx/s.spdx.json"]);
     let text = crate::support::stdout(&out);
     assert!(
-        text.starts_with("SPDX-2.3 \"s\", created 2017-04-18T16:30:00Z: 7 images, 3 packages\n"),
+        text.starts_with(
+            "SPDX-2.3 \"s\", created 2017-04-18T16:30:00Z: 7 images, 3 packages, 2 files\n"
+        ),
         "{text}"
     );
     assert!(text.contains("image kiln.test/distro:1  sha256:"), "{text}");
@@ -337,4 +339,65 @@ fn inspect_summarizes_both_formats_alike() {
     let out = kiln(t.path(), &["inspect", "--sbom", "s.yml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("s.yml: not JSON"), "{}", stderr(&out));
+}
+
+#[test]
+fn files_of_the_yaml_are_listed_and_sbom_files_lists_every_file() {
+    let t = TestDir::new();
+    setup(&t);
+    let spdx_files = |dir: &str, extra: &[&str]| {
+        let mut args = vec!["build", "--sbom", "-o", dir];
+        args.extend_from_slice(extra);
+        args.extend(["s.yml", "more.yml"]);
+        let out = kiln(t.path(), &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let ok = Command::new(validator())
+            .arg("-i")
+            .arg(t.join(format!("{dir}/s.spdx.json")))
+            .output()
+            .unwrap();
+        assert!(ok.status.success(), "{}", stderr(&ok));
+        let v: serde_json::Value =
+            serde_json::from_slice(&t.read(format!("{dir}/s.spdx.json"))).unwrap();
+        v["files"].as_array().cloned().unwrap_or_default()
+    };
+    // The YAML's files: etc/motd and etc/linuxkit-config (var/empty is a directory).
+    let files = spdx_files("yaml", &[]);
+    let names: Vec<&str> = files
+        .iter()
+        .map(|f| f["fileName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["./etc/linuxkit-config", "./etc/motd"]);
+    // `printf 'hello from kiln\n' | sha1sum`, and sha256sum.
+    assert_eq!(
+        files[1]["checksums"],
+        serde_json::json!([
+            {"algorithm": "SHA1", "checksumValue": "ab9dc6e0a609eaa2faff9da66c81719ba5ce5dbb"},
+            {"algorithm": "SHA256", "checksumValue": "ff9371bfd6d641bcb856f8e568b72d4dbf234481e97fa8fa7c51f4108e4429bb"},
+        ])
+    );
+
+    // --sbom-files: every regular file of the image, as `kiln inspect` lists
+    // the initrd (whose extra file is the SBOM itself).
+    let all = spdx_files("all", &["--sbom-files"]);
+    let out = kiln(t.path(), &["inspect", "all/s-initrd.img"]);
+    let listing = crate::support::stdout(&out);
+    let mut regular: Vec<String> = listing
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .map(|l| format!("./{}", l.rsplit(' ').next().unwrap()))
+        .filter(|p| p != "./sbom.spdx.json")
+        .collect();
+    regular.sort();
+    let listed: Vec<String> = all
+        .iter()
+        .map(|f| f["fileName"].as_str().unwrap().to_string())
+        .collect();
+    assert!(listed.len() > 10, "{listed:?}");
+    // The image's boot/ files (kernel, cmdline) are outputs of their own,
+    // not initrd members; the SBOM lists them too.
+    let (boot, rest): (Vec<String>, Vec<String>) =
+        listed.into_iter().partition(|p| p.starts_with("./boot/"));
+    assert_eq!(boot, ["./boot/cmdline", "./boot/kernel"]);
+    assert_eq!(rest, regular);
 }
