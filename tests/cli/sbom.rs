@@ -64,6 +64,17 @@ fn initrd_member(initrd: &std::path::Path, member: &str) -> Option<Vec<u8>> {
     (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
 }
 
+/// `kiln build --sbom EXTRA... -o DIR s.yml more.yml` in `t`; it must
+/// succeed. Gives kiln's stderr (its warnings).
+fn build_sbom(t: &TestDir, dir: &str, extra: &[&str]) -> String {
+    let mut args = vec!["build", "--sbom", "-o", dir];
+    args.extend_from_slice(extra);
+    args.extend(["s.yml", "more.yml"]);
+    let out = kiln(t.path(), &args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stderr(&out)
+}
+
 fn validator() -> PathBuf {
     std::env::var_os("KILN_SPDX_VALIDATOR").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools-venv/bin/pyspdxtools"),
@@ -75,18 +86,13 @@ fn validator() -> PathBuf {
 fn sbom_lists_images_and_packages_validates_and_travels_with_the_image() {
     let t = TestDir::new();
     setup(&t);
-    let out = kiln(
-        t.path(),
-        &["build", "--sbom", "-o", "out", "s.yml", "more.yml"],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let warnings = build_sbom(&t, "out", &[]);
     // The broken paragraph is a warning naming the image, file and line.
     assert!(
-        stderr(&out).contains(
+        warnings.contains(
             "image kiln.test/distro:1: /var/lib/dpkg/status:7: a package without Package: or Version:"
         ),
-        "{}",
-        stderr(&out)
+        "{warnings}"
     );
     let doc = t.read("out/s.spdx.json");
     let sums = String::from_utf8(t.read("out/s.sha256")).unwrap();
@@ -187,19 +193,7 @@ fn sbom_lists_images_and_packages_validates_and_travels_with_the_image() {
 fn sbom_can_stay_out_of_the_image_and_is_off_by_default() {
     let t = TestDir::new();
     setup(&t);
-    let out = kiln(
-        t.path(),
-        &[
-            "build",
-            "--sbom",
-            "--no-sbom-in-image",
-            "-o",
-            "file",
-            "s.yml",
-            "more.yml",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    build_sbom(&t, "file", &["--no-sbom-in-image"]);
     assert!(t.join("file/s.spdx.json").is_file());
     assert_eq!(
         initrd_member(&t.join("file/s-initrd.img"), "sbom.spdx.json"),
@@ -247,20 +241,7 @@ fn cyclonedx_valid(path: &std::path::Path) -> bool {
 fn cyclonedx_from_the_same_model_validates() {
     let t = TestDir::new();
     setup(&t);
-    let out = kiln(
-        t.path(),
-        &[
-            "build",
-            "--sbom",
-            "--sbom-format",
-            "cyclonedx",
-            "-o",
-            "out",
-            "s.yml",
-            "more.yml",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    build_sbom(&t, "out", &["--sbom-format", "cyclonedx"]);
     let doc = t.read("out/s.cdx.json");
     assert!(!t.join("out/s.spdx.json").exists());
     assert_eq!(
@@ -290,20 +271,7 @@ fn inspect_summarizes_both_formats_alike() {
     let t = TestDir::new();
     setup(&t);
     for format in ["spdx", "cyclonedx"] {
-        let out = kiln(
-            t.path(),
-            &[
-                "build",
-                "--sbom",
-                "--sbom-format",
-                format,
-                "-o",
-                format,
-                "s.yml",
-                "more.yml",
-            ],
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
+        build_sbom(&t, format, &["--sbom-format", format]);
     }
     let summary = |file: &str| {
         let out = kiln(t.path(), &["inspect", "--sbom", "--json", file]);
@@ -346,11 +314,7 @@ fn files_of_the_yaml_are_listed_and_sbom_files_lists_every_file() {
     let t = TestDir::new();
     setup(&t);
     let spdx_files = |dir: &str, extra: &[&str]| {
-        let mut args = vec!["build", "--sbom", "-o", dir];
-        args.extend_from_slice(extra);
-        args.extend(["s.yml", "more.yml"]);
-        let out = kiln(t.path(), &args);
-        assert!(out.status.success(), "{}", stderr(&out));
+        build_sbom(&t, dir, extra);
         let ok = Command::new(validator())
             .arg("-i")
             .arg(t.join(format!("{dir}/s.spdx.json")))
