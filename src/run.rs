@@ -146,7 +146,8 @@ type MakeBoot = fn(PathBuf) -> Result<Boot, RunError>;
 
 /// The files `kiln build` writes that can boot, by suffix, in the order a
 /// build name is tried. kiln's VHD, VMDK and AWS raw disks are the raw-efi
-/// disk in another container, so they boot under UEFI. A squashfs is
+/// disk in another container: hybrid GPT disks that boot under UEFI by
+/// default and under BIOS with `--bios`. A squashfs is
 /// tried last: a build with kernel+initrd as well boots that directly.
 const BOOTABLE: &[(&str, MakeBoot)] = &[
     (".iso", iso_boot),
@@ -650,12 +651,18 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
     })?;
     let mut ovmf = None;
     let uefi = if opts.bios {
-        // Only kiln's hybrid ISO carries a BIOS loader besides the UEFI one.
-        let hybrid = matches!(&boot, Boot::Iso { path, .. }
-            if path.to_string_lossy().ends_with("-efi.iso"));
+        // kiln's hybrid ISO and its GPT disks (raw-efi and the formats
+        // over it) carry a BIOS loader besides the UEFI one.
+        let hybrid = match &boot {
+            Boot::Iso { path, .. } => path.to_string_lossy().ends_with("-efi.iso"),
+            Boot::Disk { .. } => true,
+            _ => false,
+        };
         if boot.needs_uefi() && !hybrid {
             return Err(RunError::BadOption(
-                "--bios: this image boots only under UEFI (NAME-efi.iso boots both)".into(),
+                "--bios: this image boots only under UEFI (NAME-efi.iso and the disk images \
+                 boot both)"
+                    .into(),
             ));
         }
         false
