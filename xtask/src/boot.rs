@@ -5,8 +5,11 @@
 //! `examples/` or `tests/boot/`. The `.expect` file has one directive a line:
 //! `expect: TEXT` (must appear, in this order), `forbid: TEXT` (must never
 //! appear), `timeout: SECONDS`, `formats: kernel+initrd …`, `compress: xz`
-//! (the build's `--compress`), and `ci: yes`
-//! (run without `--all`). The guest reports its own verdict: the check
+//! (the build's `--compress`), `firmware: bios` (boot only under SeaBIOS),
+//! `break: legacy-bios-bootable` (clear the ESP's GPT attribute bit 2 of the
+//! built raw-efi disk before booting it), and `ci: yes` (run without `--all`).
+//! The hybrid GPT disks (raw-efi, qcow2-efi, vhd, dynamic-vhd, vmdk, aws,
+//! gcp) boot twice, under OVMF and under SeaBIOS. The guest reports its own verdict: the check
 //! container prints what it found and powers off, so the harness never has
 //! to guess from a timeout.
 
@@ -29,6 +32,13 @@ struct Case {
     formats: Vec<String>,
     /// `--compress` for the build (kiln's default when `None`).
     compress: Option<String>,
+    /// `firmware: bios`: boot only under BIOS (SeaBIOS); `None`: every way
+    /// the format boots.
+    firmware: Option<String>,
+    /// `break: legacy-bios-bootable`: clear GPT attribute bit 2 of the
+    /// built raw-efi disk's ESP before booting it, so its BIOS half is
+    /// broken (the case then expects the BIOS boot to fail).
+    breaks: Option<String>,
     ci: bool,
 }
 
@@ -41,6 +51,8 @@ fn parse_expect(name: &str, yml: &Path, text: &str) -> anyhow::Result<Case> {
         timeout: 120,
         formats: vec!["kernel+initrd".into()],
         compress: None,
+        firmware: None,
+        breaks: None,
         ci: false,
     };
     for (i, line) in text.lines().enumerate() {
@@ -62,6 +74,13 @@ fn parse_expect(name: &str, yml: &Path, text: &str) -> anyhow::Result<Case> {
             }
             "formats" => case.formats = value.split_whitespace().map(str::to_owned).collect(),
             "compress" => case.compress = Some(value),
+            "firmware" if value == "bios" => case.firmware = Some(value),
+            "firmware" => bail!("{name}.expect:{}: firmware: only bios is known", i + 1),
+            "break" if value == "legacy-bios-bootable" => case.breaks = Some(value),
+            "break" => bail!(
+                "{name}.expect:{}: break: only legacy-bios-bootable is known",
+                i + 1
+            ),
             "ci" => case.ci = value == "yes",
             other => bail!("{name}.expect:{}: unknown directive {other:?}", i + 1),
         }
@@ -134,6 +153,59 @@ fn output_name(format: &str, case: &str) -> String {
         "aws" => format!("{case}.raw"),
         other => format!("{case}.{other}"),
     }
+}
+
+/// Every way `format` boots, as `(variant, kiln run qemu arguments)`; the
+/// first is its default (variant ""). The hybrid ISOs boot from a CD and as
+/// a disk, iso-efi under UEFI (its default) and BIOS; iso-bios also as a
+/// disk. The hybrid GPT disks boot under UEFI (their default) and BIOS.
+fn variants(format: &str) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut v = vec![("", Vec::new())];
+    match format {
+        "iso-efi" => v.extend([
+            ("bios", vec!["--bios"]),
+            ("disk", vec!["--iso-as-disk"]),
+            ("disk-bios", vec!["--iso-as-disk", "--bios"]),
+        ]),
+        "iso-bios" | "iso-efi-initrd" => v.push(("disk", vec!["--iso-as-disk"])),
+        "raw-efi" | "qcow2-efi" | "vhd" | "dynamic-vhd" | "vmdk" | "aws" | "gcp" => {
+            v.push(("bios", vec!["--bios"]))
+        }
+        _ => {}
+    }
+    v
+}
+
+/// Copy the raw GPT disk at `disk` to `to` with attribute bit 2 (legacy
+/// BIOS bootable) of its first partition cleared in both GPTs, their CRCs
+/// fixed: a disk whose BIOS half `gptmbr.bin` cannot find. Gives `to`.
+fn break_legacy_bios_bootable(disk: &Path, to: &Path) -> anyhow::Result<PathBuf> {
+    let mut bytes =
+        fs::read(disk).with_context(|| format!("break: reading {}", disk.display()))?;
+    let sectors = bytes.len() as u64 / 512;
+    for header_lba in [1, sectors.saturating_sub(1)] {
+        let h = usize::try_from(header_lba * 512)?;
+        if bytes.get(h..h + 8) != Some(b"EFI PART".as_slice()) {
+            bail!("break: {} has no GPT header at sector {header_lba}", disk.display());
+        }
+        let le32 = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let table = usize::try_from(u64::from_le_bytes(bytes[h + 72..h + 80].try_into()?) * 512)?;
+        let (count, size) = (le32(&bytes, h + 80) as usize, le32(&bytes, h + 84) as usize);
+        let entries = bytes
+            .get_mut(table..table + count * size)
+            .context("break: the GPT entries lie outside the disk")?;
+        if entries[48] & 4 == 0 {
+            bail!("break: partition 1 of {} is not legacy-BIOS-bootable", disk.display());
+        }
+        entries[48] &= !4;
+        let entries_crc = crc32fast::hash(entries);
+        bytes[h + 88..h + 92].copy_from_slice(&entries_crc.to_le_bytes());
+        bytes[h + 16..h + 20].fill(0);
+        let header_crc = crc32fast::hash(&bytes[h..h + 92]);
+        bytes[h + 16..h + 20].copy_from_slice(&header_crc.to_le_bytes());
+    }
+    fs::write(to, &bytes).with_context(|| format!("break: writing {}", to.display()))?;
+    Ok(to.to_owned())
 }
 
 /// Unpack `disk.raw` from a GCE image archive into `dir`; its path.
@@ -329,23 +401,23 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             );
             continue;
         }
-        // The hybrid ISOs boot every way they can: iso-efi from a CD and as
-        // a disk, under UEFI (its default) and BIOS; iso-bios also as a disk.
-        let runs = case.formats.iter().flat_map(|f| {
-            let extra: Vec<(&str, Vec<&str>)> = match f.as_str() {
-                "iso-efi" => vec![
-                    ("bios", vec!["--bios"]),
-                    ("disk", vec!["--iso-as-disk"]),
-                    ("disk-bios", vec!["--iso-as-disk", "--bios"]),
-                ],
-                "iso-bios" | "iso-efi-initrd" => vec![("disk", vec!["--iso-as-disk"])],
-                _ => Vec::new(),
-            };
-            std::iter::once((f, "", Vec::new()))
-                .chain(extra.into_iter().map(move |(v, a)| (f, v, a)))
-        });
+        let runs = case
+            .formats
+            .iter()
+            .flat_map(|f| variants(f).into_iter().map(move |(v, a)| (f, v, a)))
+            .filter(|(_, _, extra)| case.firmware.is_none() || extra.contains(&"--bios"));
         for (format, variant, extra) in runs {
             let mut target = out.join(output_name(format, &case.name));
+            if case.breaks.is_some() {
+                match break_legacy_bios_bootable(&target, &out.join("broken-efi.img")) {
+                    Ok(broken) => target = broken,
+                    Err(e) => {
+                        failures += 1;
+                        println!("FAIL {:<24} {:<14} {e:#}", case.name, format);
+                        continue;
+                    }
+                }
+            }
             if format == "gcp" {
                 // A GCE import archive: boot the disk.raw GCE would import.
                 match extract_disk_raw(&target, &out.join("gcp")) {
