@@ -434,6 +434,36 @@ mod tests {
     }
 
     #[test]
+    fn attributes_and_mbr_code_are_written_and_checksummed() {
+        let mut data: &[u8] = &[7u8; 512];
+        let mut parts = [GptPartition {
+            type_guid: ESP_TYPE,
+            unique_guid: guid_from(b"p"),
+            name: "ESP",
+            attributes: LEGACY_BIOS_BOOTABLE,
+            first_lba: None,
+            data: PartData::Reader(&mut data),
+            len: 512,
+        }];
+        let mut disk = Vec::new();
+        let code = [0x33u8; 440];
+        write_gpt_disk(&mut parts, guid_from(b"d"), None, Some(&code), &mut disk).unwrap();
+        assert_eq!(&disk[..440], &code[..]);
+        assert_eq!((disk[450], &disk[510..512]), (0xEE, &[0x55, 0xAA][..]));
+        let last = disk.len() - 512;
+        for (header, table) in [(512, 1024), (last, last - 32 * 512)] {
+            let entries = &disk[table..table + ENTRIES * ENTRY_SIZE];
+            assert_eq!(u64::from_le_bytes(entries[48..56].try_into().unwrap()), 4);
+            let h = &disk[header..header + 92];
+            assert_eq!(&h[88..92], &crc32fast::hash(entries).to_le_bytes());
+            let mut h = h.to_vec();
+            let crc = h[16..20].to_vec();
+            h[16..20].fill(0);
+            assert_eq!(crc, crc32fast::hash(&h).to_le_bytes());
+        }
+    }
+
+    #[test]
     fn chs_addresses_saturate() {
         assert_eq!(chs(1), [0, 2, 0]);
         assert_eq!(chs(63 * 255), [0, 1, 1]);

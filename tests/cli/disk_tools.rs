@@ -320,7 +320,10 @@ fn check_syslinux_volume(volume: &str, boot: &[u8], kernel: &[u8], cmdline: &str
     assert!(kernel_copy == kernel, "{volume}: KERNEL is the kernel");
     let cfg = run_tool("mtype", &["-i", volume, "::SYSLINUX.CFG"]).stdout;
     let cfg = String::from_utf8_lossy(&cfg);
-    assert!(cfg.contains(&format!("APPEND {cmdline}")), "{volume}: {cfg}");
+    assert!(
+        cfg.contains(&format!("APPEND {cmdline}")),
+        "{volume}: {cfg}"
+    );
     assert_eq!(&boot[82..90], b"FAT32   ", "{volume}");
     assert!(
         boot[90..510].windows(12).any(|w| w == b"Boot error\r\n"),

@@ -180,13 +180,15 @@ fn variants(format: &str) -> Vec<(&'static str, Vec<&'static str>)> {
 /// BIOS bootable) of its first partition cleared in both GPTs, their CRCs
 /// fixed: a disk whose BIOS half `gptmbr.bin` cannot find. Gives `to`.
 fn break_legacy_bios_bootable(disk: &Path, to: &Path) -> anyhow::Result<PathBuf> {
-    let mut bytes =
-        fs::read(disk).with_context(|| format!("break: reading {}", disk.display()))?;
+    let mut bytes = fs::read(disk).with_context(|| format!("break: reading {}", disk.display()))?;
     let sectors = bytes.len() as u64 / 512;
     for header_lba in [1, sectors.saturating_sub(1)] {
         let h = usize::try_from(header_lba * 512)?;
         if bytes.get(h..h + 8) != Some(b"EFI PART".as_slice()) {
-            bail!("break: {} has no GPT header at sector {header_lba}", disk.display());
+            bail!(
+                "break: {} has no GPT header at sector {header_lba}",
+                disk.display()
+            );
         }
         let le32 = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
         let table = usize::try_from(u64::from_le_bytes(bytes[h + 72..h + 80].try_into()?) * 512)?;
@@ -195,7 +197,10 @@ fn break_legacy_bios_bootable(disk: &Path, to: &Path) -> anyhow::Result<PathBuf>
             .get_mut(table..table + count * size)
             .context("break: the GPT entries lie outside the disk")?;
         if entries[48] & 4 == 0 {
-            bail!("break: partition 1 of {} is not legacy-BIOS-bootable", disk.display());
+            bail!(
+                "break: partition 1 of {} is not legacy-BIOS-bootable",
+                disk.display()
+            );
         }
         entries[48] &= !4;
         let entries_crc = crc32fast::hash(entries);
@@ -551,6 +556,75 @@ mod tests {
         assert_eq!(c.formats, ["kernel+initrd", "iso-bios"]);
         assert!(c.ci);
         assert!(parse_expect("c", Path::new("c.yml"), "bogus: 1").is_err());
+    }
+
+    #[test]
+    fn hybrid_disks_boot_under_both_firmwares() {
+        for f in [
+            "raw-efi",
+            "qcow2-efi",
+            "vhd",
+            "dynamic-vhd",
+            "vmdk",
+            "aws",
+            "gcp",
+        ] {
+            let v = variants(f);
+            assert_eq!(v.len(), 2, "{f}");
+            assert_eq!((v[1].0, v[1].1.as_slice()), ("bios", ["--bios"].as_slice()));
+        }
+        assert_eq!(variants("raw-bios").len(), 1);
+        assert_eq!(variants("iso-efi").len(), 4);
+        let c = case("formats: raw-efi\nfirmware: bios\nbreak: legacy-bios-bootable\n");
+        assert_eq!(c.firmware.as_deref(), Some("bios"));
+        assert_eq!(c.breaks.as_deref(), Some("legacy-bios-bootable"));
+        assert!(parse_expect("c", Path::new("c.yml"), "firmware: uefi").is_err());
+        assert!(parse_expect("c", Path::new("c.yml"), "break: mbr").is_err());
+    }
+
+    #[test]
+    fn breaking_the_bios_half_clears_bit_2_in_both_gpts() {
+        use kiln::output::disk::{
+            guid_from, write_gpt_disk, GptPartition, PartData, ESP_TYPE, LEGACY_BIOS_BOOTABLE,
+        };
+        let dir = std::env::temp_dir().join(format!("kiln-break-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let mut data: &[u8] = &[1u8; 512];
+        let mut parts = [GptPartition {
+            type_guid: ESP_TYPE,
+            unique_guid: guid_from(b"p"),
+            name: "ESP",
+            attributes: LEGACY_BIOS_BOOTABLE,
+            first_lba: None,
+            data: PartData::Reader(&mut data),
+            len: 512,
+        }];
+        let mut disk = Vec::new();
+        write_gpt_disk(&mut parts, guid_from(b"d"), None, None, &mut disk).unwrap();
+        let (good, broken) = (dir.join("good.img"), dir.join("broken.img"));
+        fs::write(&good, &disk).unwrap();
+        break_legacy_bios_bootable(&good, &broken).unwrap();
+        let b = fs::read(&broken).unwrap();
+        let last = b.len() - 512;
+        for (header, table) in [(512, 1024), (last, last - 32 * 512)] {
+            assert_eq!(b[table + 48], 0, "bit 2 cleared");
+            let entries = &b[table..table + 128 * 128];
+            assert_eq!(
+                &b[header + 88..header + 92],
+                &crc32fast::hash(entries).to_le_bytes()
+            );
+            let mut h = b[header..header + 92].to_vec();
+            let crc = h[16..20].to_vec();
+            h[16..20].fill(0);
+            assert_eq!(crc, crc32fast::hash(&h).to_le_bytes());
+        }
+        // A disk that is already broken is refused: the case would prove nothing.
+        let err = break_legacy_bios_bootable(&broken, &dir.join("again.img")).unwrap_err();
+        assert!(
+            err.to_string().contains("not legacy-BIOS-bootable"),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,4 +1,10 @@
-//! SYSLINUX on a FAT volume behind an MBR: the `raw-bios` disk.
+//! SYSLINUX on a FAT volume: the `raw-bios` disk, and the BIOS half of the
+//! hybrid `raw-efi` disk (SYSLINUX on its ESP, beside the UKI).
+//!
+//! [`syslinux_files`] gives SYSLINUX's files for a volume and [`install`]
+//! patches them for the sectors they will occupy once the volume's other
+//! files and size are known; the raw-bios writer and the raw-efi writer
+//! ([`write_raw_efi`](super::super::disk::write_raw_efi)) both use them.
 //!
 //! [`write_raw_bios`] takes SYSLINUX's four pieces ([`Syslinux`]: the MBR
 //! code, the boot sector, `ldlinux.sys` and its `ldlinux.c32`), the kernel,
@@ -103,7 +109,9 @@ pub fn install(
         .ok_or_else(|| io::Error::other("syslinux: the volume has no LDLINUX.SYS"))?;
     let sectors: Vec<u64> = (first..first + sys_len.div_ceil(SECTOR)).collect();
     if (sectors.len() as u64) > count {
-        return Err(io::Error::other("syslinux: LDLINUX.SYS outgrew its clusters"));
+        return Err(io::Error::other(
+            "syslinux: LDLINUX.SYS outgrew its clusters",
+        ));
     }
     let mut boot_sector = [0u8; 512];
     boot_sector.copy_from_slice(sl.boot_sector);
