@@ -194,6 +194,7 @@ fn syslinux_pieces(
     )
 }
 
+/// [`Syslinux`] over the four pieces [`syslinux_pieces`] gives.
 fn syslinux(files: &[Vec<u8>]) -> Syslinux<'_> {
     Syslinux {
         mbr: &files[0],

@@ -15,7 +15,10 @@
 //! [`write_raw_efi`] composes it with the [FAT32 writer](super::fat): one
 //! EFI System Partition holding the removable-media boot path
 //! `\EFI\BOOT\BOOTX64.EFI`, written by the FAT writer straight into the
-//! disk's stream (a [`PartData::Writer`]).
+//! disk's stream (a [`PartData::Writer`]). With a [`BiosBoot`] the
+//! disk is hybrid: the protective MBR carries SYSLINUX's `gptmbr.bin`, the
+//! ESP has the legacy-BIOS-bootable attribute and SYSLINUX is installed on
+//! it by the [SYSLINUX installer](super::syslinux::install) beside the UKI.
 //!
 //! GUIDs are `[u8; 16]` in on-disk order: GPT stores the first three
 //! fields of the textual form little-endian ([`guid_string`] prints them).
