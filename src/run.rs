@@ -354,6 +354,28 @@ fn direct_boot(
     ]
 }
 
+/// Whether `boot` runs under OVMF (else SeaBIOS): `--bios` for an image
+/// that boots only under UEFI is an error; kiln's hybrid ISO and its GPT
+/// disks (raw-efi and the formats over it) boot under either.
+fn wants_uefi(boot: &Boot, opts: &QemuOptions) -> Result<bool, RunError> {
+    if !opts.bios {
+        return Ok(opts.uefi || boot.needs_uefi());
+    }
+    let hybrid = match boot {
+        Boot::Iso { path, .. } => path.to_string_lossy().ends_with("-efi.iso"),
+        Boot::Disk { efi, .. } => *efi,
+        _ => false,
+    };
+    if boot.needs_uefi() && !hybrid {
+        return Err(RunError::BadOption(
+            "--bios: this image boots only under UEFI (NAME-efi.iso and the GPT disk images \
+             boot both)"
+                .into(),
+        ));
+    }
+    Ok(false)
+}
+
 /// The qemu argument list for `boot` (pure; firmware paths given).
 pub fn qemu_args(
     boot: &Boot,
@@ -650,25 +672,7 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
         err,
     })?;
     let mut ovmf = None;
-    let uefi = if opts.bios {
-        // kiln's hybrid ISO and its GPT disks (raw-efi and the formats
-        // over it) carry a BIOS loader besides the UEFI one.
-        let hybrid = match &boot {
-            Boot::Iso { path, .. } => path.to_string_lossy().ends_with("-efi.iso"),
-            Boot::Disk { .. } => true,
-            _ => false,
-        };
-        if boot.needs_uefi() && !hybrid {
-            return Err(RunError::BadOption(
-                "--bios: this image boots only under UEFI (NAME-efi.iso and the disk images \
-                 boot both)"
-                    .into(),
-            ));
-        }
-        false
-    } else {
-        opts.uefi || boot.needs_uefi()
-    };
+    let uefi = wants_uefi(&boot, &opts)?;
     if uefi {
         let code = OVMF_CODE
             .iter()
