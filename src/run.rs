@@ -672,7 +672,7 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
         err,
     })?;
     let mut ovmf = None;
-    let uefi = wants_uefi(&boot, &opts)?;
+    let uefi = wants_uefi(&boot, opts)?;
     if uefi {
         let code = OVMF_CODE
             .iter()
