@@ -327,10 +327,11 @@ const HELP: &str = "usage: cargo xtask boot-test [--all] [CASE...]
 
 Builds each case (examples/*.yml and tests/boot/*.yml with a sibling .expect
 file) with the release kiln, checks its outputs against golden/, boots every
-format the case lists under qemu (SeaBIOS or OVMF, TCG when KVM hangs) and
-checks the serial console for the case's expect: lines, in order, and for no
-forbid: line. Boots run side by side, one per core (KILN_BOOT_JOBS=N to
-change it); each line prints as its boot ends.
+format the case lists under qemu (SeaBIOS or OVMF, both for iso-efi and the
+hybrid GPT disks; TCG when KVM hangs) and checks the serial console for the
+case's expect: lines, in order, and for no forbid: line. Boots run side by
+side, one per core (KILN_BOOT_JOBS=N to change it); each line prints as its
+boot ends.
 
   (no CASE)   the cases marked `ci: yes`
   --all       every case
