@@ -237,7 +237,7 @@ struct QemuArgs {
     /// Boot with UEFI firmware (OVMF) even for formats that boot under BIOS
     #[arg(long, conflicts_with = "bios")]
     uefi: bool,
-    /// Boot the hybrid NAME-efi.iso with BIOS firmware (SeaBIOS) instead of UEFI
+    /// Boot a hybrid image (NAME-efi.iso, the GPT disks: NAME-efi.img, .vhd, .vmdk, …) with BIOS firmware (SeaBIOS) instead of UEFI
     #[arg(long)]
     bios: bool,
     /// Attach a bootable ISO as a disk (as written to a USB stick), not a CD

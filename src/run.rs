@@ -146,7 +146,8 @@ type MakeBoot = fn(PathBuf) -> Result<Boot, RunError>;
 
 /// The files `kiln build` writes that can boot, by suffix, in the order a
 /// build name is tried. kiln's VHD, VMDK and AWS raw disks are the raw-efi
-/// disk in another container, so they boot under UEFI. A squashfs is
+/// disk in another container: hybrid GPT disks that boot under UEFI by
+/// default and under BIOS with `--bios`. A squashfs is
 /// tried last: a build with kernel+initrd as well boots that directly.
 const BOOTABLE: &[(&str, MakeBoot)] = &[
     (".iso", iso_boot),
@@ -351,6 +352,28 @@ fn direct_boot(
         "-append".to_owned(),
         line,
     ]
+}
+
+/// Whether `boot` runs under OVMF (else SeaBIOS): `--bios` for an image
+/// that boots only under UEFI is an error; kiln's hybrid ISO and its GPT
+/// disks (raw-efi and the formats over it) boot under either.
+fn wants_uefi(boot: &Boot, opts: &QemuOptions) -> Result<bool, RunError> {
+    if !opts.bios {
+        return Ok(opts.uefi || boot.needs_uefi());
+    }
+    let hybrid = match boot {
+        Boot::Iso { path, .. } => path.to_string_lossy().ends_with("-efi.iso"),
+        Boot::Disk { efi, .. } => *efi,
+        _ => false,
+    };
+    if boot.needs_uefi() && !hybrid {
+        return Err(RunError::BadOption(
+            "--bios: this image boots only under UEFI (NAME-efi.iso and the GPT disk images \
+             boot both)"
+                .into(),
+        ));
+    }
+    Ok(false)
 }
 
 /// The qemu argument list for `boot` (pure; firmware paths given).
@@ -649,19 +672,7 @@ pub fn run(target: &Path, opts: &QemuOptions) -> Result<Option<i32>, RunError> {
         err,
     })?;
     let mut ovmf = None;
-    let uefi = if opts.bios {
-        // Only kiln's hybrid ISO carries a BIOS loader besides the UEFI one.
-        let hybrid = matches!(&boot, Boot::Iso { path, .. }
-            if path.to_string_lossy().ends_with("-efi.iso"));
-        if boot.needs_uefi() && !hybrid {
-            return Err(RunError::BadOption(
-                "--bios: this image boots only under UEFI (NAME-efi.iso boots both)".into(),
-            ));
-        }
-        false
-    } else {
-        opts.uefi || boot.needs_uefi()
-    };
+    let uefi = wants_uefi(&boot, opts)?;
     if uefi {
         let code = OVMF_CODE
             .iter()

@@ -130,7 +130,7 @@ fn fat_volume_too_small_names_both_sizes() {
 fn raw_efi(store: &ContentStore, efi: &[u8], epoch: i64, size: Option<u64>) -> Vec<u8> {
     let c = store.add(efi).unwrap();
     let mut disk = Vec::new();
-    let n = write_raw_efi(&c, store, epoch, size, &mut disk).unwrap();
+    let n = write_raw_efi(&c, None, store, epoch, size, &mut disk).unwrap();
     assert_eq!(n, disk.len() as u64);
     disk
 }
@@ -210,7 +210,7 @@ fn raw_efi_fills_a_given_size() {
 fn raw_efi_size_too_small_names_needed_and_given() {
     let store = ContentStore::new().unwrap();
     let c = store.add(&bytes(1000, 9)).unwrap();
-    let err = write_raw_efi(&c, &store, EPOCH, Some(16 << 20), &mut io::sink()).unwrap_err();
+    let err = write_raw_efi(&c, None, &store, EPOCH, Some(16 << 20), &mut io::sink()).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     let msg = err.to_string();
     assert!(msg.contains(&(35u64 << 20).to_string()), "{msg}");

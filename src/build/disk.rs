@@ -16,6 +16,7 @@ use super::{writer_error, BuildOptions, Format, UserError};
 use crate::assemble::Assembled;
 use crate::atomic::AtomicFile;
 use crate::oci::Layout;
+use crate::output::disk::BiosBoot;
 use crate::output::iso::{write_iso, IsoLinux};
 use crate::output::syslinux::install::{write_raw_bios, Syslinux};
 use crate::output::tar::{write_tar_files, TarFile};
@@ -170,6 +171,39 @@ fn boot_initrd<'a>(
     })
 }
 
+/// SYSLINUX's pieces for a disk whose MBR code is `mbr` (`mbr.bin` or
+/// `gptmbr.bin`): that code, `ldlinux.bss`, `ldlinux.sys`, `ldlinux.c32`.
+fn syslinux_pieces(
+    layout: &Layout,
+    opts: &BuildOptions,
+    store: &ContentStore,
+    mbr: &str,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    loader_files(
+        layout,
+        opts,
+        store,
+        SYSLINUX_IMAGE,
+        "pkg/syslinux",
+        &[
+            mbr,
+            "syslinux/ldlinux.bss",
+            "syslinux/ldlinux.sys",
+            "syslinux/ldlinux.c32",
+        ],
+    )
+}
+
+/// [`Syslinux`] over the four pieces [`syslinux_pieces`] gives.
+fn syslinux(files: &[Vec<u8>]) -> Syslinux<'_> {
+    Syslinux {
+        mbr: &files[0],
+        boot_sector: &files[1],
+        ldlinux_sys: &files[2],
+        ldlinux_c32: &files[3],
+    }
+}
+
 /// The raw-bios disk and the qcow2 over it.
 #[allow(clippy::too_many_arguments)]
 fn raw_bios(
@@ -183,25 +217,8 @@ fn raw_bios(
     pending: &mut Vec<AtomicFile>,
 ) -> anyhow::Result<()> {
     let (dir, name) = (&opts.out_dir, &opts.name);
-    let files = loader_files(
-        layout,
-        opts,
-        store,
-        SYSLINUX_IMAGE,
-        "pkg/syslinux",
-        &[
-            "syslinux/mbr.bin",
-            "syslinux/ldlinux.bss",
-            "syslinux/ldlinux.sys",
-            "syslinux/ldlinux.c32",
-        ],
-    )?;
-    let sl = Syslinux {
-        mbr: &files[0],
-        boot_sector: &files[1],
-        ldlinux_sys: &files[2],
-        ldlinux_c32: &files[3],
-    };
+    let files = syslinux_pieces(layout, opts, store, "syslinux/mbr.bin")?;
+    let sl = syslinux(&files);
     let (mut boot_initrd, _) = boot_initrd(a, store, initrd)?;
     let initrd = store.add_reader(&mut boot_initrd, None)?;
     let mut raw = tempfile::tempfile_in(dir)?;
@@ -355,12 +372,32 @@ pub fn write(
         return Ok(());
     }
 
-    // The raw EFI disk, in a temp file; the other formats wrap it.
+    // The raw hybrid disk, in a temp file; the other formats wrap it. Its
+    // BIOS half is SYSLINUX on the ESP, loading the same kernel and initrd
+    // as the UKI.
+    let pieces = syslinux_pieces(layout, opts, store, "syslinux/gptmbr.bin")?;
+    let sl = syslinux(&pieces);
+    let (mut boot_initrd, _) = boot_initrd(a, store, initrd)?;
+    let bios_initrd = store.add_reader(&mut boot_initrd, None)?;
+    drop(boot_initrd);
+    let bios = BiosBoot {
+        syslinux: &sl,
+        kernel,
+        initrd: &bios_initrd,
+        cmdline: &a.cmdline,
+    };
     let mut raw = tempfile::tempfile_in(dir)?;
     {
         let mut buf = std::io::BufWriter::new(&mut raw);
-        crate::output::disk::write_raw_efi(&uki, store, opts.epoch, opts.size, &mut buf)
-            .map_err(|e| writer_error(e, "writing the raw EFI disk"))?;
+        crate::output::disk::write_raw_efi(
+            &uki,
+            Some(&bios),
+            store,
+            opts.epoch,
+            opts.size,
+            &mut buf,
+        )
+        .map_err(|e| writer_error(e, "writing the raw hybrid disk"))?;
         buf.flush()?;
     }
     let len = raw.seek(SeekFrom::End(0))?;

@@ -15,7 +15,10 @@
 //! [`write_raw_efi`] composes it with the [FAT32 writer](super::fat): one
 //! EFI System Partition holding the removable-media boot path
 //! `\EFI\BOOT\BOOTX64.EFI`, written by the FAT writer straight into the
-//! disk's stream (a [`PartData::Writer`]).
+//! disk's stream (a [`PartData::Writer`]). With a [`BiosBoot`] the
+//! disk is hybrid: the protective MBR carries SYSLINUX's `gptmbr.bin`, the
+//! ESP has the legacy-BIOS-bootable attribute and SYSLINUX is installed on
+//! it by the [SYSLINUX installer](super::syslinux::install) beside the UKI.
 //!
 //! GUIDs are `[u8; 16]` in on-disk order: GPT stores the first three
 //! fields of the textual form little-endian ([`guid_string`] prints them).
@@ -25,6 +28,7 @@ use std::io::{self, Read, Write};
 use sha2::{Digest, Sha256};
 
 use super::fat::{min_fat_size, write_fat, FatOptions};
+use super::syslinux::install::{install, syslinux_files, Syslinux};
 use super::{invalid_input as input, write_zeros, Counter};
 use crate::tree::{Content, ContentStore};
 
@@ -38,12 +42,18 @@ pub const LINUX_FS_TYPE: [u8; 16] = [
     0xAF, 0x3D, 0xC6, 0x0F, 0x83, 0x84, 0x72, 0x47, 0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D, 0xE4,
 ];
 
+/// GPT attribute bit 2: the partition holds legacy BIOS boot code (the
+/// one `gptmbr.bin` boots).
+pub const LEGACY_BIOS_BOOTABLE: u64 = 1 << 2;
+
 /// One partition to write.
 pub struct GptPartition<'a> {
     pub type_guid: [u8; 16],
     pub unique_guid: [u8; 16],
     /// At most 36 UTF-16 code units.
     pub name: &'a str,
+    /// The entry's attribute bits ([`LEGACY_BIOS_BOOTABLE`], …); 0 for none.
+    pub attributes: u64,
     /// The first sector; `None` for the next 1 MiB boundary.
     pub first_lba: Option<u64>,
     /// Exactly `len` bytes of contents; the last sector is zero-padded.
@@ -122,7 +132,9 @@ fn layout(parts: &[(Option<u64>, u64)], size_bytes: Option<u64>) -> io::Result<L
 }
 
 /// Write a GPT disk image holding `partitions` to `w`; returns the bytes
-/// written (`size_bytes` if given).
+/// written (`size_bytes` if given). `mbr_code` is the boot code of the
+/// protective MBR (its first 440 bytes, such as SYSLINUX's `gptmbr.bin`);
+/// `None` leaves them zero.
 ///
 /// Fails with `InvalidInput` on overlapping or empty partitions, a name
 /// too long, more than 128 partitions, or a size that is too small or not
@@ -132,6 +144,7 @@ pub fn write_gpt_disk(
     partitions: &mut [GptPartition],
     disk_guid: [u8; 16],
     size_bytes: Option<u64>,
+    mbr_code: Option<&[u8; 440]>,
     w: &mut dyn Write,
 ) -> io::Result<u64> {
     let plan: Vec<_> = partitions.iter().map(|p| (p.first_lba, p.len)).collect();
@@ -152,6 +165,7 @@ pub fn write_gpt_disk(
         e[16..32].copy_from_slice(&p.unique_guid);
         e[32..40].copy_from_slice(&first.to_le_bytes());
         e[40..48].copy_from_slice(&end.to_le_bytes());
+        e[48..56].copy_from_slice(&p.attributes.to_le_bytes());
         for (k, unit) in name.iter().enumerate() {
             e[56 + 2 * k..][..2].copy_from_slice(&unit.to_le_bytes());
         }
@@ -177,7 +191,11 @@ pub fn write_gpt_disk(
     };
 
     let mut out = Counter { inner: w, count: 0 };
-    out.write_all(&protective_mbr(total))?;
+    let mut mbr = protective_mbr(total);
+    if let Some(code) = mbr_code {
+        mbr[..440].copy_from_slice(code);
+    }
+    out.write_all(&mbr)?;
     out.write_all(&header(1, last, 2))?;
     out.write_all(&entries)?;
     let mut at = 2 + ENTRY_SECTORS;
@@ -281,9 +299,24 @@ pub fn guid_string(g: &[u8; 16]) -> String {
 /// Where firmware looks for a removable disk's x86-64 boot loader.
 pub const EFI_BOOT_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
 
+/// What a hybrid `raw-efi` disk boots under BIOS firmware: SYSLINUX
+/// (with `gptmbr.bin` as its MBR code) loading `kernel` and `initrd` with
+/// `cmdline`, from the ESP.
+pub struct BiosBoot<'a> {
+    pub syslinux: &'a Syslinux<'a>,
+    pub kernel: &'a Content,
+    pub initrd: &'a Content,
+    pub cmdline: &'a str,
+}
+
 /// Write the `raw-efi` image: a GPT disk with one FAT32 EFI System
 /// Partition holding `efi_binary` as `\EFI\BOOT\BOOTX64.EFI`; returns the
 /// bytes written.
+///
+/// With `bios` the disk is hybrid: the protective MBR carries `gptmbr.bin`,
+/// the ESP is marked legacy-BIOS-bootable and SYSLINUX is installed on it
+/// beside the UKI (its files at the volume's root), so BIOS firmware boots
+/// SYSLINUX and UEFI firmware the UKI.
 ///
 /// Disk and partition GUIDs and the volume serial are derived from the
 /// binary's sha256 and `epoch`. With `size` the disk has exactly that many
@@ -292,21 +325,33 @@ pub const EFI_BOOT_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
 /// a multiple of 512 is an `InvalidInput` error naming both sizes.
 pub fn write_raw_efi(
     efi_binary: &Content,
+    bios: Option<&BiosBoot>,
     store: &ContentStore,
     epoch: i64,
     size: Option<u64>,
     w: &mut dyn Write,
 ) -> io::Result<u64> {
-    let files = [(EFI_BOOT_PATH, efi_binary)];
-    let min_esp = min_fat_size(&files)?;
+    let mut files = vec![(EFI_BOOT_PATH, efi_binary.clone())];
+    if let Some(b) = bios {
+        files.extend(syslinux_files(
+            b.syslinux, b.kernel, b.initrd, b.cmdline, store,
+        )?);
+    }
+    let refs: Vec<(&str, &Content)> = files.iter().map(|(p, c)| (*p, c)).collect();
+    let min_esp = min_fat_size(&refs)?;
     let needed = layout(&[(None, min_esp)], None)?.total * SECTOR;
     let esp_size = match size {
         None => min_esp,
         Some(size) if size % SECTOR != 0 || size < needed => {
             return Err(input(format!(
-                "raw-efi: the EFI binary ({} bytes) needs a disk of at least {needed} bytes \
+                "raw-efi: the EFI binary ({} bytes){} needs a disk of at least {needed} bytes \
                  (a multiple of {SECTOR}), but the size given is {size} bytes",
-                efi_binary.len()
+                efi_binary.len(),
+                if bios.is_some() {
+                    " with the BIOS boot files"
+                } else {
+                    ""
+                }
             )))
         }
         Some(size) => ((size / SECTOR - 1 - ENTRY_SECTORS) / ALIGN * ALIGN - ALIGN) * SECTOR,
@@ -316,7 +361,7 @@ pub fn write_raw_efi(
     seed.extend_from_slice(&epoch.to_le_bytes());
     let id = |what: &str| guid_from(&[what.as_bytes(), &seed].concat());
     let serial = id("kiln raw-efi fat serial");
-    let opts = FatOptions {
+    let mut opts = FatOptions {
         size_bytes: Some(esp_size),
         volume_id: u32::from_le_bytes([serial[0], serial[1], serial[2], serial[3]]),
         label: *b"ESP        ",
@@ -324,18 +369,33 @@ pub fn write_raw_efi(
         hidden_sectors: ALIGN as u32,
         boot_code: None,
     };
+    let mut mbr_code = None;
+    let mut attributes = 0;
+    if let Some(b) = bios {
+        install(b.syslinux, &mut files, &mut opts, store)?;
+        let code: &[u8; 440] = b.syslinux.mbr.try_into().map_err(|_| {
+            input(format!(
+                "raw-efi: gptmbr.bin has {} bytes, not 440",
+                b.syslinux.mbr.len()
+            ))
+        })?;
+        mbr_code = Some(code);
+        attributes = LEGACY_BIOS_BOOTABLE;
+    }
+    let refs: Vec<(&str, &Content)> = files.iter().map(|(p, c)| (*p, c)).collect();
     // The FAT writer writes the volume straight into the disk's stream:
     // its size is known before a byte is written.
-    let mut write_esp = |w: &mut dyn Write| write_fat(&files, store, &opts, w);
+    let mut write_esp = |w: &mut dyn Write| write_fat(&refs, store, &opts, w);
     let mut parts = [GptPartition {
         type_guid: ESP_TYPE,
         unique_guid: id("kiln raw-efi esp"),
         name: "ESP",
+        attributes,
         first_lba: Some(ALIGN),
         data: PartData::Writer(&mut write_esp),
         len: esp_size,
     }];
-    write_gpt_disk(&mut parts, id("kiln raw-efi disk"), size, w)
+    write_gpt_disk(&mut parts, id("kiln raw-efi disk"), size, mbr_code, w)
 }
 
 #[cfg(test)]
@@ -374,6 +434,36 @@ mod tests {
         assert!(layout(&[(None, 1)], Some(2 << 20)).is_ok());
         let err = layout(&[(None, 1 << 20)], Some(2 << 20)).unwrap_err();
         assert!(err.to_string().contains("3145728"), "{err}");
+    }
+
+    #[test]
+    fn attributes_and_mbr_code_are_written_and_checksummed() {
+        let mut data: &[u8] = &[7u8; 512];
+        let mut parts = [GptPartition {
+            type_guid: ESP_TYPE,
+            unique_guid: guid_from(b"p"),
+            name: "ESP",
+            attributes: LEGACY_BIOS_BOOTABLE,
+            first_lba: None,
+            data: PartData::Reader(&mut data),
+            len: 512,
+        }];
+        let mut disk = Vec::new();
+        let code = [0x33u8; 440];
+        write_gpt_disk(&mut parts, guid_from(b"d"), None, Some(&code), &mut disk).unwrap();
+        assert_eq!(&disk[..440], &code[..]);
+        assert_eq!((disk[450], &disk[510..512]), (0xEE, &[0x55, 0xAA][..]));
+        let last = disk.len() - 512;
+        for (header, table) in [(512, 1024), (last, last - 32 * 512)] {
+            let entries = &disk[table..table + ENTRIES * ENTRY_SIZE];
+            assert_eq!(u64::from_le_bytes(entries[48..56].try_into().unwrap()), 4);
+            let h = &disk[header..header + 92];
+            assert_eq!(&h[88..92], &crc32fast::hash(entries).to_le_bytes());
+            let mut h = h.to_vec();
+            let crc = h[16..20].to_vec();
+            h[16..20].fill(0);
+            assert_eq!(crc, crc32fast::hash(&h).to_le_bytes());
+        }
     }
 
     #[test]

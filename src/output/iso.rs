@@ -335,11 +335,12 @@ pub fn write_iso(
         type_guid: ESP_TYPE,
         unique_guid: id("kiln iso-efi esp"),
         name: "ESP",
+        attributes: 0,
         first_lba: Some(u64::from(esp_lba) * DISK_PER_ISO),
         data: PartData::Writer(&mut write_esp),
         len: esp_len,
     }];
-    let n = write_gpt_disk(&mut parts, id("kiln iso-efi disk"), None, &mut out)?;
+    let n = write_gpt_disk(&mut parts, id("kiln iso-efi disk"), None, None, &mut out)?;
     if out.at < out.body_end {
         return Err(io::Error::other(
             "iso: the disk ended inside the ISO sectors",

@@ -248,3 +248,36 @@ fn network_configurators_are_found_by_program_or_container_name() {
         );
     }
 }
+
+#[test]
+fn hybrid_disks_boot_under_either_firmware() {
+    let disk = |format, efi| Boot::Disk {
+        path: "m.vhd".into(),
+        format,
+        efi,
+    };
+    let bios = QemuOptions {
+        bios: true,
+        ..QemuOptions::default()
+    };
+    let default = QemuOptions::default();
+    for format in ["raw", "qcow2", "vpc", "vmdk"] {
+        assert!(
+            wants_uefi(&disk(format, true), &default).unwrap(),
+            "{format}"
+        );
+        assert!(!wants_uefi(&disk(format, true), &bios).unwrap(), "{format}");
+    }
+    assert!(!wants_uefi(&disk("raw", false), &default).unwrap());
+    let uki = Boot::Uki {
+        path: "m.efi".into(),
+    };
+    let err = wants_uefi(&uki, &bios).unwrap_err().to_string();
+    assert!(err.contains("only under UEFI"), "{err}");
+    let iso = |p: &str| Boot::Iso {
+        path: p.into(),
+        efi: true,
+    };
+    assert!(!wants_uefi(&iso("m-efi.iso"), &bios).unwrap());
+    assert!(wants_uefi(&iso("m-efi-initrd.iso"), &bios).is_err());
+}

@@ -130,9 +130,19 @@ fn disk_outputs_pass_their_independent_checkers() {
         std::fs::read(&copy).unwrap() == std::fs::read(p("m.efi")).unwrap(),
         "the ESP holds the UKI"
     );
-    // fsck.fat on the ESP exactly as the GPT bounds it (first entry): clean,
-    // and the count fsck.fat gives for the one-file ESP.
+    // The hybrid disk's BIOS half: gptmbr.bin in the protective MBR (it
+    // says "Missing OS" when no partition is legacy-BIOS-bootable), the ESP
+    // with GPT attribute bit 2, as sgdisk reads it.
     let disk = std::fs::read(p("m-efi.img")).unwrap();
+    assert!(
+        disk[..440].windows(10).any(|w| w == b"Missing OS"),
+        "gptmbr.bin in the protective MBR"
+    );
+    assert_eq!(disk[450], 0xEE, "the protective partition stays");
+    let attrs = stdout(&run_tool("sgdisk", &["-A", "1:show", &p("m-efi.img")]));
+    assert!(attrs.contains("1:2:1 (legacy BIOS bootable)"), "{attrs}");
+    // fsck.fat on the ESP exactly as the GPT bounds it (first entry): clean,
+    // and the count fsck.fat gives for the UKI and SYSLINUX's five files.
     let le64 = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().unwrap());
     let entry = &disk[1024..1024 + 128];
     let (first, last) = (le64(&entry[32..]) as usize, le64(&entry[40..]) as usize);
@@ -140,8 +150,14 @@ fn disk_outputs_pass_their_independent_checkers() {
     std::fs::write(&esp_path, &disk[first * 512..(last + 1) * 512]).unwrap();
     let fsck = stdout(&run_tool("fsck.fat", &["-n", esp_path.to_str().unwrap()]));
     assert!(
-        fsck.contains("esp.img: 4 files") && !fsck.contains("differ") && !fsck.contains("wrong"),
+        fsck.contains("esp.img: 9 files") && !fsck.contains("differ") && !fsck.contains("wrong"),
         "{fsck}"
+    );
+    check_syslinux_volume(
+        esp_path.to_str().unwrap(),
+        &disk[first * 512..first * 512 + 512],
+        &std::fs::read(p("m-kernel")).unwrap(),
+        cmdline.trim(),
     );
 
     // raw-bios: an MBR with SYSLINUX's code and one active FAT32-LBA
@@ -161,41 +177,11 @@ fn disk_outputs_pass_their_independent_checkers() {
     assert_eq!(&bios[510..512], &[0x55, 0xAA]);
     let volume = t.join("bios-part.img");
     std::fs::write(&volume, &bios[1 << 20..]).unwrap();
-    let volume = volume.to_str().unwrap();
-    let fsck = run_tool("fsck.fat", &["-n", volume]);
-    let fsck_out = stdout(&fsck);
-    assert!(
-        !fsck_out.contains("differ") && !fsck_out.contains("wrong"),
-        "{fsck_out}"
-    );
-    let dir = stdout(&run_tool("mdir", &["-b", "-i", volume, "::/"]));
-    for f in [
-        "INITRD.IMG",
-        "KERNEL",
-        "LDLINUX.C32",
-        "LDLINUX.SYS",
-        "SYSLINUX.CFG",
-    ] {
-        assert!(dir.contains(&format!("::/{f}")), "{f}: {dir}");
-    }
-    let kernel_copy = run_tool("mtype", &["-i", volume, "::KERNEL"]).stdout;
-    assert!(
-        kernel_copy == std::fs::read(p("m-kernel")).unwrap(),
-        "KERNEL is the kernel"
-    );
-    let cfg = run_tool("mtype", &["-i", volume, "::SYSLINUX.CFG"]).stdout;
-    assert!(
-        String::from_utf8_lossy(&cfg).contains(&format!("APPEND {}", cmdline.trim())),
-        "{}",
-        String::from_utf8_lossy(&cfg)
-    );
-    // The boot sector is SYSLINUX's around the volume's own BPB.
-    assert_eq!(&bios[(1 << 20) + 82..(1 << 20) + 90], b"FAT32   ");
-    assert!(
-        bios[(1 << 20) + 90..(1 << 20) + 510]
-            .windows(12)
-            .any(|w| w == b"Boot error\r\n"),
-        "SYSLINUX boot code"
+    check_syslinux_volume(
+        volume.to_str().unwrap(),
+        &bios[1 << 20..(1 << 20) + 512],
+        &std::fs::read(p("m-kernel")).unwrap(),
+        cmdline.trim(),
     );
     run_tool("qemu-img", &["check", "-f", "qcow2", &p("m.qcow2")]);
     let o = run_tool(
@@ -310,6 +296,41 @@ fn kernel_iso_root_is_rock_ridge_with_the_image_tree() {
     assert!(!t.join("out2/minimal-kernel").exists());
 }
 
+/// A FAT volume (image file `volume`, boot sector `boot`) with SYSLINUX
+/// installed: clean for fsck.fat, SYSLINUX's files at the root, `KERNEL`
+/// the kernel, `SYSLINUX.CFG` appending `cmdline`, SYSLINUX's boot code
+/// around the volume's own FAT32 BPB.
+fn check_syslinux_volume(volume: &str, boot: &[u8], kernel: &[u8], cmdline: &str) {
+    let fsck_out = stdout(&run_tool("fsck.fat", &["-n", volume]));
+    assert!(
+        !fsck_out.contains("differ") && !fsck_out.contains("wrong"),
+        "{fsck_out}"
+    );
+    let dir = stdout(&run_tool("mdir", &["-b", "-i", volume, "::/"]));
+    for f in [
+        "INITRD.IMG",
+        "KERNEL",
+        "LDLINUX.C32",
+        "LDLINUX.SYS",
+        "SYSLINUX.CFG",
+    ] {
+        assert!(dir.contains(&format!("::/{f}")), "{volume}: {f}: {dir}");
+    }
+    let kernel_copy = run_tool("mtype", &["-i", volume, "::KERNEL"]).stdout;
+    assert!(kernel_copy == kernel, "{volume}: KERNEL is the kernel");
+    let cfg = run_tool("mtype", &["-i", volume, "::SYSLINUX.CFG"]).stdout;
+    let cfg = String::from_utf8_lossy(&cfg);
+    assert!(
+        cfg.contains(&format!("APPEND {cmdline}")),
+        "{volume}: {cfg}"
+    );
+    assert_eq!(&boot[82..90], b"FAT32   ", "{volume}");
+    assert!(
+        boot[90..510].windows(12).any(|w| w == b"Boot error\r\n"),
+        "{volume}: SYSLINUX boot code"
+    );
+}
+
 /// Copy the committed layout without the images whose names start with
 /// `drop` (blobs stay; only index.json forgets them).
 fn layout_without(t: &TestDir, drop: &str) -> std::path::PathBuf {
@@ -364,7 +385,7 @@ fn missing_bootloaders_and_small_sizes_are_user_errors_leaving_nothing() {
     // A layout without the loader images: the error names the image and
     // the command that builds it.
     let no_syslinux = layout_without(&t, "kiln.dev/syslinux:");
-    for format in ["iso-bios", "raw-bios", "iso-efi"] {
+    for format in ["iso-bios", "raw-bios", "iso-efi", "raw-efi", "vhd"] {
         let out = kiln(
             t.path(),
             &[

@@ -442,7 +442,7 @@ pub fn raw_efi(args: &[String]) -> anyhow::Result<()> {
     // content store (hashed as it was added), so loading it is not counted.
     let start = Instant::now();
     let mut f = std::io::BufWriter::new(fs::File::create(out)?);
-    kiln::output::disk::write_raw_efi(&content, &store, kiln::DEFAULT_EPOCH, None, &mut f)?;
+    kiln::output::disk::write_raw_efi(&content, None, &store, kiln::DEFAULT_EPOCH, None, &mut f)?;
     std::io::Write::flush(&mut f)?;
     drop(f);
     // The writer's own time, for the parent to report beside the process's.

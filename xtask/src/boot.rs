@@ -5,8 +5,11 @@
 //! `examples/` or `tests/boot/`. The `.expect` file has one directive a line:
 //! `expect: TEXT` (must appear, in this order), `forbid: TEXT` (must never
 //! appear), `timeout: SECONDS`, `formats: kernel+initrd …`, `compress: xz`
-//! (the build's `--compress`), and `ci: yes`
-//! (run without `--all`). The guest reports its own verdict: the check
+//! (the build's `--compress`), `firmware: bios` (boot only under SeaBIOS),
+//! `break: legacy-bios-bootable` (clear the ESP's GPT attribute bit 2 of the
+//! built raw-efi disk before booting it), and `ci: yes` (run without `--all`).
+//! The hybrid GPT disks (raw-efi, qcow2-efi, vhd, dynamic-vhd, vmdk, aws,
+//! gcp) boot twice, under OVMF and under SeaBIOS. The guest reports its own verdict: the check
 //! container prints what it found and powers off, so the harness never has
 //! to guess from a timeout.
 
@@ -29,6 +32,13 @@ struct Case {
     formats: Vec<String>,
     /// `--compress` for the build (kiln's default when `None`).
     compress: Option<String>,
+    /// `firmware: bios`: boot only under BIOS (SeaBIOS); `None`: every way
+    /// the format boots.
+    firmware: Option<String>,
+    /// `break: legacy-bios-bootable`: clear GPT attribute bit 2 of the
+    /// built raw-efi disk's ESP before booting it, so its BIOS half is
+    /// broken (the case then expects the BIOS boot to fail).
+    breaks: Option<String>,
     ci: bool,
 }
 
@@ -41,6 +51,8 @@ fn parse_expect(name: &str, yml: &Path, text: &str) -> anyhow::Result<Case> {
         timeout: 120,
         formats: vec!["kernel+initrd".into()],
         compress: None,
+        firmware: None,
+        breaks: None,
         ci: false,
     };
     for (i, line) in text.lines().enumerate() {
@@ -62,6 +74,13 @@ fn parse_expect(name: &str, yml: &Path, text: &str) -> anyhow::Result<Case> {
             }
             "formats" => case.formats = value.split_whitespace().map(str::to_owned).collect(),
             "compress" => case.compress = Some(value),
+            "firmware" if value == "bios" => case.firmware = Some(value),
+            "firmware" => bail!("{name}.expect:{}: firmware: only bios is known", i + 1),
+            "break" if value == "legacy-bios-bootable" => case.breaks = Some(value),
+            "break" => bail!(
+                "{name}.expect:{}: break: only legacy-bios-bootable is known",
+                i + 1
+            ),
             "ci" => case.ci = value == "yes",
             other => bail!("{name}.expect:{}: unknown directive {other:?}", i + 1),
         }
@@ -134,6 +153,64 @@ fn output_name(format: &str, case: &str) -> String {
         "aws" => format!("{case}.raw"),
         other => format!("{case}.{other}"),
     }
+}
+
+/// Every way `format` boots, as `(variant, kiln run qemu arguments)`; the
+/// first is its default (variant ""). The hybrid ISOs boot from a CD and as
+/// a disk, iso-efi under UEFI (its default) and BIOS; iso-bios also as a
+/// disk. The hybrid GPT disks boot under UEFI (their default) and BIOS.
+fn variants(format: &str) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut v = vec![("", Vec::new())];
+    match format {
+        "iso-efi" => v.extend([
+            ("bios", vec!["--bios"]),
+            ("disk", vec!["--iso-as-disk"]),
+            ("disk-bios", vec!["--iso-as-disk", "--bios"]),
+        ]),
+        "iso-bios" | "iso-efi-initrd" => v.push(("disk", vec!["--iso-as-disk"])),
+        "raw-efi" | "qcow2-efi" | "vhd" | "dynamic-vhd" | "vmdk" | "aws" | "gcp" => {
+            v.push(("bios", vec!["--bios"]))
+        }
+        _ => {}
+    }
+    v
+}
+
+/// Copy the raw GPT disk at `disk` to `to` with attribute bit 2 (legacy
+/// BIOS bootable) of its first partition cleared in both GPTs, their CRCs
+/// fixed: a disk whose BIOS half `gptmbr.bin` cannot find. Gives `to`.
+fn break_legacy_bios_bootable(disk: &Path, to: &Path) -> anyhow::Result<PathBuf> {
+    let mut bytes = fs::read(disk).with_context(|| format!("break: reading {}", disk.display()))?;
+    let sectors = bytes.len() as u64 / 512;
+    for header_lba in [1, sectors.saturating_sub(1)] {
+        let h = usize::try_from(header_lba * 512)?;
+        if bytes.get(h..h + 8) != Some(b"EFI PART".as_slice()) {
+            bail!(
+                "break: {} has no GPT header at sector {header_lba}",
+                disk.display()
+            );
+        }
+        let le32 = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let table = usize::try_from(u64::from_le_bytes(bytes[h + 72..h + 80].try_into()?) * 512)?;
+        let (count, size) = (le32(&bytes, h + 80) as usize, le32(&bytes, h + 84) as usize);
+        let entries = bytes
+            .get_mut(table..table + count * size)
+            .context("break: the GPT entries lie outside the disk")?;
+        if entries[48] & 4 == 0 {
+            bail!(
+                "break: partition 1 of {} is not legacy-BIOS-bootable",
+                disk.display()
+            );
+        }
+        entries[48] &= !4;
+        let entries_crc = crc32fast::hash(entries);
+        bytes[h + 88..h + 92].copy_from_slice(&entries_crc.to_le_bytes());
+        bytes[h + 16..h + 20].fill(0);
+        let header_crc = crc32fast::hash(&bytes[h..h + 92]);
+        bytes[h + 16..h + 20].copy_from_slice(&header_crc.to_le_bytes());
+    }
+    fs::write(to, &bytes).with_context(|| format!("break: writing {}", to.display()))?;
+    Ok(to.to_owned())
 }
 
 /// Unpack `disk.raw` from a GCE image archive into `dir`; its path.
@@ -250,10 +327,11 @@ const HELP: &str = "usage: cargo xtask boot-test [--all] [CASE...]
 
 Builds each case (examples/*.yml and tests/boot/*.yml with a sibling .expect
 file) with the release kiln, checks its outputs against golden/, boots every
-format the case lists under qemu (SeaBIOS or OVMF, TCG when KVM hangs) and
-checks the serial console for the case's expect: lines, in order, and for no
-forbid: line. Boots run side by side, one per core (KILN_BOOT_JOBS=N to
-change it); each line prints as its boot ends.
+format the case lists under qemu (SeaBIOS or OVMF, both for iso-efi and the
+hybrid GPT disks; TCG when KVM hangs) and checks the serial console for the
+case's expect: lines, in order, and for no forbid: line. Boots run side by
+side, one per core (KILN_BOOT_JOBS=N to change it); each line prints as its
+boot ends.
 
   (no CASE)   the cases marked `ci: yes`
   --all       every case
@@ -329,23 +407,23 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             );
             continue;
         }
-        // The hybrid ISOs boot every way they can: iso-efi from a CD and as
-        // a disk, under UEFI (its default) and BIOS; iso-bios also as a disk.
-        let runs = case.formats.iter().flat_map(|f| {
-            let extra: Vec<(&str, Vec<&str>)> = match f.as_str() {
-                "iso-efi" => vec![
-                    ("bios", vec!["--bios"]),
-                    ("disk", vec!["--iso-as-disk"]),
-                    ("disk-bios", vec!["--iso-as-disk", "--bios"]),
-                ],
-                "iso-bios" | "iso-efi-initrd" => vec![("disk", vec!["--iso-as-disk"])],
-                _ => Vec::new(),
-            };
-            std::iter::once((f, "", Vec::new()))
-                .chain(extra.into_iter().map(move |(v, a)| (f, v, a)))
-        });
+        let runs = case
+            .formats
+            .iter()
+            .flat_map(|f| variants(f).into_iter().map(move |(v, a)| (f, v, a)))
+            .filter(|(_, _, extra)| case.firmware.is_none() || extra.contains(&"--bios"));
         for (format, variant, extra) in runs {
             let mut target = out.join(output_name(format, &case.name));
+            if case.breaks.is_some() {
+                match break_legacy_bios_bootable(&target, &out.join("broken-efi.img")) {
+                    Ok(broken) => target = broken,
+                    Err(e) => {
+                        failures += 1;
+                        println!("FAIL {:<24} {:<14} {e:#}", case.name, format);
+                        continue;
+                    }
+                }
+            }
             if format == "gcp" {
                 // A GCE import archive: boot the disk.raw GCE would import.
                 match extract_disk_raw(&target, &out.join("gcp")) {
@@ -479,6 +557,75 @@ mod tests {
         assert_eq!(c.formats, ["kernel+initrd", "iso-bios"]);
         assert!(c.ci);
         assert!(parse_expect("c", Path::new("c.yml"), "bogus: 1").is_err());
+    }
+
+    #[test]
+    fn hybrid_disks_boot_under_both_firmwares() {
+        for f in [
+            "raw-efi",
+            "qcow2-efi",
+            "vhd",
+            "dynamic-vhd",
+            "vmdk",
+            "aws",
+            "gcp",
+        ] {
+            let v = variants(f);
+            assert_eq!(v.len(), 2, "{f}");
+            assert_eq!((v[1].0, v[1].1.as_slice()), ("bios", ["--bios"].as_slice()));
+        }
+        assert_eq!(variants("raw-bios").len(), 1);
+        assert_eq!(variants("iso-efi").len(), 4);
+        let c = case("formats: raw-efi\nfirmware: bios\nbreak: legacy-bios-bootable\n");
+        assert_eq!(c.firmware.as_deref(), Some("bios"));
+        assert_eq!(c.breaks.as_deref(), Some("legacy-bios-bootable"));
+        assert!(parse_expect("c", Path::new("c.yml"), "firmware: uefi").is_err());
+        assert!(parse_expect("c", Path::new("c.yml"), "break: mbr").is_err());
+    }
+
+    #[test]
+    fn breaking_the_bios_half_clears_bit_2_in_both_gpts() {
+        use kiln::output::disk::{
+            guid_from, write_gpt_disk, GptPartition, PartData, ESP_TYPE, LEGACY_BIOS_BOOTABLE,
+        };
+        let dir = std::env::temp_dir().join(format!("kiln-break-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let mut data: &[u8] = &[1u8; 512];
+        let mut parts = [GptPartition {
+            type_guid: ESP_TYPE,
+            unique_guid: guid_from(b"p"),
+            name: "ESP",
+            attributes: LEGACY_BIOS_BOOTABLE,
+            first_lba: None,
+            data: PartData::Reader(&mut data),
+            len: 512,
+        }];
+        let mut disk = Vec::new();
+        write_gpt_disk(&mut parts, guid_from(b"d"), None, None, &mut disk).unwrap();
+        let (good, broken) = (dir.join("good.img"), dir.join("broken.img"));
+        fs::write(&good, &disk).unwrap();
+        break_legacy_bios_bootable(&good, &broken).unwrap();
+        let b = fs::read(&broken).unwrap();
+        let last = b.len() - 512;
+        for (header, table) in [(512, 1024), (last, last - 32 * 512)] {
+            assert_eq!(b[table + 48], 0, "bit 2 cleared");
+            let entries = &b[table..table + 128 * 128];
+            assert_eq!(
+                &b[header + 88..header + 92],
+                &crc32fast::hash(entries).to_le_bytes()
+            );
+            let mut h = b[header..header + 92].to_vec();
+            let crc = h[16..20].to_vec();
+            h[16..20].fill(0);
+            assert_eq!(crc, crc32fast::hash(&h).to_le_bytes());
+        }
+        // A disk that is already broken is refused: the case would prove nothing.
+        let err = break_legacy_bios_bootable(&broken, &dir.join("again.img")).unwrap_err();
+        assert!(
+            err.to_string().contains("not legacy-BIOS-bootable"),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,4 +1,10 @@
-//! SYSLINUX on a FAT volume behind an MBR: the `raw-bios` disk.
+//! SYSLINUX on a FAT volume: the `raw-bios` disk, and the BIOS half of the
+//! hybrid `raw-efi` disk (SYSLINUX on its ESP, beside the UKI).
+//!
+//! [`syslinux_files`] gives SYSLINUX's files for a volume and [`install`]
+//! patches them for the sectors they will occupy once the volume's other
+//! files and size are known; the raw-bios writer and the raw-efi writer
+//! ([`write_raw_efi`](super::super::disk::write_raw_efi)) both use them.
 //!
 //! [`write_raw_bios`] takes SYSLINUX's four pieces ([`Syslinux`]: the MBR
 //! code, the boot sector, `ldlinux.sys` and its `ldlinux.c32`), the kernel,
@@ -31,7 +37,9 @@ use crate::tree::{Content, ContentStore};
 
 /// SYSLINUX's pieces, all of one build.
 pub struct Syslinux<'a> {
-    /// `mbr.bin`: 440 bytes of MBR code that boot the active partition.
+    /// 440 bytes of MBR code: `mbr.bin` (boots the active MBR partition)
+    /// for an MBR disk, `gptmbr.bin` (boots the GPT partition marked
+    /// legacy-BIOS-bootable) for a GPT disk.
     pub mbr: &'a [u8],
     /// `ldlinux.bss`: the FAT boot sector template (512 bytes).
     pub boot_sector: &'a [u8],
@@ -50,6 +58,79 @@ const ADV_MAGIC3: u32 = 0xDD28_BF64;
 /// The FAT32 (LBA) partition type.
 const FAT32_LBA: u8 = 0x0C;
 
+/// SYSLINUX's files for a FAT volume, by path: `LDLINUX.SYS` (zeros of
+/// its final size until [`install`] patches it), `LDLINUX.C32`,
+/// `SYSLINUX.CFG` (boot `/kernel` with `/initrd.img` and `cmdline`),
+/// `KERNEL` and `INITRD.IMG`. Other files may go beside them on the same
+/// volume (the ESP of a hybrid GPT disk keeps its UKI there). Pieces that
+/// are not the sizes SYSLINUX's are an `InvalidInput` error.
+pub fn syslinux_files(
+    sl: &Syslinux,
+    kernel: &Content,
+    initrd: &Content,
+    cmdline: &str,
+    store: &ContentStore,
+) -> io::Result<Vec<(&'static str, Content)>> {
+    if sl.mbr.len() != 440 || sl.boot_sector.len() != 512 {
+        return Err(input(format!(
+            "syslinux: the MBR code ({} bytes) and ldlinux.bss ({} bytes) must be 440 \
+             and 512 bytes",
+            sl.mbr.len(),
+            sl.boot_sector.len()
+        )));
+    }
+    let sys_len = sl.ldlinux_sys.len() as u64 + 2 * SECTOR;
+    Ok(vec![
+        ("INITRD.IMG", initrd.clone()),
+        ("KERNEL", kernel.clone()),
+        ("LDLINUX.C32", store.add(sl.ldlinux_c32)?),
+        ("LDLINUX.SYS", store.add(&vec![0; sys_len as usize])?),
+        (
+            "SYSLINUX.CFG",
+            store.add(config(cmdline, "/kernel", "/initrd.img").as_bytes())?,
+        ),
+    ])
+}
+
+/// Install SYSLINUX on the volume [`write_fat`] will write from `files`
+/// (which hold [`syslinux_files`]) and `opts`: `LDLINUX.SYS` becomes the
+/// loader patched for the sectors it will occupy, with its ADV, and
+/// `opts.boot_code` SYSLINUX's boot sector pointing at it. What the
+/// `syslinux` installer does to a mounted volume, done before it exists.
+pub fn install(
+    sl: &Syslinux,
+    files: &mut [(&str, Content)],
+    opts: &mut FatOptions,
+    store: &ContentStore,
+) -> io::Result<()> {
+    let sys_len = sl.ldlinux_sys.len() as u64 + 2 * SECTOR;
+    let refs: Vec<(&str, &Content)> = files.iter().map(|(p, c)| (*p, c)).collect();
+    let (first, count) = file_sectors(&refs, opts, "LDLINUX.SYS")?
+        .ok_or_else(|| io::Error::other("syslinux: the volume has no LDLINUX.SYS"))?;
+    let sectors: Vec<u64> = (first..first + sys_len.div_ceil(SECTOR)).collect();
+    if (sectors.len() as u64) > count {
+        return Err(io::Error::other(
+            "syslinux: LDLINUX.SYS outgrew its clusters",
+        ));
+    }
+    let mut boot_sector = [0u8; 512];
+    boot_sector.copy_from_slice(sl.boot_sector);
+    let mut sys = sl.ldlinux_sys.to_vec();
+    patch(&mut sys, &mut boot_sector, &sectors).map_err(input)?;
+    sys.extend_from_slice(&empty_adv());
+    if sys.len() as u64 != sys_len {
+        return Err(io::Error::other("syslinux: LDLINUX.SYS changed size"));
+    }
+    let sys = store.add(&sys)?;
+    for (path, content) in files.iter_mut() {
+        if *path == "LDLINUX.SYS" {
+            *content = sys.clone();
+        }
+    }
+    opts.boot_code = Some(boot_sector);
+    Ok(())
+}
+
 /// Write the `raw-bios` disk; returns the bytes written.
 ///
 /// Without `size` the disk is the smallest that fits (1 MiB plus a FAT32
@@ -67,31 +148,9 @@ pub fn write_raw_bios(
     size: Option<u64>,
     w: &mut dyn Write,
 ) -> io::Result<u64> {
-    if sl.mbr.len() != 440 || sl.boot_sector.len() != 512 {
-        return Err(input(format!(
-            "raw-bios: SYSLINUX's mbr.bin ({} bytes) and ldlinux.bss ({} bytes) must be 440 \
-             and 512 bytes",
-            sl.mbr.len(),
-            sl.boot_sector.len()
-        )));
-    }
-    let sys_len = sl.ldlinux_sys.len() as u64 + 2 * SECTOR;
-    let placeholder = store.add(&vec![0; sys_len as usize])?;
-    let cfg = store.add(config(cmdline, "/kernel", "/initrd.img").as_bytes())?;
-    let c32 = store.add(sl.ldlinux_c32)?;
-    let files = |sys: &Content| {
-        vec![
-            ("INITRD.IMG", initrd.clone()),
-            ("KERNEL", kernel.clone()),
-            ("LDLINUX.C32", c32.clone()),
-            ("LDLINUX.SYS", sys.clone()),
-            ("SYSLINUX.CFG", cfg.clone()),
-        ]
-    };
-    let plan = files(&placeholder);
-    let plan_refs: Vec<(&str, &Content)> = plan.iter().map(|(p, c)| (*p, c)).collect();
-
-    let min_volume = min_fat_size(&plan_refs)?;
+    let mut files = syslinux_files(sl, kernel, initrd, cmdline, store)?;
+    let refs: Vec<(&str, &Content)> = files.iter().map(|(p, c)| (*p, c)).collect();
+    let min_volume = min_fat_size(&refs)?;
     let needed = PART_START * SECTOR + min_volume;
     let volume = match size {
         None => min_volume,
@@ -118,24 +177,8 @@ pub fn write_raw_bios(
         hidden_sectors: PART_START as u32,
         boot_code: None,
     };
-
-    let (first, count) = file_sectors(&plan_refs, &opts, "LDLINUX.SYS")?
-        .ok_or_else(|| io::Error::other("raw-bios: LDLINUX.SYS has no sectors"))?;
-    let sectors: Vec<u64> = (first..first + sys_len.div_ceil(SECTOR)).collect();
-    if (sectors.len() as u64) > count {
-        return Err(io::Error::other(
-            "raw-bios: LDLINUX.SYS outgrew its clusters",
-        ));
-    }
-    let mut boot_sector = [0u8; 512];
-    boot_sector.copy_from_slice(sl.boot_sector);
-    let mut sys = sl.ldlinux_sys.to_vec();
-    patch(&mut sys, &mut boot_sector, &sectors).map_err(input)?;
-    sys.extend_from_slice(&empty_adv());
-    opts.boot_code = Some(boot_sector);
-    let sys = store.add(&sys)?;
-    let real = files(&sys);
-    let real_refs: Vec<(&str, &Content)> = real.iter().map(|(p, c)| (*p, c)).collect();
+    install(sl, &mut files, &mut opts, store)?;
+    let refs: Vec<(&str, &Content)> = files.iter().map(|(p, c)| (*p, c)).collect();
 
     let total = PART_START + volume / SECTOR;
     let mut mbr = [0u8; 512];
@@ -154,7 +197,7 @@ pub fn write_raw_bios(
     mbr[511] = 0xAA;
     w.write_all(&mbr)?;
     write_zeros(w, (PART_START - 1) * SECTOR)?;
-    let n = write_fat(&real_refs, store, &opts, w)?;
+    let n = write_fat(&refs, store, &opts, w)?;
     Ok(PART_START * SECTOR + n)
 }
 
