@@ -614,6 +614,7 @@ fn sbom_document(
                 reference,
                 pinned: p,
                 tree: &images.get(reference)?.tree,
+                labels: &plan.images.get(reference)?.config.labels,
             })
         })
         .collect();

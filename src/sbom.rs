@@ -34,6 +34,12 @@ pub fn in_image(format: Format) -> String {
     format!("sbom.{}", format.extension())
 }
 
+/// The image config label in which `kiln pkg build` records the pinned
+/// `.deb`s and workspace crates an image was built from (JSON:
+/// `{"debs": [{package, version, arch, sha256, source, license}],
+/// "crates": [{name, version}]}`).
+pub const PKG_LABEL: &str = "dev.kiln.pkg.inputs";
+
 /// The most bytes of one package database read into memory.
 const MAX_DB: u64 = 64 << 20;
 
@@ -44,6 +50,8 @@ pub struct ImageFacts<'a> {
     pub pinned: &'a Pinned,
     /// Its unpacked filesystem (for the package databases).
     pub tree: &'a Tree,
+    /// Its config's labels (for [`PKG_LABEL`]).
+    pub labels: &'a BTreeMap<String, String>,
 }
 
 /// A distribution package found in an image.
@@ -60,6 +68,10 @@ pub struct DistroPackage {
     pub source: Option<String>,
     /// The licence as the database states it (apk `L:`), when stated.
     pub license: Option<String>,
+    /// A pinned SPDX licence expression (kiln's own images' `.deb` pins).
+    pub declared: Option<String>,
+    /// The sha256 of the package file (kiln's own images' `.deb`s).
+    pub sha256: Option<String>,
 }
 
 /// A regular file of the image the SBOM lists: the spec's `files:`
@@ -257,8 +269,13 @@ fn cyclonedx(
                 "version": pkg.version,
                 "purl": distro_purl(pkg),
             });
-            if let Some(l) = &pkg.license {
+            if let Some(l) = &pkg.declared {
+                c["licenses"] = json!([{"expression": l}]);
+            } else if let Some(l) = &pkg.license {
                 c["licenses"] = json!([{"license": {"name": l}}]);
+            }
+            if let Some(sha) = &pkg.sha256 {
+                c["hashes"] = json!([{"alg": "SHA-256", "content": sha}]);
             }
             components.push(c);
             depends.push(pkg_ref);
@@ -348,6 +365,12 @@ fn distro_package(id: &str, p: &DistroPackage) -> Value {
     if let Some(src) = &p.source {
         v["sourceInfo"] = json!(format!("built from source package {src}"));
     }
+    if let Some(l) = &p.declared {
+        v["licenseDeclared"] = json!(l);
+    }
+    if let Some(sha) = &p.sha256 {
+        v["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": sha}]);
+    }
     if let Some(l) = &p.license {
         // Databases state licences in their own syntax, not always a valid
         // SPDX expression: kept as said, not as a declared expression.
@@ -382,6 +405,10 @@ fn oci_purl(canonical: &str, manifest: &str) -> String {
 }
 
 fn distro_purl(p: &DistroPackage) -> String {
+    if p.kind == "cargo" {
+        // A workspace crate of kiln, built from source, not from crates.io.
+        return format!("pkg:cargo/{}@{}", encode(&p.name), encode(&p.version));
+    }
     let mut purl = format!(
         "pkg:{}/{}/{}@{}?arch={}",
         p.kind,
@@ -469,8 +496,57 @@ fn distro_packages(
         }));
     }
     warnings.extend(problems);
+    out.extend(pkg_inputs(image, warnings));
     out.sort();
     out.dedup();
+    out
+}
+
+/// The `.deb`s and crates [`PKG_LABEL`] records for an image `kiln pkg
+/// build` made; a label that does not parse is a warning.
+fn pkg_inputs(image: &ImageFacts, warnings: &mut Vec<String>) -> Vec<DistroPackage> {
+    let Some(text) = image.labels.get(PKG_LABEL) else {
+        return Vec::new();
+    };
+    let v: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            warnings.push(format!("image {}: label {PKG_LABEL}: {e}", image.reference));
+            return Vec::new();
+        }
+    };
+    let s = |v: &Value| v.as_str().map(str::to_owned);
+    let mut out = Vec::new();
+    for d in v["debs"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(version)) = (s(&d["package"]), s(&d["version"])) {
+            out.push(DistroPackage {
+                kind: "deb",
+                distro: "debian".into(),
+                name,
+                version,
+                arch: s(&d["arch"]).unwrap_or_default(),
+                source: s(&d["source"]),
+                license: None,
+                declared: s(&d["license"]),
+                sha256: s(&d["sha256"]),
+            });
+        }
+    }
+    for c in v["crates"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(version)) = (s(&c["name"]), s(&c["version"])) {
+            out.push(DistroPackage {
+                kind: "cargo",
+                distro: String::new(),
+                name,
+                version,
+                arch: String::new(),
+                source: None,
+                license: None,
+                declared: None,
+                sha256: None,
+            });
+        }
+    }
     out
 }
 
@@ -518,6 +594,8 @@ pub fn parse_dpkg(
                 arch: fields.get("architecture").cloned().unwrap_or_default(),
                 source: fields.get("source").cloned(),
                 license: None,
+                declared: None,
+                sha256: None,
             }),
             (Some(_), Some(_)) => {}
             _ => problem(start, "a package without Package: or Version:"),
@@ -556,6 +634,8 @@ pub fn parse_apk(
                 arch: fields.get(&'A').cloned().unwrap_or_default(),
                 source: fields.get(&'o').cloned(),
                 license: fields.get(&'L').cloned(),
+                declared: None,
+                sha256: None,
             }),
             _ => problem(start, "a package without P: or V:"),
         }
@@ -675,8 +755,13 @@ pub fn summarize(path: &std::path::Path) -> Result<Summary, String> {
             } else {
                 sum.packages += 1;
                 for l in c["licenses"].as_array().unwrap_or(&empty) {
+                    let e = &l["expression"];
                     let l = &l["license"];
-                    let name = l["id"].as_str().or(l["name"].as_str()).unwrap_or("");
+                    let name = e
+                        .as_str()
+                        .or(l["id"].as_str())
+                        .or(l["name"].as_str())
+                        .unwrap_or("");
                     if !name.is_empty() {
                         *sum.licences.entry(name.to_string()).or_default() += 1;
                     }

@@ -87,6 +87,8 @@ pub(super) fn prepare(
 
     let mut tree = Tree::new();
     let mut warnings = Vec::new();
+    // What went in, for the SBOM (crate::sbom reads it from SBOM_LABEL).
+    let mut used_debs = std::collections::BTreeMap::new();
     if !r.debs.is_empty() {
         let pins = pins.for_dir(&abs_dir, opts.pins.as_deref())?;
         let debs_dir = match &opts.debs {
@@ -103,6 +105,17 @@ pub(super) fn prepare(
                     pins: pins.file.clone(),
                 })?;
             hash_field(&mut h, pin.sha256.as_bytes());
+            used_debs.insert(
+                pin.package.clone(),
+                serde_json::json!({
+                    "package": pin.package,
+                    "version": pin.version,
+                    "arch": pin.arch,
+                    "sha256": pin.sha256,
+                    "source": pin.source,
+                    "license": pin.license,
+                }),
+            );
             let path = debs_dir.join(pin.file_name());
             let f = deb::open_verified(pin, &path)?;
             let unpacked = deb::unpack_data(pin, &path, f, store)?;
@@ -128,7 +141,25 @@ pub(super) fn prepare(
     let hash = hex::encode(h.finalize())[..TAG_HEX].to_owned();
     let hash_name = format!("{}:{hash}", r.image);
     let layer = layer_bytes(&tree, store)?;
-    let spec = image_spec(&r, arch, vec![name.clone(), hash_name.clone()], layer);
+    let mut spec = image_spec(&r, arch, vec![name.clone(), hash_name.clone()], layer);
+    let used_crates: Vec<serde_json::Value> = r
+        .crates
+        .iter()
+        .map(|c| c.package.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|p| {
+            let version = locked_version(&abs_dir, &p).unwrap_or_default();
+            serde_json::json!({"name": p, "version": version})
+        })
+        .collect();
+    if !used_debs.is_empty() || !used_crates.is_empty() {
+        let debs: Vec<_> = used_debs.into_values().collect();
+        spec.labels.insert(
+            crate::sbom::PKG_LABEL.to_owned(),
+            serde_json::json!({"debs": debs, "crates": used_crates}).to_string(),
+        );
+    }
     Ok(Prepared {
         dir: dir.to_owned(),
         name,
@@ -267,6 +298,24 @@ fn pack(t: &TarRule, store: &ContentStore, tree: &mut Tree, epoch: i64) -> Resul
         epoch,
     );
     Ok(())
+}
+
+/// The version `Cargo.lock` of the workspace above `dir` gives `package`.
+fn locked_version(dir: &Path, package: &str) -> Option<String> {
+    let lock = dir
+        .ancestors()
+        .map(|d| d.join("Cargo.lock"))
+        .find(|p| p.is_file())?;
+    let text = std::fs::read_to_string(lock).ok()?;
+    let want = format!("name = \"{package}\"");
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == want {
+            let v = lines.next()?.trim().strip_prefix("version = \"")?;
+            return Some(v.trim_end_matches('"').to_owned());
+        }
+    }
+    None
 }
 
 /// The tree as one gzip-compressed tar.

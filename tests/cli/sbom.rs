@@ -365,3 +365,58 @@ fn files_of_the_yaml_are_listed_and_sbom_files_lists_every_file() {
     assert_eq!(boot, ["./boot/cmdline", "./boot/kernel"]);
     assert_eq!(rest, regular);
 }
+
+#[test]
+fn kiln_images_list_their_pinned_debs_and_crates() {
+    let t = TestDir::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let layout = root.join("oci-layout");
+    let yml = root.join("examples/minimal.yml");
+    let out = kiln(
+        t.path(),
+        &[
+            "build",
+            "--sbom",
+            "--layout",
+            layout.to_str().unwrap(),
+            "-o",
+            "out",
+            yml.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ok = Command::new(validator())
+        .arg("-i")
+        .arg(t.join("out/minimal.spdx.json"))
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let v: serde_json::Value = serde_json::from_slice(&t.read("out/minimal.spdx.json")).unwrap();
+    let package = |purl_start: &str| {
+        v["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| {
+                p["externalRefs"][0]["referenceLocator"]
+                    .as_str()
+                    .is_some_and(|l| l.starts_with(purl_start))
+            })
+            .unwrap_or_else(|| panic!("no {purl_start} in {v}"))
+            .clone()
+    };
+    // runc's pin in vendor-images/debs.yml: its sha256 and licence.
+    let pins = std::fs::read_to_string(root.join("vendor-images/debs.yml")).unwrap();
+    let runc = package("pkg:deb/debian/runc@");
+    let sha = runc["checksums"][0]["checksumValue"].as_str().unwrap();
+    assert!(pins.contains(&format!("sha256: {sha}")), "{sha}");
+    assert_eq!(runc["licenseDeclared"], "Apache-2.0");
+    // kiln-init, compiled from this workspace, at its Cargo.toml version.
+    let manifest = std::fs::read_to_string(root.join("pkg/init/Cargo.toml")).unwrap();
+    let init = package("pkg:cargo/kiln-init@");
+    let version = init["versionInfo"].as_str().unwrap();
+    assert!(
+        manifest.contains(&format!("version = \"{version}\"")),
+        "{version}"
+    );
+}
