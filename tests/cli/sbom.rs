@@ -367,11 +367,11 @@ fn files_of_the_yaml_are_listed_and_sbom_files_lists_every_file() {
 }
 
 #[test]
-fn kiln_images_list_their_pinned_debs_and_crates() {
+fn linuxkit_example_sbom_validates_and_lists_pinned_debs_and_crates() {
     let t = TestDir::new();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let layout = root.join("oci-layout");
-    let yml = root.join("examples/minimal.yml");
+    let yml = root.join("examples/linuxkit.yml");
     let out = kiln(
         t.path(),
         &[
@@ -387,11 +387,11 @@ fn kiln_images_list_their_pinned_debs_and_crates() {
     assert!(out.status.success(), "{}", stderr(&out));
     let ok = Command::new(validator())
         .arg("-i")
-        .arg(t.join("out/minimal.spdx.json"))
+        .arg(t.join("out/linuxkit.spdx.json"))
         .output()
         .unwrap();
     assert!(ok.status.success(), "{}", stderr(&ok));
-    let v: serde_json::Value = serde_json::from_slice(&t.read("out/minimal.spdx.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&t.read("out/linuxkit.spdx.json")).unwrap();
     let package = |purl_start: &str| {
         v["packages"]
             .as_array()
