@@ -340,8 +340,8 @@ struct BuildArgs {
     #[arg(long, requires = "sbom")]
     no_sbom_in_image: bool,
     /// With --sbom: spdx (SPDX 2.3, NAME.spdx.json) or cyclonedx (CycloneDX 1.5, NAME.cdx.json)
-    #[arg(long, requires = "sbom", default_value = "spdx", value_parser = ["spdx", "cyclonedx"])]
-    sbom_format: String,
+    #[arg(long, requires = "sbom", default_value = "spdx")]
+    sbom_format: kiln::sbom::Format,
     /// With --sbom: list every regular file of the image with its checksums, not only the YAML's files:
     #[arg(long, requires = "sbom")]
     sbom_files: bool,
@@ -549,11 +549,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     (true, true) => build::Sbom::FileOnly,
                 },
                 sbom_files: args.sbom_files,
-                sbom_format: if args.sbom_format == "cyclonedx" {
-                    kiln::sbom::Format::CycloneDx
-                } else {
-                    kiln::sbom::Format::Spdx
-                },
+                sbom_format: args.sbom_format,
                 limits: kiln::unpack::Limits {
                     max_total_bytes: args.max_image_bytes,
                     max_file_bytes: args.max_image_bytes,

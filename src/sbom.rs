@@ -55,7 +55,7 @@ pub struct ImageFacts<'a> {
 }
 
 /// A distribution package found in an image.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DistroPackage {
     /// `deb` or `apk`.
     pub kind: &'static str,
@@ -118,12 +118,14 @@ pub struct Sbom {
 }
 
 /// The document's format (`--sbom-format`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// SPDX 2.3 JSON.
     #[default]
+    #[value(name = "spdx")]
     Spdx,
     /// CycloneDX 1.5 JSON.
+    #[value(name = "cyclonedx")]
     CycloneDx,
 }
 
@@ -526,9 +528,9 @@ fn pkg_inputs(image: &ImageFacts, warnings: &mut Vec<String>) -> Vec<DistroPacka
                 version,
                 arch: s(&d["arch"]).unwrap_or_default(),
                 source: s(&d["source"]),
-                license: None,
                 declared: s(&d["license"]),
                 sha256: s(&d["sha256"]),
+                ..DistroPackage::default()
             });
         }
     }
@@ -536,14 +538,9 @@ fn pkg_inputs(image: &ImageFacts, warnings: &mut Vec<String>) -> Vec<DistroPacka
         if let (Some(name), Some(version)) = (s(&c["name"]), s(&c["version"])) {
             out.push(DistroPackage {
                 kind: "cargo",
-                distro: String::new(),
                 name,
                 version,
-                arch: String::new(),
-                source: None,
-                license: None,
-                declared: None,
-                sha256: None,
+                ..DistroPackage::default()
             });
         }
     }
@@ -566,17 +563,17 @@ pub fn parse_dpkg(
     let mut out = Vec::new();
     for (start, para) in paragraphs(text) {
         let mut fields: BTreeMap<String, String> = BTreeMap::new();
-        let mut last = None;
+        let mut any_field = false;
         for (i, line) in para.iter().enumerate() {
             if line.starts_with([' ', '\t']) {
-                if last.is_none() {
+                if !any_field {
                     problem(start + i, "a continuation line before any field");
                 }
                 continue;
             }
             match line.split_once(':') {
                 Some((k, v)) => {
-                    last = Some(k.to_string());
+                    any_field = true;
                     fields.insert(k.to_ascii_lowercase(), v.trim().to_string());
                 }
                 None => problem(start + i, "a line that is not `Field: value`"),
@@ -593,9 +590,7 @@ pub fn parse_dpkg(
                 version: version.clone(),
                 arch: fields.get("architecture").cloned().unwrap_or_default(),
                 source: fields.get("source").cloned(),
-                license: None,
-                declared: None,
-                sha256: None,
+                ..DistroPackage::default()
             }),
             (Some(_), Some(_)) => {}
             _ => problem(start, "a package without Package: or Version:"),
@@ -634,8 +629,7 @@ pub fn parse_apk(
                 arch: fields.get(&'A').cloned().unwrap_or_default(),
                 source: fields.get(&'o').cloned(),
                 license: fields.get(&'L').cloned(),
-                declared: None,
-                sha256: None,
+                ..DistroPackage::default()
             }),
             _ => problem(start, "a package without P: or V:"),
         }
