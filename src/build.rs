@@ -7,7 +7,7 @@
 //! leaves a partial output under a final name (see [`crate::atomic`]).
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 
 mod disk;
+mod modules;
 mod ocivolume;
 mod rootinitrd;
 
@@ -27,8 +28,8 @@ use crate::output::cpio::write_cpio;
 use crate::output::tar::{write_tar, write_tar_files, TarFile};
 use crate::resolve::Plan;
 use crate::spec::Spec;
-use crate::tree::{ContentStore, Entry, Kind as TreeKind, Tree};
-use crate::unpack::{Compression, Limits, Unpacked, Unpacker};
+use crate::tree::{ContentStore, Entry, Tree};
+use crate::unpack::{Limits, Unpacked, Unpacker};
 
 /// Output formats of this stage of the project (LinuxKit's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -506,9 +507,10 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
     let mut warnings = spec.warnings.clone();
     warnings.extend(plan.warnings.iter().cloned());
 
-    let (images, unpack_warnings) = unpack_images(&layout, &plan, &store, opts)?;
+    let (images, unpack_warnings, tapped) = unpack_images(&spec, &layout, &plan, &store, opts)?;
     warnings.extend(unpack_warnings);
-    let kernel_modules = kernel_modules(&spec, &images, &store, &opts.limits, &mut warnings)?;
+    let kernel_modules =
+        modules::kernel_modules(&spec, &images, tapped, &store, &opts.limits, &mut warnings)?;
     let mut oci_volumes = BTreeMap::new();
     for (name, images) in oci_volume_images(&spec, &layout, &plan)? {
         let tree = ocivolume::layout_tree(&layout, &images, &store, opts.epoch)
@@ -650,14 +652,17 @@ fn sbom_document(
 }
 
 /// Unpack every image of the plan, in parallel, into trees keyed by the
-/// reference as written. Work is shared by index, results are keyed, so
+/// reference as written, and the kernel image's modules tar with its image
+/// (see [`modules`]). Work is shared by index, results are keyed, so
 /// nothing depends on which thread did what.
 fn unpack_images(
+    spec: &Spec,
     layout: &Layout,
     plan: &Plan,
     store: &ContentStore,
     opts: &BuildOptions,
-) -> anyhow::Result<(BTreeMap<String, ImageInput>, Vec<String>)> {
+) -> anyhow::Result<UnpackedImages> {
+    let modules_tar = modules::tap_target(spec);
     let jobs: Vec<(&String, &ResolvedImage)> = plan.images.iter().collect();
     let next = AtomicUsize::new(0);
     let results: Mutex<BTreeMap<usize, anyhow::Result<UnpackedImage>>> = Mutex::default();
@@ -675,7 +680,19 @@ fn unpack_images(
                 let Some(&(reference, image)) = jobs.get(i) else {
                     break;
                 };
-                let r = unpack_one(layout, reference, image, store, &opts.limits, &progress);
+                let tap = modules_tar
+                    .as_ref()
+                    .filter(|(kernel, _)| *kernel == reference.as_str())
+                    .map(|(_, tar)| tar.as_str());
+                let r = unpack_one(
+                    layout,
+                    reference,
+                    image,
+                    store,
+                    &opts.limits,
+                    &progress,
+                    tap,
+                );
                 let failed = r.is_err();
                 results.lock().expect("results lock").insert(i, r);
                 if failed {
@@ -687,16 +704,26 @@ fn unpack_images(
     });
     let mut images = BTreeMap::new();
     let mut warnings = Vec::new();
+    let mut tapped = Vec::new();
     for (i, r) in results.into_inner().expect("results lock") {
-        let (input, w) = r?;
+        let (input, w, t) = r?;
         warnings.extend(w);
+        tapped.extend(t);
         images.insert(jobs[i].0.clone(), input);
     }
-    Ok((images, warnings))
+    Ok((images, warnings, tapped))
 }
 
-/// One unpacked image and its warnings.
-type UnpackedImage = (ImageInput, Vec<String>);
+/// The unpacked images by reference, their warnings, and the kernel
+/// image's modules tar when it was tapped.
+type UnpackedImages = (
+    BTreeMap<String, ImageInput>,
+    Vec<String>,
+    Vec<modules::TappedModules>,
+);
+
+/// One unpacked image, its warnings, and its modules tar when it was tapped.
+type UnpackedImage = (ImageInput, Vec<String>, Vec<modules::TappedModules>);
 
 fn unpack_one(
     layout: &Layout,
@@ -705,14 +732,25 @@ fn unpack_one(
     store: &ContentStore,
     limits: &Limits,
     progress: &crate::progress::Progress,
+    modules_tar: Option<&str>,
 ) -> anyhow::Result<UnpackedImage> {
     let mut unpacker = Unpacker::new(store, limits);
-    for layer in &image.layers {
-        let reader = progress.reader(layout.open_layer(image, layer)?);
-        unpacker
-            .apply_layer(&layer.digest, layer.compression, reader)
-            .with_context(|| format!("unpacking image {}", image.name))?;
-    }
+    let tapped = std::thread::scope(|s| {
+        let mut tap =
+            modules_tar.map(|tar| modules::ModulesTap::new(s, &image.name, tar, store, limits));
+        for layer in &image.layers {
+            let reader = progress.reader(layout.open_layer(image, layer)?);
+            unpacker
+                .apply_layer_tapped(
+                    &layer.digest,
+                    layer.compression,
+                    reader,
+                    tap.as_mut().map(|t| t as &mut dyn crate::unpack::Tap),
+                )
+                .with_context(|| format!("unpacking image {}", image.name))?;
+        }
+        anyhow::Ok(tap.map(modules::ModulesTap::finish).unwrap_or_default())
+    })?;
     let Unpacked { tree, warnings } = unpacker.finish();
     let defaults = image_defaults(image)?;
     let warnings = warnings
@@ -727,6 +765,7 @@ fn unpack_one(
             defaults,
         },
         warnings,
+        tapped,
     ))
 }
 
@@ -801,62 +840,6 @@ fn image_defaults(image: &ResolvedImage) -> anyhow::Result<ImageDefaults> {
 /// The label holding an image's LinuxKit defaults.
 const LABEL: &str = "org.mobyproject.config";
 
-/// Unpack the kernel image's modules tar (`kernel.tar` unless the spec
-/// says otherwise) into a tree, if the spec has a kernel and a tar.
-fn kernel_modules(
-    spec: &Spec,
-    images: &BTreeMap<String, ImageInput>,
-    store: &ContentStore,
-    limits: &Limits,
-    warnings: &mut Vec<String>,
-) -> anyhow::Result<Option<Tree>> {
-    let Some(image_ref) = &spec.kernel.image else {
-        return Ok(None);
-    };
-    let names = assemble::kernel_file_names(&spec.kernel);
-    let Some(tar_name) = names.tar else {
-        return Ok(None);
-    };
-    let Some(image) = images.get(&image_ref.reference) else {
-        return Ok(None);
-    };
-    let content = match image.tree.get(tar_name.as_bytes()).map(|e| &e.kind) {
-        Some(TreeKind::File(c)) => c.clone(),
-        _ => {
-            return Err(UserError(format!(
-                "{}: kernel image {} has no file `{tar_name}` (set `kernel.tar: none` if it has no modules)",
-                image_ref.pos, image.canonical
-            ))
-            .into())
-        }
-    };
-    // The tar streams out of the store (it is ~400 MB with every module);
-    // its first bytes say whether it is compressed.
-    let mut magic = Vec::with_capacity(4);
-    store.reader(&content).take(4).read_to_end(&mut magic)?;
-    let compression = match &magic[..] {
-        [0x1f, 0x8b, ..] => Compression::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
-        _ => Compression::None,
-    };
-    let mut unpacker = Unpacker::new(store, limits);
-    unpacker
-        .apply_layer(
-            &format!("{}:{tar_name}", image.canonical),
-            compression,
-            BufReader::with_capacity(256 * 1024, store.reader(&content)),
-        )
-        .with_context(|| {
-            format!(
-                "{}: unpacking {tar_name} of kernel image {}",
-                image_ref.pos, image.canonical
-            )
-        })?;
-    let Unpacked { tree, warnings: w } = unpacker.finish();
-    warnings.extend(w);
-    Ok(Some(tree))
-}
-
 /// Write every requested format to temp files; nothing is committed here.
 fn write_outputs(
     opts: &BuildOptions,
@@ -878,11 +861,24 @@ fn write_outputs(
         ))
         .into());
     }
-    let needs_initrd = formats
+    // The initrd is compressed once, straight into NAME-initrd.img when
+    // kernel+initrd is asked for, and into a temp file when other formats
+    // read it too.
+    let needs_initrd_file = formats
         .iter()
-        .any(|f| matches!(f, Format::KernelInitrd | Format::TarKernelInitrd) || disk::is_disk(*f));
-    let mut initrd = if needs_initrd {
-        Some(initrd(a, store, opts)?)
+        .any(|f| *f == Format::TarKernelInitrd || disk::is_disk(*f));
+    let mut initrd_image = None;
+    if formats.contains(&Format::KernelInitrd) {
+        let mut f = AtomicFile::create(dir, &format!("{name}-initrd.img"))?;
+        if let Some(ucode) = &a.ucode {
+            store.copy_to(ucode, &mut f)?;
+        }
+        initrd_image = Some(f);
+    }
+    let mut initrd = if needs_initrd_file || initrd_image.is_some() {
+        let (file, image) = initrd(a, store, opts, needs_initrd_file, initrd_image)?;
+        initrd_image = image;
+        file
     } else {
         None
     };
@@ -890,19 +886,12 @@ fn write_outputs(
     for &format in &formats {
         match format {
             Format::KernelInitrd => {
-                let initrd = initrd.as_mut().expect("initrd written for this format");
                 if let Some(kernel) = &a.kernel {
                     let mut f = AtomicFile::create(dir, &format!("{name}-kernel"))?;
                     store.copy_to(kernel, &mut f)?;
                     pending.push(f);
                 }
-                let mut f = AtomicFile::create(dir, &format!("{name}-initrd.img"))?;
-                if let Some(ucode) = &a.ucode {
-                    store.copy_to(ucode, &mut f)?;
-                }
-                initrd.seek(SeekFrom::Start(0))?;
-                std::io::copy(initrd, &mut f)?;
-                pending.push(f);
+                pending.push(initrd_image.take().expect("initrd written for this format"));
                 let mut f = AtomicFile::create(dir, &format!("{name}-cmdline"))?;
                 f.write_all(a.cmdline.as_bytes())?;
                 pending.push(f);
@@ -1065,25 +1054,67 @@ fn root_initrd(
 /// `docker build - < NAME.docker` gives an image that runs the init.
 const DOCKERFILE: &str = "\nFROM scratch\n\nCOPY . ./\n\nENTRYPOINT [\"/bin/rc.init\"]\n";
 
-/// The compressed initrd (without microcode), in an unnamed temp file in
-/// the output directory: the assembled tree minus the files under `boot/`,
-/// which travel beside it.
+/// The compressed initrd (without microcode): the assembled tree minus the
+/// files under `boot/`, which travel beside it. It goes into `image` (the
+/// `NAME-initrd.img` being written, after its microcode) and, when `file`
+/// is set, into an unnamed temp file in the output directory for the
+/// formats that read it again; both are given back.
 fn initrd(
     a: &Assembled,
     store: &ContentStore,
     opts: &BuildOptions,
-) -> anyhow::Result<std::fs::File> {
+    file: bool,
+    image: Option<AtomicFile>,
+) -> anyhow::Result<(Option<std::fs::File>, Option<AtomicFile>)> {
     let mut tree = a.tree.clone();
     tree.remove_children(b"boot");
-    let tmp = tempfile::tempfile_in(&opts.out_dir)
-        .with_context(|| format!("creating a temp file in {}", opts.out_dir.display()))?;
-    let mut c = Compressor::new(
-        opts.compression,
-        std::io::BufWriter::with_capacity(1 << 20, tmp),
-        opts.threads,
-    )?;
+    let file = match file {
+        true => Some(
+            tempfile::tempfile_in(&opts.out_dir)
+                .with_context(|| format!("creating a temp file in {}", opts.out_dir.display()))?,
+        ),
+        false => None,
+    };
+    let both = Both {
+        file: file.map(|f| std::io::BufWriter::with_capacity(1 << 20, f)),
+        image,
+    };
+    let mut c = Compressor::new(opts.compression, both, opts.threads)?;
     write_cpio(&tree, store, &mut c)?;
-    Ok(c.finish()?.into_inner().map_err(|e| e.into_error())?)
+    let both = c.finish()?;
+    let file = match both.file {
+        Some(f) => Some(f.into_inner().map_err(|e| e.into_error())?),
+        None => None,
+    };
+    Ok((file, both.image))
+}
+
+/// Writes everything to each writer it holds.
+struct Both {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    image: Option<AtomicFile>,
+}
+
+impl Write for Both {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(f) = &mut self.file {
+            f.write_all(buf)?;
+        }
+        if let Some(f) = &mut self.image {
+            f.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(f) = &mut self.file {
+            f.flush()?;
+        }
+        if let Some(f) = &mut self.image {
+            f.flush()?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

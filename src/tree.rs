@@ -134,10 +134,11 @@ impl Content {
 #[derive(Clone)]
 pub struct ContentStore {
     inner: Arc<Mutex<StoreInner>>,
-    /// A second descriptor of the same file for positional reads: readers
-    /// never take the lock, so a reader may feed [`ContentStore::add_reader`]
-    /// of the same store (unpacking `kernel.tar` out of the kernel image's
-    /// tree) without deadlocking, and never move the writers' offset.
+    /// A second descriptor of the same file for positional reads (and the
+    /// positional writes of [`ContentStore::add_sized`]): readers never take
+    /// the lock, so a reader may feed [`ContentStore::add_reader`] of the
+    /// same store (unpacking `kernel.tar` out of the kernel image's tree)
+    /// without deadlocking, and never move the writers' offset.
     reads: Arc<File>,
 }
 
@@ -252,6 +253,52 @@ impl ContentStore {
         })
     }
 
+    /// Stream `reader`, which says it holds `size` bytes, into a region of
+    /// that size reserved up front, writing without holding the lock, so
+    /// other writers go on while it streams (the kernel image's `kernel.tar`
+    /// is stored while its modules are unpacked from the same bytes into
+    /// this store). Fails with `InvalidData` past `size` bytes; a shorter
+    /// stream gives a shorter content (the caller compares). A duplicate,
+    /// or a failed stream, leaves its region unused: only the caller's one
+    /// large file comes this way, so the temp file grows by at most its size.
+    pub fn add_sized(&self, reader: &mut dyn Read, size: u64) -> io::Result<Content> {
+        let start = {
+            let mut inner = self.inner.lock().expect("content store poisoned");
+            let start = inner.len;
+            inner.len = start
+                .checked_add(size)
+                .ok_or_else(|| io::Error::other("content store offset overflows"))?;
+            start
+        };
+        let mut buf = vec![0u8; CHUNK];
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        loop {
+            let n = read_chunk(reader, &mut buf, total, Some(size))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            self.reads.write_all_at(&buf[..n], start + total)?;
+            total += n as u64;
+        }
+        let sha256: [u8; 32] = hasher.finalize().into();
+        let mut inner = self.inner.lock().expect("content store poisoned");
+        if let Some(&(offset, len)) = inner.by_hash.get(&sha256) {
+            return Ok(Content {
+                offset,
+                len,
+                sha256,
+            });
+        }
+        inner.by_hash.insert(sha256, (start, total));
+        Ok(Content {
+            offset: start,
+            len: total,
+            sha256,
+        })
+    }
+
     /// Read the whole content into memory (for small files such as configs).
     pub fn read(&self, content: &Content) -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(content.len as usize);
@@ -272,7 +319,10 @@ impl ContentStore {
 
     /// Copy the content to `w` without holding it all in memory.
     pub fn copy_to(&self, content: &Content, w: &mut dyn Write) -> io::Result<()> {
-        let mut buf = vec![0u8; 256 * 1024];
+        // Sized to the content: the cpio and tar writers copy thousands of
+        // small files, and zeroing a large buffer for each cost more than
+        // the copy.
+        let mut buf = vec![0u8; (content.len as usize).clamp(1, 256 * 1024)];
         let mut pos = content.offset;
         let end = content.offset + content.len;
         while pos < end {
@@ -506,6 +556,67 @@ mod tests {
         ra.read_to_end(&mut rest).unwrap();
         assert_eq!((head, all_b.as_slice()), ([1u8; 10], &b"second"[..]));
         assert_eq!(rest, vec![1u8; 4990]);
+    }
+
+    #[test]
+    fn sized_adds_let_other_writers_go_on_while_they_stream() {
+        let store = ContentStore::new().unwrap();
+        let big: Vec<u8> = (0..CHUNK * 3 + 5).map(|i| (i % 253) as u8).collect();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(0);
+        // The sized add streams from a channel that is fed only after
+        // another content was added: with the lock held while streaming,
+        // this would deadlock.
+        let (sized, other) = std::thread::scope(|s| {
+            let sized = s.spawn(|| {
+                let mut r = ChannelReader {
+                    rx,
+                    buf: Vec::new(),
+                };
+                store.add_sized(&mut r, big.len() as u64).unwrap()
+            });
+            let other = store.add(&vec![9u8; CHUNK * 2]).unwrap();
+            for piece in big.chunks(CHUNK / 2) {
+                tx.send(piece.to_vec()).unwrap();
+            }
+            drop(tx);
+            (sized.join().unwrap(), other)
+        });
+        assert_eq!(store.read(&sized).unwrap(), big);
+        assert_eq!(store.read(&other).unwrap(), vec![9u8; CHUNK * 2]);
+        assert_eq!(store.add(&big).unwrap(), sized, "deduplicated");
+        assert_eq!(
+            store.add_sized(&mut &big[..], big.len() as u64).unwrap(),
+            sized
+        );
+        let short = store.add_sized(&mut &b"abc"[..], 10).unwrap();
+        assert_eq!(
+            (short.len(), store.read(&short).unwrap()),
+            (3, b"abc".to_vec())
+        );
+        let err = store.add_sized(&mut &big[..], 100).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(store.read(&store.add(b"later").unwrap()).unwrap(), b"later");
+    }
+
+    /// Reads what a channel sends, in the pieces it sends.
+    struct ChannelReader {
+        rx: std::sync::mpsc::Receiver<Vec<u8>>,
+        buf: Vec<u8>,
+    }
+
+    impl Read for ChannelReader {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.buf.is_empty() {
+                match self.rx.recv() {
+                    Ok(piece) => self.buf = piece,
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = out.len().min(self.buf.len());
+            out[..n].copy_from_slice(&self.buf[..n]);
+            self.buf.drain(..n);
+            Ok(n)
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod entry;
 pub(crate) mod extension;
 mod overlay;
 pub(crate) mod pax;
+mod readahead;
 #[cfg(test)]
 mod test_tar;
 #[cfg(test)]
@@ -167,7 +168,7 @@ pub fn unpack_layers<R, E, I>(
     limits: &Limits,
 ) -> Result<Unpacked, UnpackError>
 where
-    R: Read,
+    R: Read + Send,
     E: Into<Box<dyn StdError + Send + Sync>>,
     I: IntoIterator<Item = Result<(String, Compression, R), E>>,
 {
@@ -180,6 +181,21 @@ where
         unpacker.apply_layer(&name, compression, reader)?;
     }
     Ok(unpacker.finish())
+}
+
+/// Sees the body of every regular file at one path as it is unpacked, so a
+/// second unpacker can read it at the same time (the kernel image's
+/// `kernel.tar`, unpacked into the modules tree while the image is).
+pub trait Tap {
+    /// The normalised path whose bodies are shown.
+    fn path(&self) -> &[u8];
+    /// A body at the path begins: where its bytes are copied as they are
+    /// read. The copy stops at the first write error, and ends (the writer
+    /// is dropped) when the body does.
+    fn begin(&mut self) -> Box<dyn io::Write + Send>;
+    /// The body just copied was stored as `content`. A body that was not
+    /// stored (the layer failed) is not reported.
+    fn stored(&mut self, content: &crate::tree::Content);
 }
 
 /// Layer-by-layer unpacking, for callers that open layers one at a time.
@@ -213,18 +229,43 @@ impl<'s> Unpacker<'s> {
         &mut self,
         layer: &str,
         compression: Compression,
-        reader: impl Read,
+        reader: impl Read + Send,
     ) -> Result<(), UnpackError> {
-        let count = Rc::new(Cell::new(0u64));
-        let budget = self.limits.max_total_bytes.saturating_sub(self.bytes);
+        self.apply_layer_tapped(layer, compression, reader, None)
+    }
+
+    /// [`Unpacker::apply_layer`], showing the bodies of the tap's path to it.
+    pub fn apply_layer_tapped(
+        &mut self,
+        layer: &str,
+        compression: Compression,
+        reader: impl Read + Send,
+        tap: Option<&mut dyn Tap>,
+    ) -> Result<(), UnpackError> {
         let raw = BufReader::with_capacity(RAW_BUFFER, reader);
         let decoder = Decoder::new(compression, raw).map_err(|source| UnpackError::Read {
             layer: layer.to_owned(),
             at: "at its start".to_owned(),
             source,
         })?;
+        // Reading, checking and decompressing the layer overlap the parsing
+        // and storing of its entries below.
+        std::thread::scope(|s| {
+            let ahead = readahead::start(s, decoder, Decoder::into_raw);
+            self.apply_decompressed(layer, ahead, tap)
+        })
+    }
+
+    fn apply_decompressed(
+        &mut self,
+        layer: &str,
+        decompressed: readahead::ReadAhead,
+        tap: Option<&mut dyn Tap>,
+    ) -> Result<(), UnpackError> {
+        let count = Rc::new(Cell::new(0u64));
+        let budget = self.limits.max_total_bytes.saturating_sub(self.bytes);
         let counted = Counted {
-            inner: decoder,
+            inner: decompressed,
             count: Rc::clone(&count),
             budget,
         };
@@ -237,6 +278,7 @@ impl<'s> Unpacker<'s> {
             warnings: &mut self.warnings,
             count: Rc::clone(&count),
             budget,
+            tap,
         };
         let (changes, end) = entry::read_changes(&mut archive, &mut cx)?;
 
@@ -250,8 +292,9 @@ impl<'s> Unpacker<'s> {
                 "layer {layer}: the tar stream has no end-of-archive marker"
             ));
         }
-        let mut raw = rest.into_inner().inner.into_raw();
-        io::copy(&mut raw, &mut io::sink())
+        rest.into_inner()
+            .inner
+            .finish_raw()
             .map_err(|e| cx.io_error("after the compressed data".to_owned(), e))?;
         self.bytes += count.get();
 

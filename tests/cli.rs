@@ -9,6 +9,7 @@ pub(crate) mod fixture;
 mod golden_cases;
 mod hostile;
 mod interrupted;
+mod modules;
 mod oci_volume;
 mod progress;
 mod repro;

@@ -108,7 +108,7 @@ pub fn unpack_data(
         first = false;
         if let Some(suffix) = name.strip_prefix("data.tar") {
             let member = (&mut file).take(size);
-            let reader: Box<dyn Read + '_> = match suffix {
+            let reader: Box<dyn Read + Send + '_> = match suffix {
                 "" => Box::new(member),
                 ".gz" => Box::new(flate2::read::MultiGzDecoder::new(member)),
                 ".xz" => Box::new(liblzma::read::XzDecoder::new(member)),

@@ -20,7 +20,7 @@ use super::{show, Limits, UnpackError};
 use crate::tree::{self, ContentStore, Entry, Kind};
 
 /// What reading one layer needs from the [`super::Unpacker`].
-pub(crate) struct Context<'a> {
+pub(crate) struct Context<'a, 't> {
     pub layer: &'a str,
     pub store: &'a ContentStore,
     pub limits: &'a Limits,
@@ -29,13 +29,15 @@ pub(crate) struct Context<'a> {
     /// Decompressed bytes of this layer so far, and the most it may have.
     pub count: Rc<Cell<u64>>,
     pub budget: u64,
+    /// Sees the bodies of one path as they pass (see [`super::Tap`]).
+    pub tap: Option<&'a mut (dyn super::Tap + 't)>,
 }
 
 /// Read every member up to the end marker. Also gives the stream offset
 /// just past the last member's data (to spot a missing end marker).
 pub(crate) fn read_changes<R: Read>(
     archive: &mut tar::Archive<R>,
-    cx: &mut Context<'_>,
+    cx: &mut Context<'_, '_>,
 ) -> Result<(Changes, u64), UnpackError> {
     let mut changes = Changes::default();
     let mut pending = Pending::default();
@@ -103,7 +105,7 @@ fn blank(field: &[u8]) -> bool {
     field.iter().all(|&b| b == 0 || b == b' ')
 }
 
-impl Context<'_> {
+impl Context<'_, '_> {
     /// An I/O error, unless it is the total-size budget running out.
     pub fn io_error(&self, at: String, source: io::Error) -> UnpackError {
         if self.count.get() > self.budget {
@@ -297,7 +299,7 @@ impl Context<'_> {
         let kind = match ty {
             EntryType::Regular | EntryType::Continuous if raw_path.ends_with(b"/") => Kind::Dir,
             EntryType::Regular | EntryType::Continuous => {
-                Kind::File(self.file_body(member, raw_path)?)
+                Kind::File(self.file_body(member, raw_path, &path)?)
             }
             EntryType::Directory => Kind::Dir,
             EntryType::Symlink => Kind::Symlink(link()?),
@@ -337,17 +339,19 @@ impl Context<'_> {
         Ok(())
     }
 
-    /// Stream a regular file's body into the content store.
+    /// Stream a regular file's body into the content store (and to the tap,
+    /// when it wants this path).
     fn file_body<R: Read>(
-        &self,
+        &mut self,
         member: &mut tar::Entry<'_, R>,
+        raw_path: &[u8],
         path: &[u8],
     ) -> Result<crate::tree::Content, UnpackError> {
         let size = member.size();
         if size > self.limits.max_file_bytes {
             return Err(UnpackError::FileTooBig {
                 layer: self.layer.to_owned(),
-                path: show(path),
+                path: show(raw_path),
                 size,
                 limit: self.limits.max_file_bytes,
             });
@@ -358,22 +362,63 @@ impl Context<'_> {
             inner: member,
             failed: false,
         };
-        let content = match self.store.add_reader(&mut reader, Some(size)) {
+        let tap = self.tap.as_deref_mut().filter(|t| t.path() == path);
+        let stored = match tap {
+            None => self.store.add_reader(&mut reader, Some(size)),
+            Some(tap) => {
+                let mut tee = Tee {
+                    inner: &mut reader,
+                    copy: Some(tap.begin()),
+                };
+                let stored = self.store.add_sized(&mut tee, size);
+                // Closing the copy ends the tap's stream.
+                drop(tee);
+                if let Ok(c) = &stored {
+                    tap.stored(c);
+                }
+                stored
+            }
+        };
+        let content = match stored {
             Ok(c) => c,
             Err(e) if !reader.failed => {
                 return Err(UnpackError::Store {
                     layer: self.layer.to_owned(),
-                    path: show(path),
+                    path: show(raw_path),
                     dir: std::env::temp_dir(),
                     source: e,
                 })
             }
-            Err(e) => return Err(self.data_error(path, e)),
+            Err(e) => return Err(self.data_error(raw_path, e)),
         };
         if content.len() != size {
-            return Err(self.truncated(path, size, content.len()));
+            return Err(self.truncated(raw_path, size, content.len()));
         }
         Ok(content)
+    }
+}
+
+/// Copies what is read to a second writer until that writer fails (its
+/// reader gave up: the tap's result is then not used) or the end is read.
+struct Tee<'r, R> {
+    inner: &'r mut R,
+    copy: Option<Box<dyn io::Write + Send>>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            // The end: closing the copy now lets its reader finish (it may
+            // hold the store's lock) before the store is asked for it.
+            self.copy = None;
+        }
+        if let Some(w) = &mut self.copy {
+            if w.write_all(&buf[..n]).is_err() {
+                self.copy = None;
+            }
+        }
+        Ok(n)
     }
 }
 

@@ -430,7 +430,7 @@ fn gzip_and_zstd_layers() {
 struct Watch<'a> {
     data: &'a [u8],
     read: usize,
-    eof: &'a std::cell::Cell<bool>,
+    eof: &'a std::sync::atomic::AtomicBool,
 }
 
 impl Read for Watch<'_> {
@@ -438,7 +438,7 @@ impl Read for Watch<'_> {
         let n = (&self.data[self.read..]).read(buf)?;
         self.read += n;
         if n == 0 && !buf.is_empty() {
-            self.eof.set(true);
+            self.eof.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(n)
     }
@@ -454,7 +454,7 @@ fn trailing_data_after_the_end_marker_is_drained() {
     gz.write_all(&layer).unwrap();
     let gz = gz.finish().unwrap();
     for (compression, bytes) in [(Compression::None, &layer), (Compression::Gzip, &gz)] {
-        let eof = std::cell::Cell::new(false);
+        let eof = std::sync::atomic::AtomicBool::new(false);
         let reader = Watch {
             data: bytes,
             read: 0,
@@ -462,7 +462,10 @@ fn trailing_data_after_the_end_marker_is_drained() {
         };
         let mut unpacker = Unpacker::new(&s, &Limits::default());
         unpacker.apply_layer("l", compression, reader).unwrap();
-        assert!(eof.get(), "{compression:?} layer not read to its end");
+        assert!(
+            eof.load(std::sync::atomic::Ordering::SeqCst),
+            "{compression:?} layer not read to its end"
+        );
         assert_eq!(paths(&unpacker.finish()), ["a"]);
     }
 }

@@ -156,9 +156,23 @@ pub fn bench(kiln: &Path, runs: usize, xz: bool) -> anyhow::Result<()> {
         (find("kiln --compress gzip"), find("pigz"), find("gzip -n"))
     {
         println!(
-            "ratio kiln gzip / pigz wall time: {:.2}; output vs gzip -6: {:.3}",
+            "ratio kiln gzip / pigz wall time: {:.2} (goal 0.6); output vs gzip -6: {:.3} (goal 1.0)",
             k.m.secs / p.m.secs,
             k.out as f64 / g.out as f64
+        );
+    }
+    if let (Some(z), Some(k)) = (find("kiln --compress zstd"), find("kiln --compress gzip")) {
+        println!(
+            "ratio kiln zstd / kiln gzip wall time: {:.2} (goal 0.5)",
+            z.m.secs / k.m.secs
+        );
+    }
+    if let (Some(x), Some(t)) = (find("kiln --compress xz"), find("xz -T0")) {
+        println!(
+            "ratio kiln xz / xz -T0 -6 wall time: {:.2} (goal 1.0); kiln xz: {:.1} s against 267 s single-threaded (goal 0.55: {:.1} s)",
+            x.m.secs / t.m.secs,
+            x.m.secs,
+            267.0 * 0.55
         );
     }
     let worst = rows
