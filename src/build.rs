@@ -704,11 +704,11 @@ fn unpack_images(
     });
     let mut images = BTreeMap::new();
     let mut warnings = Vec::new();
-    let mut tapped = Vec::new();
+    let mut tapped = None;
     for (i, r) in results.into_inner().expect("results lock") {
         let (input, w, t) = r?;
         warnings.extend(w);
-        tapped.extend(t);
+        tapped = tapped.or(t);
         images.insert(jobs[i].0.clone(), input);
     }
     Ok((images, warnings, tapped))
@@ -719,11 +719,11 @@ fn unpack_images(
 type UnpackedImages = (
     BTreeMap<String, ImageInput>,
     Vec<String>,
-    Vec<modules::TappedModules>,
+    Option<modules::TappedModules>,
 );
 
 /// One unpacked image, its warnings, and its modules tar when it was tapped.
-type UnpackedImage = (ImageInput, Vec<String>, Vec<modules::TappedModules>);
+type UnpackedImage = (ImageInput, Vec<String>, Option<modules::TappedModules>);
 
 fn unpack_one(
     layout: &Layout,
@@ -749,7 +749,7 @@ fn unpack_one(
                 )
                 .with_context(|| format!("unpacking image {}", image.name))?;
         }
-        anyhow::Ok(tap.map(modules::ModulesTap::finish).unwrap_or_default())
+        anyhow::Ok(tap.and_then(modules::ModulesTap::finish))
     })?;
     let Unpacked { tree, warnings } = unpacker.finish();
     let defaults = image_defaults(image)?;

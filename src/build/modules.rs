@@ -46,8 +46,10 @@ pub(super) struct ModulesTap<'scope, 'env> {
     name: String,
     store: &'env ContentStore,
     limits: &'env Limits,
-    /// Each body begun: its unpacker, and its content once stored.
-    runs: Vec<Run<'scope>>,
+    /// The last body begun: its unpacker, and its content once stored. A
+    /// later body replaces an earlier one in the image, so only the last
+    /// can be the tar the image ends with.
+    run: Option<Run<'scope>>,
 }
 
 struct Run<'scope> {
@@ -69,23 +71,19 @@ impl<'scope, 'env> ModulesTap<'scope, 'env> {
             name: format!("{image_name}:{tar_name}"),
             store,
             limits,
-            runs: Vec::new(),
+            run: None,
         }
     }
 
-    /// Wait for every unpacker; the results of the bodies that were stored
-    /// and unpacked without error.
-    pub(super) fn finish(self) -> Vec<TappedModules> {
-        self.runs
-            .into_iter()
-            .filter_map(|run| {
-                let unpacked = run.unpacker.join().ok().flatten();
-                Some(TappedModules {
-                    sha256: run.stored?,
-                    unpacked: unpacked?,
-                })
-            })
-            .collect()
+    /// Wait for the last unpacker; its result when its body was stored and
+    /// unpacked without error.
+    pub(super) fn finish(self) -> Option<TappedModules> {
+        let run = self.run?;
+        let unpacked = run.unpacker.join().ok().flatten();
+        Some(TappedModules {
+            sha256: run.stored?,
+            unpacked: unpacked?,
+        })
     }
 }
 
@@ -95,6 +93,11 @@ impl Tap for ModulesTap<'_, '_> {
     }
 
     fn begin(&mut self) -> Box<dyn io::Write + Send> {
+        // The previous body's copy is closed, so its unpacker ends; its
+        // result can no longer be used.
+        if let Some(previous) = self.run.take() {
+            let _ = previous.unpacker.join();
+        }
         let (reader, writer) = match io::pipe() {
             Ok(pair) => pair,
             // No pipe: no copy; the tar is unpacked from the store later.
@@ -107,7 +110,7 @@ impl Tap for ModulesTap<'_, '_> {
             unpacker.apply_layer(&name, compression, reader).ok()?;
             Some(unpacker.finish())
         });
-        self.runs.push(Run {
+        self.run = Some(Run {
             unpacker,
             stored: None,
         });
@@ -115,7 +118,7 @@ impl Tap for ModulesTap<'_, '_> {
     }
 
     fn stored(&mut self, content: &Content) {
-        if let Some(run) = self.runs.last_mut() {
+        if let Some(run) = &mut self.run {
             run.stored = Some(content.sha256());
         }
     }
@@ -149,12 +152,12 @@ fn sniff<R: Read>(mut r: R) -> io::Result<(Compression, impl Read)> {
 }
 
 /// The kernel image's modules tar unpacked into a tree, if the spec has a
-/// kernel and a tar: taken from `tapped` when one of those unpacked the
-/// tar the image holds, else unpacked from the store now.
+/// kernel and a tar: taken from `tapped` when that unpacked the tar the
+/// image holds, else unpacked from the store now.
 pub(super) fn kernel_modules(
     spec: &Spec,
     images: &std::collections::BTreeMap<String, ImageInput>,
-    tapped: Vec<TappedModules>,
+    tapped: Option<TappedModules>,
     store: &ContentStore,
     limits: &Limits,
     warnings: &mut Vec<String>,
@@ -179,11 +182,7 @@ pub(super) fn kernel_modules(
             .into())
         }
     };
-    if let Some(t) = tapped
-        .into_iter()
-        .rev()
-        .find(|t| t.sha256 == content.sha256())
-    {
+    if let Some(t) = tapped.filter(|t| t.sha256 == content.sha256()) {
         warnings.extend(t.unpacked.warnings);
         return Ok(Some(t.unpacked.tree));
     }
@@ -246,9 +245,9 @@ mod tests {
             panic!("kernel.tar not stored in the image tree");
         };
         assert_eq!(store.read(stored).unwrap(), modules);
-        assert_eq!(tapped.len(), 1);
-        assert_eq!(tapped[0].sha256, stored.sha256());
-        let Some(Kind::File(m)) = tapped[0]
+        let tapped = tapped.expect("a result for the tar");
+        assert_eq!(tapped.sha256, stored.sha256());
+        let Some(Kind::File(m)) = tapped
             .unpacked
             .tree
             .get(b"lib/modules/6.1/m.ko")
@@ -273,6 +272,6 @@ mod tests {
                 .unwrap();
             tap.finish()
         });
-        assert!(tapped.is_empty());
+        assert!(tapped.is_none());
     }
 }
