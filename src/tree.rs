@@ -212,12 +212,8 @@ impl ContentStore {
             if first < buf.len() {
                 let sha256: [u8; 32] = hasher.finalize().into();
                 let mut inner = self.inner.lock().expect("content store poisoned");
-                if let Some(&(offset, len)) = inner.by_hash.get(&sha256) {
-                    return Ok(Content {
-                        offset,
-                        len,
-                        sha256,
-                    });
+                if let Some(c) = inner.stored(sha256) {
+                    return Ok(c);
                 }
                 let start = inner.len;
                 inner.file.seek(SeekFrom::Start(start))?;
@@ -240,14 +236,10 @@ impl ContentStore {
                 inner.file.write_all(&buf[..n])?;
             }
             let sha256: [u8; 32] = hasher.finalize().into();
-            if let Some(&(offset, len)) = inner.by_hash.get(&sha256) {
+            if let Some(c) = inner.stored(sha256) {
                 // Already stored: forget the copy just written.
                 inner.file.set_len(start)?;
-                return Ok(Content {
-                    offset,
-                    len,
-                    sha256,
-                });
+                return Ok(c);
             }
             Ok(inner.commit(start, total, sha256))
         })
@@ -284,12 +276,8 @@ impl ContentStore {
         }
         let sha256: [u8; 32] = hasher.finalize().into();
         let mut inner = self.inner.lock().expect("content store poisoned");
-        if let Some(&(offset, len)) = inner.by_hash.get(&sha256) {
-            return Ok(Content {
-                offset,
-                len,
-                sha256,
-            });
+        if let Some(c) = inner.stored(sha256) {
+            return Ok(c);
         }
         inner.by_hash.insert(sha256, (start, total));
         Ok(Content {
@@ -345,15 +333,7 @@ fn read_chunk(
     already: u64,
     limit: Option<u64>,
 ) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match reader.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    let n = fill(reader, buf)?;
     if let Some(limit) = limit {
         if already + n as u64 > limit {
             return Err(io::Error::new(
@@ -365,7 +345,31 @@ fn read_chunk(
     Ok(n)
 }
 
+/// Fill `buf` from `reader` as far as it goes (short only at the end);
+/// the number of bytes read.
+pub(crate) fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 impl StoreInner {
+    /// The content already stored under `sha256`, if any.
+    fn stored(&self, sha256: [u8; 32]) -> Option<Content> {
+        self.by_hash.get(&sha256).map(|&(offset, len)| Content {
+            offset,
+            len,
+            sha256,
+        })
+    }
+
     fn commit(&mut self, start: u64, len: u64, sha256: [u8; 32]) -> Content {
         self.len = start + len;
         self.by_hash.insert(sha256, (start, len));

@@ -58,7 +58,7 @@ where
         loop {
             let mut buf = empty_rx.try_recv().unwrap_or_default();
             buf.resize(CHUNK, 0);
-            let piece = match fill(&mut decoder, &mut buf) {
+            let piece = match crate::tree::fill(&mut decoder, &mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     buf.truncate(n);
@@ -127,20 +127,6 @@ impl Read for ReadAhead {
         self.pos += n;
         Ok(n)
     }
-}
-
-/// Fill `buf` from `r` as far as it goes; the number of bytes read.
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]
