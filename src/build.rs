@@ -620,10 +620,6 @@ fn sbom_document(
             })
         })
         .collect();
-    let mut yaml = Vec::new();
-    for f in &opts.files {
-        yaml.push(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?);
-    }
     // The spec's `files:`, or every regular file of the image.
     let paths: Vec<Vec<u8>> = if opts.sbom_files {
         image.iter().map(|(p, _)| p.clone()).collect()
@@ -643,7 +639,7 @@ fn sbom_document(
     Ok(Some(crate::sbom::document(
         opts.sbom_format,
         &opts.name,
-        &yaml,
+        &spec.sources,
         &facts,
         &files,
         store,

@@ -143,7 +143,7 @@ impl Format {
 pub fn document(
     format: Format,
     name: &str,
-    yaml: &[Vec<u8>],
+    yaml: &[String],
     images: &[ImageFacts],
     files: &[FileFact],
     store: &ContentStore,

@@ -66,6 +66,9 @@ pub struct Spec {
     pub raw: serde_json::Value,
     /// Things accepted but ignored (e.g. `trust:`), as `file:line:col: message`.
     pub warnings: Vec<String>,
+    /// The text of each YAML file, in the order given, as it was read (the
+    /// SBOM hashes these, so it describes the very bytes that were built).
+    pub sources: Vec<String>,
 }
 
 /// An image reference as written, with where it was written.

@@ -101,6 +101,7 @@ fn parse_file(file_name: &str, text: &str, base_dir: &Path) -> Result<Spec, Spec
     let root = yaml::load(file_name, text)?;
     let mut spec = Spec {
         raw: root.to_json(),
+        sources: vec![text.to_owned()],
         ..Spec::default()
     };
     if spec.raw.is_null() {
@@ -388,6 +389,7 @@ fn merge(acc: &mut Spec, next: Spec) {
     acc.files.extend(next.files);
     acc.volumes.extend(next.volumes);
     acc.warnings.extend(next.warnings);
+    acc.sources.extend(next.sources);
     merge_raw(&mut acc.raw, next.raw);
 }
 
