@@ -19,7 +19,7 @@ pub mod squashfs;
 pub mod syslinux;
 pub mod tar;
 pub mod uki;
-mod ustar;
+pub(crate) mod ustar;
 pub mod vhd;
 pub mod vmdk;
 

@@ -30,18 +30,7 @@ pub(crate) fn looks_like_tar(block: &[u8]) -> bool {
         .ok()
         .map(|s| s.trim_matches(|c: char| c == '\0' || c == ' '))
         .and_then(|s| u32::from_str_radix(s, 8).ok());
-    let sum: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u32::from(b)
-            }
-        })
-        .sum();
-    block[0] != 0 && stored == Some(sum)
+    block[0] != 0 && stored == Some(crate::output::ustar::header_checksum(block))
 }
 
 pub(crate) fn read_tar<R: Read>(

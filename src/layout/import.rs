@@ -280,7 +280,7 @@ fn from_oci_archive(dir: &Path, source: &Path, index: Index) -> Result<ImportRep
             message: "its index.json names no image".into(),
         });
     }
-    let mut writer = LayoutWriter::open_or_create(dir)?;
+    let writer = LayoutWriter::open_or_create(dir)?;
     archive::each_member(source, |m, data| {
         let Some(rest) = m.path.strip_prefix("blobs/") else {
             return Ok(());
@@ -327,7 +327,17 @@ fn from_oci_archive(dir: &Path, source: &Path, index: Index) -> Result<ImportRep
             message: format!("image {image:?} is incomplete: {e}"),
         });
     }
-    for d in &named {
+    name_and_commit(writer, &named, report)
+}
+
+/// Names each of `named` by its `org.opencontainers.image.ref.name` and
+/// commits `index.json`: the last step of an import, after every blob.
+fn name_and_commit(
+    mut writer: LayoutWriter,
+    named: &[Descriptor],
+    mut report: ImportReport,
+) -> Result<ImportReport, LayoutError> {
+    for d in named {
         let n = d.ref_name().unwrap_or_default().to_string();
         writer.add_ref(&n, d);
         report.images.push((n, d.digest.clone()));
@@ -596,7 +606,7 @@ fn from_layout(dir: &Path, source: &Path) -> Result<ImportReport, LayoutError> {
         format: "oci-layout",
         ..ImportReport::default()
     };
-    let mut writer = LayoutWriter::open_or_create(dir)?;
+    let writer = LayoutWriter::open_or_create(dir)?;
     let mut seen = BTreeSet::new();
     for (digest, size) in &walked.blobs {
         let digest = Digest::parse(digest).map_err(|e| OciError::BadDigest {
@@ -628,12 +638,5 @@ fn from_layout(dir: &Path, source: &Path) -> Result<ImportReport, LayoutError> {
         report.written += 1;
         report.written_bytes += size;
     }
-    for d in &named {
-        let n = d.ref_name().unwrap_or_default().to_string();
-        writer.add_ref(&n, d);
-        report.images.push((n, d.digest.clone()));
-    }
-    writer.commit()?;
-    report.images.sort();
-    Ok(report)
+    name_and_commit(writer, &named, report)
 }

@@ -71,12 +71,24 @@ pub(crate) fn ustar_header(f: &UstarFields<'_>) -> [u8; 512] {
     octal(&mut h[329..337], f.dev.0);
     octal(&mut h[337..345], f.dev.1);
     h[345..345 + f.name.0.len()].copy_from_slice(f.name.0);
-    // The checksum is computed with its own field as spaces.
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    let sum = header_checksum(&h);
     octal(&mut h[148..155], sum.into());
     h[155] = b' ';
     h
+}
+
+/// A tar header's checksum: the sum of its bytes with the checksum field
+/// itself (bytes 148..156) counted as spaces.
+pub(crate) fn header_checksum(block: &[u8]) -> u32 {
+    block
+        .iter()
+        .take(512)
+        .enumerate()
+        .map(|(i, &b)| match i {
+            148..156 => u32::from(b' '),
+            _ => u32::from(b),
+        })
+        .sum()
 }
 
 /// Zero-padded octal filling all but the last byte of `field`, then NUL.
@@ -119,17 +131,13 @@ mod tests {
         assert_eq!(&h[100..108], b"0000755\0");
         assert_eq!(&h[124..136], b"00000000003\0");
         assert_eq!(&h[345..349], b"pre\0");
-        let sum: u32 = h
+        // By hand, as a reader checks it.
+        let sum: u32 = h[..148]
             .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    u32::from(b)
-                }
-            })
+            .chain(&h[156..])
+            .map(|&b| u32::from(b))
             .sum();
-        assert_eq!(&h[148..156], format!("{sum:06o}\0 ").as_bytes());
+        assert_eq!(header_checksum(&h), sum + 8 * 32);
+        assert_eq!(&h[148..156], format!("{:06o}\0 ", sum + 8 * 32).as_bytes());
     }
 }
