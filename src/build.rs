@@ -1064,12 +1064,12 @@ fn initrd(
 ) -> anyhow::Result<(Option<std::fs::File>, Option<AtomicFile>)> {
     let mut tree = a.tree.clone();
     tree.remove_children(b"boot");
-    let file = match file {
-        true => Some(
-            tempfile::tempfile_in(&opts.out_dir)
-                .with_context(|| format!("creating a temp file in {}", opts.out_dir.display()))?,
-        ),
-        false => None,
+    let file = if file {
+        let tmp = tempfile::tempfile_in(&opts.out_dir)
+            .with_context(|| format!("creating a temp file in {}", opts.out_dir.display()))?;
+        Some(tmp)
+    } else {
+        None
     };
     let both = Both {
         file: file.map(|f| std::io::BufWriter::with_capacity(1 << 20, f)),
